@@ -1,0 +1,31 @@
+"""The `musicgen-ops` command line.
+
+Each command group lives in its own module under this package and registers itself with
+`register(app)`. Heavy imports (torch, transformers, kopf, SDKs) happen inside the commands,
+so `--help` is fast and the operator image needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="musicgen-ops",
+    help="Fine-tune MusicGen with LoRA, export it and generate music — locally or on Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+# Modules under musicgen_ops.cli, in the order their commands appear in --help.
+COMMAND_MODULES = ("demo", "preprocess", "train", "export", "generate", "serve", "storage", "cluster")
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
+
+
+def main() -> None:
+    """Entry point of the `musicgen-ops` console script."""
+    app()

@@ -1,0 +1,1 @@
+"""musicgen_ops.pipeline."""

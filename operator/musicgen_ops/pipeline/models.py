@@ -1,0 +1,229 @@
+"""Loading MusicGen: the real checkpoints (hub name or local folder) and a tiny random one built in code.
+
+Real users pass ``facebook/musicgen-small`` (or ``-medium``, ``-large``, ``-melody``) or a local folder
+holding a ``save_pretrained`` copy. Tests and the demo pass ``tiny-random``: the same architecture family
+(T5 text encoder, 32 kHz EnCodec with 4 codebooks of 2048 entries, MusicGen decoder with the delay
+pattern), random weights, and a small Unigram tokenizer built locally, so every code path is the one a
+real checkpoint takes. ``small-random`` has musicgen-small's exact dimensions (for speed benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from musicgen_ops.pipeline.errors import ModelNotAvailableError
+
+if TYPE_CHECKING:
+    from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_MODEL = "facebook/musicgen-small"
+SAMPLE_RATE = 32_000
+#: Names accepted in place of a hub id / path that build a randomly initialised model in code.
+RANDOM_PRESETS = ("tiny-random", "small-random")
+
+# Words that get their own token in the tiny tokenizer; everything else falls back to characters.
+_TINY_VOCAB_WORDS = (
+    "a an and the with of in for on to by at from music song track beat beats bpm tempo key major minor "
+    "scale style rock pop jazz blues funk soul disco house techno ambient classical piano guitar bass drums "
+    "drum synth strings violin cello organ pad lead vocal choir orchestral cinematic lofi hip hop electronic "
+    "acoustic electric slow fast upbeat calm happy sad dark bright warm energetic relaxing chill melody "
+    "chord chords groove loop riff solo c d e f g b sharp flat tone noise burst sine square saw"
+).split()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A MusicGen model, its processor and the name it was loaded from."""
+
+    model: MusicgenForConditionalGeneration
+    processor: MusicgenProcessor
+    name: str
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio sample rate of the codec (32 kHz for every MusicGen checkpoint)."""
+        return int(self.model.config.audio_encoder.sampling_rate)
+
+    @property
+    def frame_rate(self) -> int:
+        """Codec frames (decoder steps) per second of audio (50 for MusicGen)."""
+        return int(self.model.config.audio_encoder.frame_rate)
+
+    @property
+    def num_codebooks(self) -> int:
+        """Number of parallel EnCodec codebooks the decoder predicts."""
+        return int(self.model.config.decoder.num_codebooks)
+
+
+def build_tiny_tokenizer():
+    """A T5 (Unigram) tokenizer with a small music vocabulary, built without any download."""
+    import string
+
+    from transformers import T5Tokenizer
+
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(f"▁{word}", -5.0) for word in _TINY_VOCAB_WORDS]
+    pieces += [(char, -10.0) for char in string.ascii_lowercase + string.digits + ",.-#'/:"]
+    pieces += [(f"▁{char}", -9.0) for char in string.ascii_lowercase + string.digits]
+    seen: set[str] = set()
+    unique = [(p, s) for p, s in pieces if not (p in seen or seen.add(p))]
+    return T5Tokenizer(vocab=unique, extra_ids=0, model_max_length=512)
+
+
+def _random_configs(preset: str):
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    # EnCodec 32 kHz exactly as in musicgen-small: hop 640 -> 50 Hz, 4 codebooks x 2048 entries.
+    codec = dict(
+        sampling_rate=SAMPLE_RATE,
+        audio_channels=1,
+        codebook_size=2048,
+        target_bandwidths=[2.2],
+        upsampling_ratios=[8, 5, 4, 4],
+        use_causal_conv=False,
+        use_conv_shortcut=False,
+        normalize=False,
+    )
+    if preset == "tiny-random":
+        text = T5Config(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        audio = EncodecConfig(hidden_size=16, codebook_dim=16, num_filters=4, num_lstm_layers=1, **codec)
+        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, ffn_dim=64, max_position_embeddings=2048,
+                                        num_codebooks=4, dropout=0.0, decoder_start_token_id=2048)
+    elif preset == "small-random":
+        text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        audio = EncodecConfig(hidden_size=128, codebook_dim=128, num_filters=64, num_lstm_layers=2, **codec)
+        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24,
+                                        num_attention_heads=16, ffn_dim=4096, max_position_embeddings=2048,
+                                        num_codebooks=4, decoder_start_token_id=2048)
+    else:  # pragma: no cover - guarded by the caller
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
+    return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+
+
+def build_random_musicgen(preset: str = "tiny-random", seed: int = 0) -> LoadedModel:
+    """Build a randomly initialised MusicGen and its processor in code (no download).
+
+    Args:
+        preset: ``tiny-random`` (a few hundred thousand parameters, for tests and the demo) or
+            ``small-random`` (musicgen-small's dimensions, for speed benchmarks).
+        seed: torch seed for the random weights; the same seed gives the same model.
+    """
+    import torch
+    from transformers import EncodecFeatureExtractor, MusicgenForConditionalGeneration, MusicgenProcessor
+
+    if preset not in RANDOM_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
+    config = _random_configs(preset)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = MusicgenForConditionalGeneration(config)
+        _randomise_codebooks(model)
+    finally:
+        torch.random.set_rng_state(state)
+    _set_generation_defaults(model)
+    model.eval()
+    tokenizer = build_tiny_tokenizer()  # generation speed does not depend on the vocabulary's contents
+    feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0)
+    processor = MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    return LoadedModel(model=model, processor=processor, name=preset)
+
+
+def _randomise_codebooks(model: MusicgenForConditionalGeneration) -> None:
+    """Give the codec's codebooks random entries at the scale of its encoder's output.
+
+    transformers initialises EnCodec codebooks to zeros (real checkpoints load trained ones), which would
+    map every sound to code 0; random entries make codes depend on the audio, as with a trained codec.
+    """
+    import torch
+
+    codec = model.audio_encoder
+    with torch.no_grad():
+        probe = torch.randn(1, 1, SAMPLE_RATE // 2) * 0.1
+        scale = float(codec.encoder(probe).std())
+        for layer in codec.quantizer.layers:
+            layer.codebook.embed.normal_(std=scale)
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+
+
+def _set_generation_defaults(model: MusicgenForConditionalGeneration) -> None:
+    """The generation settings musicgen-small ships with (sampling, top-k 250, guidance 3, 30 s)."""
+    _ensure_decoder_start_token(model)
+    gen = model.generation_config
+    gen.decoder_start_token_id = model.config.decoder.bos_token_id
+    gen.bos_token_id = model.config.decoder.bos_token_id
+    gen.pad_token_id = model.config.decoder.pad_token_id
+    gen.do_sample = True
+    gen.top_k = 250
+    gen.guidance_scale = 3.0
+    gen.max_length = 1500
+
+
+def _ensure_decoder_start_token(model: MusicgenForConditionalGeneration) -> None:
+    """Training with ``labels`` shifts them right with the decoder's start token; some configs lack it."""
+    decoder = model.config.decoder
+    if getattr(decoder, "decoder_start_token_id", None) is None:
+        decoder.decoder_start_token_id = decoder.bos_token_id
+
+
+def load_base_model(name_or_path: str = DEFAULT_BASE_MODEL, *, local_files_only: bool | None = None) -> LoadedModel:
+    """Load a MusicGen checkpoint and its processor.
+
+    Args:
+        name_or_path: a hub id (``facebook/musicgen-small``), a local folder written by ``save_pretrained``,
+            or one of the in-code presets ``tiny-random`` / ``small-random``.
+        local_files_only: only look in the local Hugging Face cache; defaults to ``HF_HUB_OFFLINE``.
+
+    Raises:
+        ModelNotAvailableError: the model is neither a local folder nor in the cache and cannot be
+            downloaded; the message says what to do.
+    """
+    if name_or_path in RANDOM_PRESETS:
+        return build_random_musicgen(name_or_path)
+
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    path = Path(name_or_path).expanduser()
+    is_local = path.exists()
+    if is_local and not (path / "config.json").is_file():
+        raise ModelNotAvailableError(
+            f"{path} exists but holds no config.json: it is not a saved MusicGen model "
+            "(expected a folder written by save_pretrained)."
+        )
+    source = str(path) if is_local else name_or_path
+    try:
+        model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+    except (OSError, ValueError) as err:
+        raise ModelNotAvailableError(
+            f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the Hugging Face "
+            f"cache ({_hf_cache_dir()}), and it could not be downloaded. Download it on a machine with internet "
+            f"(`huggingface-cli download {name_or_path}`) and copy the cache, pass a local folder, or use "
+            f"--base-model tiny-random to try the pipeline. Cause: {type(err).__name__}: {_first_line(err)}"
+        ) from err
+    _ensure_decoder_start_token(model)
+    model.eval()
+    logger.info("loaded %s (%.1fM parameters)", name_or_path, model.num_parameters() / 1e6)
+    return LoadedModel(model=model, processor=processor, name=name_or_path)
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return str(HF_HUB_CACHE)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
