@@ -91,19 +91,52 @@ def _random_configs(preset: str):
         normalize=False,
     )
     if preset == "tiny-random":
-        text = T5Config(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        text = T5Config(
+            vocab_size=256,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
         audio = EncodecConfig(hidden_size=16, codebook_dim=16, num_filters=4, num_lstm_layers=1, **codec)
-        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=32, num_hidden_layers=2,
-                                        num_attention_heads=4, ffn_dim=64, max_position_embeddings=2048,
-                                        num_codebooks=4, dropout=0.0, decoder_start_token_id=2048)
+        decoder = MusicgenDecoderConfig(
+            vocab_size=2048,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            ffn_dim=64,
+            max_position_embeddings=2048,
+            num_codebooks=4,
+            dropout=0.0,
+            decoder_start_token_id=2048,
+        )
     elif preset == "small-random":
-        text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        text = T5Config(
+            vocab_size=32128,
+            d_model=768,
+            d_kv=64,
+            d_ff=3072,
+            num_layers=12,
+            num_heads=12,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
         audio = EncodecConfig(hidden_size=128, codebook_dim=128, num_filters=64, num_lstm_layers=2, **codec)
-        decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24,
-                                        num_attention_heads=16, ffn_dim=4096, max_position_embeddings=2048,
-                                        num_codebooks=4, decoder_start_token_id=2048)
+        decoder = MusicgenDecoderConfig(
+            vocab_size=2048,
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            ffn_dim=4096,
+            max_position_embeddings=2048,
+            num_codebooks=4,
+            decoder_start_token_id=2048,
+        )
     else:  # pragma: no cover - guarded by the caller
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
     return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
@@ -175,7 +208,9 @@ def _ensure_decoder_start_token(model: MusicgenForConditionalGeneration) -> None
         decoder.decoder_start_token_id = decoder.bos_token_id
 
 
-def load_base_model(name_or_path: str = DEFAULT_BASE_MODEL, *, local_files_only: bool | None = None) -> LoadedModel:
+def load_base_model(
+    name_or_path: str = DEFAULT_BASE_MODEL, *, local_files_only: bool | None = None
+) -> LoadedModel:
     """Load a MusicGen checkpoint and its processor.
 
     Args:
@@ -207,10 +242,11 @@ def load_base_model(name_or_path: str = DEFAULT_BASE_MODEL, *, local_files_only:
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError) as err:
         raise ModelNotAvailableError(
-            f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the Hugging Face "
-            f"cache ({_hf_cache_dir()}), and it could not be downloaded. Download it on a machine with internet "
-            f"(`huggingface-cli download {name_or_path}`) and copy the cache, pass a local folder, or use "
-            f"--base-model tiny-random to try the pipeline. Cause: {type(err).__name__}: {_first_line(err)}"
+            f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the "
+            f"Hugging Face cache ({_hf_cache_dir()}), and it could not be downloaded. Download it on a "
+            f"machine with internet (`huggingface-cli download {name_or_path}`) and copy the cache, pass a "
+            f"local folder, or use --base-model tiny-random to try the pipeline. "
+            f"Cause: {type(err).__name__}: {_first_line(err)}"
         ) from err
     _ensure_decoder_start_token(model)
     model.eval()
