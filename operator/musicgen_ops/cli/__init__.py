@@ -19,6 +19,22 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _configure(
+    log_level: str = typer.Option(
+        "WARNING", "--log-level", envvar="MUSICGEN_LOG_LEVEL", help="DEBUG, INFO, WARNING..."
+    ),
+    log_json: bool = typer.Option(
+        False, "--log-json", envvar="MUSICGEN_LOG_JSON", help="Structured JSON log lines."
+    ),
+) -> None:
+    """Global options: logging."""
+    from musicgen_ops.logs import configure_logging
+
+    configure_logging(log_level, json_lines=log_json)
+
+
 # Modules under musicgen_ops.cli, in the order their commands appear in --help.
 COMMAND_MODULES = ("demo", "preprocess", "train", "export", "generate", "serve", "storage", "cluster")
 

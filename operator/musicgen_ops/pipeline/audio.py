@@ -1,0 +1,290 @@
+"""Audio preprocessing: decode any WAV/MP3/FLAC, resample to 32 kHz mono, normalise, cut into clips.
+
+Normalisation is **peak** normalisation to -1 dBFS by default (``normalization="peak"``): every clip's
+largest sample is scaled to 0.891. ``normalization="rms"`` scales each track to -20 dBFS RMS instead
+(then limits the peak to -1 dBFS). The whole track is normalised before it is cut, so clips of one track
+keep their relative loudness.
+
+Clips are ``target_duration`` seconds long. The last, shorter window follows ``last_clip``: ``pad`` (pad
+with silence to full length), ``keep`` (keep it short) or ``drop``; a last window shorter than
+``min_clip_duration`` is always dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from musicgen_ops.pipeline.errors import AudioDecodeError
+from musicgen_ops.pipeline.manifest import (
+    MANIFEST_NAME,
+    ManifestEntry,
+    PromptSource,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+PEAK_TARGET = 10 ** (-1 / 20)  # -1 dBFS
+RMS_TARGET = 10 ** (-20 / 20)  # -20 dBFS
+SILENCE_PEAK = 10 ** (-60 / 20)  # below -60 dBFS peak a track counts as silent
+CLIPS_DIR = "clips"
+
+
+def load_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 ``[channels, samples]`` and its sample rate.
+
+    Raises:
+        AudioDecodeError: unsupported extension, unreadable/corrupt data, or no samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise AudioDecodeError(
+            f"{path}: unsupported format {path.suffix!r} (use {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: empty file")
+    try:
+        data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise AudioDecodeError(f"{path}: cannot decode ({err})") from err
+    if data.size == 0:
+        raise AudioDecodeError(f"{path}: no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
+    return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average channels: ``[channels, samples]`` -> ``[samples]``."""
+    return audio.mean(axis=0) if audio.ndim == 2 else audio
+
+
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """High-quality resampling with soxr (a no-op when the rates match)."""
+    if source_rate == target_rate:
+        return audio.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(audio, source_rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def normalise(audio: np.ndarray, method: Literal["peak", "rms"] = "peak") -> np.ndarray:
+    """Peak-normalise to -1 dBFS, or RMS-normalise to -20 dBFS with the peak limited to -1 dBFS."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak < SILENCE_PEAK:
+        raise AudioDecodeError("silent audio (peak below -60 dBFS)")
+    if method == "rms":
+        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+        gain = min(RMS_TARGET / rms, PEAK_TARGET / peak)
+    else:
+        gain = PEAK_TARGET / peak
+    return (audio * gain).astype(np.float32)
+
+
+def split_clips(
+    audio: np.ndarray,
+    sample_rate: int,
+    target_duration: float,
+    last_clip: Literal["pad", "keep", "drop"] = "pad",
+    min_clip_duration: float = 1.0,
+) -> list[np.ndarray]:
+    """Cut ``[samples]`` into ``target_duration`` windows, the last one handled by ``last_clip``."""
+    size = int(round(target_duration * sample_rate))
+    minimum = int(round(min_clip_duration * sample_rate))
+    clips = []
+    for start in range(0, len(audio), size):
+        clip = audio[start : start + size]
+        if len(clip) < size:
+            if len(clip) < minimum or last_clip == "drop":
+                break
+            if last_clip == "pad":
+                clip = np.pad(clip, (0, size - len(clip)))
+        clips.append(clip)
+    return clips
+
+
+def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write a 16-bit PCM WAV through a temporary file, then rename (no half-written clips)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class PreprocessResult:
+    """What a preprocessing run did."""
+
+    output_dir: Path
+    manifest_path: Path | None
+    processed: list[str] = field(default_factory=list)  # sources decoded and cut this run
+    up_to_date: list[str] = field(default_factory=list)  # sources skipped because already done
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) for bad input
+    clips_written: int = 0
+    entries: list[ManifestEntry] = field(default_factory=list)
+
+    @property
+    def total_duration(self) -> float:
+        """Seconds of audio in the manifest."""
+        return sum(e.duration for e in self.entries)
+
+
+class AudioDataPreprocessor:
+    """Turn a folder of tracks into 32 kHz mono clips plus ``manifest.json``.
+
+    Args:
+        target_sample_rate: output sample rate (MusicGen's codec runs at 32 kHz).
+        target_duration: clip length in seconds (MusicGen trains on up to 30 s).
+        last_clip: what to do with the last, shorter window: ``pad``, ``keep`` or ``drop``.
+        min_clip_duration: a last window shorter than this (seconds) is always dropped.
+        normalization: ``peak`` (-1 dBFS) or ``rms`` (-20 dBFS, peak-limited).
+    """
+
+    def __init__(
+        self,
+        target_sample_rate: int = 32_000,
+        target_duration: float = 30.0,
+        last_clip: Literal["pad", "keep", "drop"] = "pad",
+        min_clip_duration: float = 1.0,
+        normalization: Literal["peak", "rms"] = "peak",
+    ) -> None:
+        if target_duration <= 0 or target_sample_rate <= 0:
+            raise ValueError("target_duration and target_sample_rate must be positive")
+        if last_clip not in ("pad", "keep", "drop"):
+            raise ValueError(f"last_clip must be 'pad', 'keep' or 'drop', not {last_clip!r}")
+        if normalization not in ("peak", "rms"):
+            raise ValueError(f"normalization must be 'peak' or 'rms', not {normalization!r}")
+        self.target_sample_rate = target_sample_rate
+        self.target_duration = target_duration
+        self.last_clip = last_clip
+        self.min_clip_duration = min(min_clip_duration, target_duration)
+        self.normalization = normalization
+
+    @staticmethod
+    def find_tracks(input_dir: Path) -> list[Path]:
+        """Every file under ``input_dir`` (recursively) that is not a prompt sidecar or table."""
+        ignored = {"prompts.csv", "prompts.json", MANIFEST_NAME}
+        return sorted(
+            p
+            for p in Path(input_dir).rglob("*")
+            if p.is_file()
+            and p.suffix.lower() != ".txt"
+            and p.name not in ignored
+            and not p.name.startswith(".")
+        )
+
+    def preprocess_directory(
+        self,
+        input_dir: str | Path,
+        output_dir: str | Path,
+        create_manifest: bool = True,
+        on_track: Callable[[Path], None] | None = None,
+    ) -> PreprocessResult:
+        """Preprocess every track under ``input_dir`` into ``output_dir``; idempotent.
+
+        Bad files are reported in ``result.skipped`` (source, reason) and do not stop the run.
+        ``on_track`` is called after each track (for progress bars).
+        """
+        input_dir, output_dir = Path(input_dir), Path(output_dir)
+        if not input_dir.is_dir():
+            raise AudioDecodeError(f"input folder {input_dir} does not exist")
+        manifest_path = output_dir / MANIFEST_NAME
+        previous = read_manifest(manifest_path) if manifest_path.is_file() else []
+        by_source: dict[str, list[ManifestEntry]] = {}
+        for entry in previous:
+            by_source.setdefault(entry.source, []).append(entry)
+        prompts = PromptSource(input_dir)
+        result = PreprocessResult(
+            output_dir=output_dir, manifest_path=manifest_path if create_manifest else None
+        )
+        entries: list[ManifestEntry] = []
+        for track in self.find_tracks(input_dir):
+            source = track.relative_to(input_dir).as_posix()
+            try:
+                source_hash = sha256_file(track)
+                done = by_source.get(source, [])
+                if done and self._is_up_to_date(done, source_hash, output_dir):
+                    entries.extend(done)
+                    result.up_to_date.append(source)
+                else:
+                    new = self._process_track(track, source, source_hash, output_dir, prompts, done)
+                    entries.extend(new)
+                    result.processed.append(source)
+                    result.clips_written += len(new)
+            except AudioDecodeError as err:
+                reason = str(err).removeprefix(f"{track}: ")
+                logger.warning("skipping %s: %s", source, reason)
+                result.skipped.append((source, reason))
+            if on_track:
+                on_track(track)
+        result.entries = sorted(entries, key=lambda e: e.audio)
+        if create_manifest:
+            write_manifest(manifest_path, result.entries)
+        return result
+
+    def _is_up_to_date(self, done: list[ManifestEntry], source_hash: str, output_dir: Path) -> bool:
+        return all(e.source_sha256 == source_hash and (output_dir / e.audio).is_file() for e in done)
+
+    def _process_track(
+        self,
+        track: Path,
+        source: str,
+        source_hash: str,
+        output_dir: Path,
+        prompts: PromptSource,
+        previous: list[ManifestEntry],
+    ) -> list[ManifestEntry]:
+        audio, rate = load_audio(track)
+        mono = resample(to_mono(audio), rate, self.target_sample_rate)
+        try:
+            mono = normalise(mono, self.normalization)
+        except AudioDecodeError as err:
+            raise AudioDecodeError(f"{track}: {err}") from err
+        clips = split_clips(
+            mono, self.target_sample_rate, self.target_duration, self.last_clip, self.min_clip_duration
+        )
+        if not clips:
+            raise AudioDecodeError(
+                f"{track}: shorter than the minimum clip length ({self.min_clip_duration:g} s)"
+            )
+        edited = {e.audio: e.prompt for e in previous}
+        default_prompt = prompts.prompt_for(track)
+        stem = source.rsplit(".", 1)[0].replace("/", "__")
+        entries = []
+        for index, clip in enumerate(clips):
+            relative = f"{CLIPS_DIR}/{stem}_{index:03d}.wav"
+            write_wav_atomic(output_dir / relative, clip, self.target_sample_rate)
+            entries.append(
+                ManifestEntry(
+                    audio=relative,
+                    prompt=edited.get(relative, default_prompt),
+                    duration=round(len(clip) / self.target_sample_rate, 4),
+                    source=source,
+                    sha256=sha256_file(output_dir / relative),
+                    source_sha256=source_hash,
+                    clip_index=index,
+                )
+            )
+        for stale in {e.audio for e in previous} - {e.audio for e in entries}:
+            (output_dir / stale).unlink(missing_ok=True)
+        return entries
