@@ -41,7 +41,7 @@ def codec_fingerprint(model: MusicgenForConditionalGeneration) -> str:
 
 
 class MusicGenDataset(Dataset):
-    """Items ready for MusicGen's loss: ``input_ids``, ``attention_mask`` (prompt) and ``codes`` ``[K, T]``."""
+    """Items ready for MusicGen's loss: ``input_ids``, ``attention_mask`` and ``codes`` ``[K, T]``."""
 
     def __init__(
         self,

@@ -1,0 +1,116 @@
+"""Training progress: one event type, a protocol for whoever listens, and two listeners.
+
+The trainer calls ``reporter.on_progress(event)`` after each optimizer step, each evaluation and at
+the end. The CLI shows a rich progress bar; the Kubernetes job forwards events to object storage (see
+``musicgen_ops.jobs.reporting``); :class:`JsonLinesProgressWriter` appends them to a local file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+Phase = Literal["starting", "training", "evaluating", "saving", "completed", "failed"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Where training stands."""
+
+    phase: Phase
+    epoch: float
+    total_epochs: int
+    step: int
+    total_steps: int
+    loss: float | None = None
+    val_loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+    elapsed_seconds: float = 0.0
+    message: str = ""
+    time: float = field(default_factory=time.time)
+
+    @property
+    def fraction(self) -> float:
+        """Completed share of the optimizer steps, 0..1."""
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields, plus ``progress`` in percent."""
+        return asdict(self) | {"progress": round(100 * self.fraction, 2)}
+
+
+@runtime_checkable
+class ProgressReporter(Protocol):
+    """Receives progress events; must be cheap and must not raise."""
+
+    def on_progress(self, event: ProgressEvent) -> None: ...
+
+
+class JsonLinesProgressWriter:
+    """Appends one JSON object per event to a file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event.to_dict()) + "\n")
+
+
+class RichProgressReporter:
+    """A terminal progress bar with loss, validation loss and ETA; use as a context manager."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]:.2f}  loss {task.fields[loss]}  val {task.fields[val]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = None
+
+    def __enter__(self) -> RichProgressReporter:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        loss = f"{event.loss:.4f}" if event.loss is not None else "-"
+        val = f"{event.val_loss:.4f}" if event.val_loss is not None else "-"
+        if self._task is None:
+            self._task = self._progress.add_task(
+                "training", total=event.total_steps, epoch=0.0, loss="-", val="-"
+            )
+        self._progress.update(
+            self._task,
+            completed=event.step,
+            total=event.total_steps,
+            epoch=event.epoch,
+            loss=loss,
+            val=val,
+            description=event.phase,
+        )
+
+
+class MultiReporter:
+    """Forwards every event to several reporters."""
+
+    def __init__(self, *reporters: ProgressReporter | None) -> None:
+        self.reporters = [r for r in reporters if r is not None]
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        for reporter in self.reporters:
+            reporter.on_progress(event)

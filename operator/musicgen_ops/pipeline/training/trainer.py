@@ -1,0 +1,318 @@
+"""MusicGenLoRATrainer: base model + LoRA, trained by the HF Trainer or Lightning, saved with metadata."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
+from musicgen_ops.pipeline.errors import TrainingError
+from musicgen_ops.pipeline.models import LoadedModel, load_base_model
+from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
+from musicgen_ops.pipeline.training.config import TrainConfig
+from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts, target_modules_regex
+from musicgen_ops.pipeline.training.plots import plot_loss_curve
+from musicgen_ops.pipeline.training.steps import check_precision, is_finite
+
+logger = logging.getLogger(__name__)
+
+METADATA_NAME = "training_metadata.json"
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced and how it went."""
+
+    train_loss_per_epoch: list[float]
+    final_train_loss: float | None
+    val_loss: float | None
+    steps: int
+    samples_per_second: float | None
+    wall_seconds: float
+    output_dir: Path
+    final_model_dir: Path | None = None
+    loss_curve: Path | None = None
+    resumed_from: str | None = None
+    history: list[dict] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (paths as strings, no history)."""
+        data = asdict(self)
+        data.pop("history")
+        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+class MusicGenLoRATrainer:
+    """LoRA fine-tuning of MusicGen's decoder attention; the T5 encoder and EnCodec stay frozen.
+
+    Args:
+        base_model_name: hub id, local folder or ``tiny-random``.
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator and dropout.
+        target_modules: decoder attention projections (default: self- and cross-attention q/k/v/out).
+        seed: seeds the LoRA initialisation.
+        loaded: an already loaded model (skips loading ``base_model_name``).
+    """
+
+    def __init__(
+        self,
+        base_model_name: str = "facebook/musicgen-small",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.1,
+        target_modules: list[str] | None = None,
+        seed: int = 42,
+        loaded: LoadedModel | None = None,
+    ) -> None:
+        self.base_model_name = base_model_name
+        self.loaded = loaded or load_base_model(base_model_name)
+        self.lora_settings = {
+            "r": lora_r,
+            "alpha": lora_alpha,
+            "dropout": lora_dropout,
+            "target_modules": target_modules_regex(target_modules),
+        }
+        torch.manual_seed(seed)
+        self.peft_model = apply_lora(self.loaded.model, lora_r, lora_alpha, lora_dropout, target_modules)
+        self.trainable_parameters, self.total_parameters = parameter_counts(self.peft_model)
+        logger.info(
+            "LoRA r=%d on %s: %s trainable of %s parameters (%.3f%%)",
+            lora_r,
+            base_model_name,
+            f"{self.trainable_parameters:,}",
+            f"{self.total_parameters:,}",
+            100 * self.trainable_parameters / self.total_parameters,
+        )
+        self.last_result: TrainingResult | None = None
+        self._dataset_hash: str | None = None
+
+    @property
+    def processor(self):
+        """The model's processor (tokenizer + EnCodec feature extractor)."""
+        return self.loaded.processor
+
+    def collator(self) -> MusicGenCollator:
+        """The batch collator matching this model's tokenizer and pad token."""
+        return MusicGenCollator(
+            self.processor.tokenizer.pad_token_id, self.loaded.model.config.decoder.pad_token_id
+        )
+
+    def train(
+        self,
+        train_dataset: Any,
+        val_dataset: Any | None = None,
+        output_dir: str | Path = "./checkpoints",
+        num_epochs: int = 10,
+        batch_size: int = 4,
+        learning_rate: float = 1e-4,
+        gradient_accumulation_steps: int = 1,
+        fp16: bool = False,
+        bf16: bool = False,
+        backend: Literal["hf", "lightning"] = "hf",
+        reporter: ProgressReporter | None = None,
+        **options: Any,
+    ) -> TrainingResult:
+        """Train the adapters; ``options`` takes any other :class:`TrainConfig` field (``resume``, ...)."""
+        config = TrainConfig(
+            output_dir=Path(output_dir),
+            base_model=self.base_model_name,
+            epochs=num_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            grad_accum=gradient_accumulation_steps,
+            precision="fp16" if fp16 else "bf16" if bf16 else "fp32",
+            backend=backend,
+            **options,
+        )
+        return self.train_with_config(train_dataset, val_dataset, config, reporter)
+
+    def train_with_config(
+        self,
+        train_dataset: Any,
+        val_dataset: Any | None,
+        config: TrainConfig,
+        reporter: ProgressReporter | None = None,
+    ) -> TrainingResult:
+        """Train with a validated :class:`TrainConfig`."""
+        check_precision(config.precision, config.device)
+        if len(train_dataset) == 0:
+            raise TrainingError("the training set is empty")
+        if config.batch_size > len(train_dataset):
+            raise TrainingError(
+                f"batch size {config.batch_size} is larger than the training set "
+                f"({len(train_dataset)} clips): lower --batch-size or add data"
+            )
+        _ensure_writable(config.output_dir)
+        self._dataset_hash = getattr(
+            getattr(train_dataset, "dataset", train_dataset), "manifest_sha256", None
+        )
+        self.peft_model.train()
+        if config.backend == "lightning":
+            from musicgen_ops.pipeline.training.lightning import train_with_pytorch_lightning
+
+            def loader(ds, shuffle):
+                return torch.utils.data.DataLoader(
+                    ds,
+                    batch_size=config.batch_size,
+                    shuffle=shuffle,
+                    collate_fn=self.collator(),
+                    generator=torch.Generator().manual_seed(config.seed),
+                )
+
+            has_val = val_dataset is not None and len(val_dataset) > 0
+            raw = train_with_pytorch_lightning(
+                self.peft_model,
+                loader(train_dataset, True),
+                loader(val_dataset, False) if has_val else None,
+                config.output_dir,
+                config.epochs,
+                config.learning_rate,
+                accelerator="cpu" if config.device == "cpu" else "auto",
+                devices=1,
+                precision=config.precision,
+                max_steps=config.max_steps,
+                grad_accum=config.grad_accum,
+                max_grad_norm=config.max_grad_norm,
+                lr_scheduler=config.lr_scheduler,
+                warmup_ratio=config.warmup_ratio,
+                weight_decay=config.weight_decay,
+                optimizer=config.optimizer,
+                save_steps=config.save_steps,
+                seed=config.seed,
+                resume=config.resume,
+                reporter=reporter,
+            )
+        else:
+            from musicgen_ops.pipeline.training.hf import train_with_hf_trainer
+
+            raw = train_with_hf_trainer(
+                self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter
+            )
+        self.peft_model.eval()
+        result = _summarise(raw, config)
+        result.loss_curve = plot_loss_curve(result.history, config.output_dir / "loss_curve.png")
+        self.last_result = result
+        return result
+
+    def save_model(self, path: str | Path, merge: bool = False, extra_metadata: dict | None = None) -> Path:
+        """Write the adapter, the processor and ``training_metadata.json`` (``merged/`` full weights too
+        when ``merge``), atomically: into a temporary folder, then renamed to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.peft_model.save_pretrained(staging)
+            self.processor.save_pretrained(staging)
+            if merge:
+                merged = copy.deepcopy(self.peft_model).merge_and_unload()
+                merged.save_pretrained(staging / "merged")
+                self.processor.save_pretrained(staging / "merged")
+            (staging / METADATA_NAME).write_text(json.dumps(self.metadata(extra_metadata), indent=2) + "\n")
+            if path.exists():
+                shutil.rmtree(path)
+            staging.rename(path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+    def metadata(self, extra: dict | None = None) -> dict[str, Any]:
+        """What a trained model was made from (read back by export and serving)."""
+        import peft
+        import transformers
+
+        from musicgen_ops import __version__
+
+        result = self.last_result
+        return {
+            "base_model": self.base_model_name,
+            "lora": self.lora_settings,
+            "trainable_parameters": self.trainable_parameters,
+            "total_parameters": self.total_parameters,
+            "dataset_manifest_sha256": self._dataset_hash,
+            "training": result.to_dict() if result else None,
+            "versions": {
+                "musicgen_ops": __version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "peft": peft.__version__,
+            },
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        } | (extra or {})
+
+
+def _summarise(raw: dict[str, Any], config: TrainConfig) -> TrainingResult:
+    history = raw["history"]
+    per_epoch: dict[int, list[float]] = {}
+    for entry in history:
+        if "loss" in entry and is_finite(entry["loss"]):
+            epoch = max(0, int(-(-float(entry.get("epoch", 1)) // 1)) - 1)  # ceil(epoch) - 1
+            per_epoch.setdefault(epoch, []).append(float(entry["loss"]))
+    losses = [sum(v) / len(v) for _, v in sorted(per_epoch.items())]
+    train_losses = [float(e["loss"]) for e in history if "loss" in e]
+    return TrainingResult(
+        train_loss_per_epoch=losses,
+        final_train_loss=train_losses[-1] if train_losses else None,
+        val_loss=raw.get("final_val_loss"),
+        steps=raw["steps"],
+        samples_per_second=raw.get("samples_per_second"),
+        wall_seconds=raw["wall_seconds"],
+        output_dir=config.output_dir,
+        resumed_from=raw.get("resumed_from"),
+        history=history,
+    )
+
+
+def _ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise TrainingError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
+
+
+def run_training(
+    config: TrainConfig, reporter: ProgressReporter | None = None, loaded: LoadedModel | None = None
+) -> TrainingResult:
+    """Load the base model and dataset, train, save ``final_model/`` and the loss curve.
+
+    The CLI's ``train`` command and the Kubernetes ``train-job`` both call this.
+    """
+    if config.data_dir is None:
+        raise TrainingError("no dataset folder given (data_dir)")
+    trainer = MusicGenLoRATrainer(
+        config.base_model,
+        config.lora_r,
+        config.lora_alpha,
+        config.lora_dropout,
+        config.target_modules,
+        seed=config.seed,
+        loaded=loaded,
+    )
+    dataset = MusicGenDataset.from_directory(
+        config.data_dir,
+        trainer.processor,
+        model=trainer.loaded.model,
+        max_duration_seconds=config.max_duration_seconds,
+    )
+    train_set, val_set = train_val_split(dataset, config.val_fraction, config.seed)
+    result = trainer.train_with_config(train_set, val_set, config, reporter)
+    if reporter:
+        reporter.on_progress(
+            ProgressEvent("saving", float(config.epochs), config.epochs, result.steps, result.steps)
+        )
+    result.final_model_dir = trainer.save_model(
+        config.final_model_dir,
+        merge=config.merge,
+        extra_metadata={"train_config": json.loads(config.model_dump_json())},
+    )
+    return result

@@ -1,0 +1,22 @@
+"""A small preprocessed dataset for training tests: eight 1 s clips of different tones."""
+
+from __future__ import annotations
+
+import pytest
+
+from musicgen_ops.pipeline.audio import AudioDataPreprocessor
+
+from ..audio_fixtures import write
+
+
+@pytest.fixture(scope="session")
+def train_data_dir(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("train-raw")
+    for index in range(8):
+        write(raw / f"tone{index}.wav", 1.0, 32_000, freq=110.0 * (index + 1))
+        (raw / f"tone{index}.txt").write_text(
+            ["rock drums", "jazz piano", "calm pad", "funk bass"][index % 4]
+        )
+    out = tmp_path_factory.mktemp("train-data")
+    AudioDataPreprocessor(target_duration=1.0).preprocess_directory(raw, out)
+    return out
