@@ -1,0 +1,135 @@
+"""`train-job`: the training Job's container — pull data, preprocess, LoRA-train, export, publish.
+
+Reads :class:`~musicgen_ops.jobs.settings.TrainJobSettings` from ``MUSICGEN_JOB_*`` env. Steps:
+
+1. download ``dataset_uri``; a folder without ``manifest.json`` holds raw tracks and is preprocessed;
+2. restore checkpoints from ``<run_uri>/checkpoints`` (a restarted pod resumes, not restarts);
+3. train (progress to ``progress_uri``, checkpoints mirrored to storage as they are written);
+4. export the requested formats and publish ``models/<model_id>/`` with ``manifest.json`` written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from musicgen_ops.jobs.checkpoints import CheckpointMirror
+from musicgen_ops.jobs.reporting import StorageProgressReporter
+from musicgen_ops.jobs.runtime import run_job
+from musicgen_ops.jobs.settings import TrainJobSettings
+
+logger = logging.getLogger(__name__)
+
+
+def work_dir() -> Path:
+    """Local scratch space (an emptyDir volume in the pod; ``MUSICGEN_JOB_WORKDIR``)."""
+    root = os.environ.get("MUSICGEN_JOB_WORKDIR")
+    path = Path(root) if root else Path(tempfile.mkdtemp(prefix="train-job-"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prepare_dataset(settings: TrainJobSettings, scratch: Path) -> Path:
+    """Download the dataset and preprocess it unless it already is (has ``manifest.json``)."""
+    from musicgen_ops.pipeline.audio import AudioDataPreprocessor
+    from musicgen_ops.pipeline.errors import DatasetError
+    from musicgen_ops.pipeline.manifest import MANIFEST_NAME
+    from musicgen_ops.storage import open_store
+
+    downloaded = scratch / "dataset"
+    if not downloaded.is_dir():
+        staging = scratch / ".dataset-download"
+        shutil.rmtree(staging, ignore_errors=True)
+        open_store(settings.dataset_uri).get_folder("", staging)
+        staging.rename(downloaded)
+    if (downloaded / MANIFEST_NAME).is_file():
+        return downloaded
+    result = AudioDataPreprocessor().preprocess_directory(downloaded, scratch / "preprocessed")
+    for source, reason in result.skipped:
+        logger.warning("skipped %s: %s", source, reason)
+    if not result.entries:
+        raise DatasetError(f"no usable audio in {settings.dataset_uri} ({len(result.skipped)} files skipped)")
+    return result.output_dir
+
+
+def export_formats(settings: TrainJobSettings, final_model: Path, publish: Path) -> list[str]:
+    """Copy the adapter into ``publish`` and export the other requested formats beside it."""
+    shutil.copytree(final_model, publish, dirs_exist_ok=True)
+    extra = [f for f in settings.export_formats if f != "adapter"]
+    if extra:
+        from musicgen_ops.pipeline.export.exporter import export_trained_model_from_checkpoint
+
+        exported = publish.parent / "exported"
+        export_trained_model_from_checkpoint(final_model, exported, extra)
+        shutil.copytree(exported, publish, dirs_exist_ok=True)
+    return ["adapter", *extra]
+
+
+def train(settings: TrainJobSettings) -> None:
+    """Run the whole training Job."""
+    from musicgen_ops.pipeline.progress import MultiReporter
+    from musicgen_ops.pipeline.training import TrainConfig, run_training
+    from musicgen_ops.storage import open_store, publish_model
+
+    scratch = work_dir()
+    progress = StorageProgressReporter(settings.progress_uri)
+    data_dir = prepare_dataset(settings, scratch)
+    config = TrainConfig(
+        data_dir=data_dir,
+        output_dir=scratch / "output",
+        base_model=settings.base_model,
+        lora_r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.target_modules,
+        epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        batch_size=settings.batch_size,
+        grad_accum=settings.grad_accum,
+        learning_rate=settings.learning_rate,
+        precision=settings.precision,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+        save_steps=settings.save_steps,
+        backend=settings.backend,
+        resume=settings.resume,
+    )
+    mirror = CheckpointMirror(config.checkpoint_dir, open_store(settings.run_uri).child("checkpoints"))
+    if settings.resume:
+        mirror.restore()
+    result = run_training(config, MultiReporter(mirror, progress))
+    publish = scratch / "publish"
+    shutil.rmtree(publish, ignore_errors=True)
+    formats = export_formats(settings, result.final_model_dir, publish)
+    manifest = publish_model(
+        publish,
+        settings.artifacts_uri,
+        settings.model_id,
+        base_model=settings.base_model,
+        formats=formats,
+        overwrite=True,
+        metadata={
+            "final_loss": result.final_train_loss,
+            "validation_loss": result.val_loss,
+            "steps": result.steps,
+            "train_loss_per_epoch": result.train_loss_per_epoch,
+            "dataset_uri": settings.dataset_uri,
+            "training_job": f"{settings.namespace}/{settings.resource_name}",
+            "resumed_from": result.resumed_from,
+        },
+    )
+    logger.info(
+        "published model %s (%d files, %s)", settings.model_id, len(manifest.files), ", ".join(formats)
+    )
+
+
+def main() -> None:
+    """Console script ``train-job``."""
+    run_job("train-job", lambda: train(TrainJobSettings()))
+
+
+if __name__ == "__main__":
+    main()
