@@ -98,3 +98,83 @@ def test_bad_datasets_give_clear_errors(data_dir, tiny_model, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(entries))
     with pytest.raises(DatasetError, match="missing file.*gone.wav"):
         MusicGenDataset.from_directory(tmp_path, tiny_model.processor, model=tiny_model.model)
+
+
+def test_batch_padding_does_not_change_the_loss(data_dir, tiny_model):
+    dataset = MusicGenDataset.from_directory(data_dir, tiny_model.processor, model=tiny_model.model)
+    collate = MusicGenCollator(tiny_model.processor.tokenizer.pad_token_id)
+    alone = collate([dataset[0]])
+    padded = dict(alone)
+    extra = torch.full((1, 7, 4), -100, dtype=torch.long)
+    padded["labels"] = torch.cat([alone["labels"], extra], dim=1)  # what a longer batch-mate causes
+    with torch.no_grad():
+        loss_alone = tiny_model.model(**alone).loss
+        loss_padded = tiny_model.model(**padded).loss
+    assert torch.allclose(loss_alone, loss_padded, atol=1e-5)
+
+
+def test_collate_pads_text_and_refuses_bad_batches(tiny_model):
+    pad = tiny_model.processor.tokenizer.pad_token_id
+    items = [
+        {
+            "input_ids": torch.tensor([5, 6, 1]),
+            "attention_mask": torch.ones(3, dtype=torch.long),
+            "codes": torch.zeros(4, 2, dtype=torch.long),
+        },
+        {
+            "input_ids": torch.tensor([7, 1]),
+            "attention_mask": torch.ones(2, dtype=torch.long),
+            "codes": torch.ones(4, 5, dtype=torch.long),
+        },
+    ]
+    batch = MusicGenCollator(pad)(items)
+    assert batch["input_ids"].tolist() == [[5, 6, 1], [7, 1, pad]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert batch["labels"].shape == (2, 8, 4)
+    assert (batch["labels"][0, 5:] == -100).all() and (batch["labels"][0, :5] != -100).all()
+    with pytest.raises(ValueError, match="empty"):
+        MusicGenCollator(pad)([])
+    items[1]["codes"] = torch.ones(8, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="codebooks"):
+        MusicGenCollator(pad)(items)
+
+
+def test_unreadable_cache_entries_are_encoded_again(data_dir, tiny_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy)
+    first = MusicGenDataset.from_directory(copy, tiny_model.processor, model=tiny_model.model)
+    cached = sorted((copy / CACHE_DIR / first.model_key).glob("*.pt"))
+    cached[0].write_bytes(b"not a tensor")
+    torch.save(torch.zeros(2, 3, dtype=torch.long), cached[1])  # wrong codebook count
+    again = MusicGenDataset.from_directory(copy, tiny_model.processor, model=tiny_model.model)
+    assert all(torch.equal(a["codes"], b["codes"]) for a, b in zip(first, again, strict=True))
+    assert not list((copy / CACHE_DIR).rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("size", "fraction", "expected_val"), [(1, 0.5, 0), (2, 0.9, 1), (10, 0.2, 2), (10, 0.0, 0)]
+)
+def test_split_sizes(size, fraction, expected_val):
+    train, val = train_val_split(list(range(size)), fraction, seed=3)
+    assert len(val) == expected_val and len(train) == size - expected_val
+    assert sorted(list(train.indices) + list(val.indices)) == list(range(size))
+    with pytest.raises(ValueError, match="val_fraction"):
+        train_val_split(list(range(size)), 1.0, seed=0)
+
+
+def test_clip_at_the_wrong_rate_is_refused(data_dir, tiny_model, tmp_path):
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns(CACHE_DIR))
+    entries = json.loads((copy / "manifest.json").read_text())
+    sf.write(copy / entries[0]["audio"], np.zeros(16_000, dtype=np.float32), 16_000)
+    entries[0]["sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(entries))
+    with pytest.raises(DatasetError, match="16000 Hz.*preprocess"):
+        MusicGenDataset.from_directory(copy, tiny_model.processor, model=tiny_model.model)

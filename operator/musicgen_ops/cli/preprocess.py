@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from musicgen_ops.cli.console import console, exit_with_error, progress_bar
+
+if TYPE_CHECKING:
+    from musicgen_ops.pipeline.audio import PreprocessResult
 
 
 def preprocess(
@@ -38,7 +41,9 @@ def preprocess(
             min_clip_duration=min_clip,
             normalization=_choice(normalization, ("peak", "rms"), "--normalization"),
         )
-        tracks = preprocessor.find_tracks(input_dir) if input_dir.is_dir() else []
+        if not input_dir.is_dir():
+            exit_with_error(f"input folder {input_dir} does not exist")
+        tracks = preprocessor.find_tracks(input_dir, exclude=output_dir)
         with progress_bar() as progress:
             task = progress.add_task("preprocessing", total=len(tracks))
             result = preprocessor.preprocess_directory(
@@ -49,23 +54,22 @@ def preprocess(
     print_preprocess_summary(result)
 
 
-def print_preprocess_summary(result) -> None:
+def print_preprocess_summary(result: PreprocessResult) -> None:
     """A table of what was done and what was skipped, and why."""
+    from rich.markup import escape
     from rich.table import Table
 
+    colours = {"processed": "green", "up to date": "cyan", "skipped": "red"}
     table = Table(title="preprocessing summary")
-    table.add_column("source")
+    table.add_column("source", overflow="fold")
     table.add_column("status")
-    for source in result.processed:
-        table.add_row(source, "[green]processed[/]")
-    for source in result.up_to_date:
-        table.add_row(source, "up to date")
-    for source, reason in result.skipped:
-        table.add_row(source, f"[red]skipped[/]: {reason}")
+    table.add_column("clips / reason", overflow="fold")
+    for source, status, detail in result.summary_rows():
+        table.add_row(escape(source), f"[{colours[status]}]{status}[/]", escape(detail))
     console.print(table)
     console.print(
         f"{len(result.entries)} clips ({result.total_duration:.1f} s) in [bold]{result.output_dir}[/]; "
-        f"manifest: {result.manifest_path}"
+        f"{len(result.skipped)} file(s) skipped; manifest: {result.manifest_path}"
     )
 
 

@@ -1,6 +1,6 @@
 """Audio preprocessing: decode any WAV/MP3/FLAC, resample to 32 kHz mono, normalise, cut into clips.
 
-Normalisation is **peak** normalisation to -1 dBFS by default (``normalization="peak"``): every clip's
+Normalisation is **peak** normalisation to -1 dBFS by default (``normalization="peak"``): each track's
 largest sample is scaled to 0.891. ``normalization="rms"`` scales each track to -20 dBFS RMS instead
 (then limits the peak to -1 dBFS). The whole track is normalised before it is cut, so clips of one track
 keep their relative loudness.
@@ -59,7 +59,12 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
     try:
         data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        raise AudioDecodeError(f"{path}: cannot decode ({err})") from err
+        detail = str(err).replace(f"Error opening {str(path)!r}: ", "")
+        if "does not exist or is not a regular file" in detail:  # libsndfile's words for unknown data
+            detail = "format not recognised"
+        raise AudioDecodeError(
+            f"{path}: cannot decode: corrupt or not a real {path.suffix.lstrip('.').upper()} file ({detail})"
+        ) from err
     if data.size == 0:
         raise AudioDecodeError(f"{path}: no audio samples")
     if not np.isfinite(data).all():
@@ -142,6 +147,17 @@ class PreprocessResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) for bad input
     clips_written: int = 0
     entries: list[ManifestEntry] = field(default_factory=list)
+    removed_orphans: int = 0  # clip files no manifest entry pointed at any more
+
+    def summary_rows(self) -> list[tuple[str, str, str]]:
+        """``(source, status, detail)`` rows: processed, up to date, then skipped with the reason."""
+        clips: dict[str, int] = {}
+        for entry in self.entries:
+            clips[entry.source] = clips.get(entry.source, 0) + 1
+        rows = [(s, "processed", f"{clips.get(s, 0)} clips") for s in self.processed]
+        rows += [(s, "up to date", f"{clips.get(s, 0)} clips") for s in self.up_to_date]
+        rows += [(s, "skipped", reason) for s, reason in self.skipped]
+        return rows
 
     @property
     def total_duration(self) -> float:
@@ -174,23 +190,36 @@ class AudioDataPreprocessor:
             raise ValueError(f"last_clip must be 'pad', 'keep' or 'drop', not {last_clip!r}")
         if normalization not in ("peak", "rms"):
             raise ValueError(f"normalization must be 'peak' or 'rms', not {normalization!r}")
+        if min_clip_duration < 0:
+            raise ValueError(f"min_clip_duration must be >= 0, got {min_clip_duration}")
         self.target_sample_rate = target_sample_rate
         self.target_duration = target_duration
         self.last_clip = last_clip
         self.min_clip_duration = min(min_clip_duration, target_duration)
         self.normalization = normalization
 
+    @property
+    def settings_key(self) -> str:
+        """The settings a clip was made with; a track made with other settings is processed again."""
+        return (
+            f"sr={self.target_sample_rate},duration={self.target_duration:g},last={self.last_clip},"
+            f"min={self.min_clip_duration:g},norm={self.normalization}"
+        )
+
     @staticmethod
-    def find_tracks(input_dir: Path) -> list[Path]:
-        """Every file under ``input_dir`` (recursively) that is not a prompt sidecar or table."""
+    def find_tracks(input_dir: Path, exclude: Path | None = None) -> list[Path]:
+        """Every file under ``input_dir`` (recursively) that is not a prompt sidecar, a prompts table, a
+        hidden file, or inside ``exclude`` (the output folder, when it lies inside the input folder)."""
         ignored = {"prompts.csv", "prompts.json", MANIFEST_NAME}
+        excluded = Path(exclude).resolve() if exclude is not None else None
         return sorted(
             p
             for p in Path(input_dir).rglob("*")
             if p.is_file()
             and p.suffix.lower() != ".txt"
             and p.name not in ignored
-            and not p.name.startswith(".")
+            and not any(part.startswith(".") for part in p.relative_to(input_dir).parts)
+            and not (excluded is not None and p.resolve().is_relative_to(excluded))
         )
 
     def preprocess_directory(
@@ -210,6 +239,7 @@ class AudioDataPreprocessor:
             raise AudioDecodeError(f"input folder {input_dir} does not exist")
         manifest_path = output_dir / MANIFEST_NAME
         previous = read_manifest(manifest_path) if manifest_path.is_file() else []
+        remove_temporaries(output_dir)
         by_source: dict[str, list[ManifestEntry]] = {}
         for entry in previous:
             by_source.setdefault(entry.source, []).append(entry)
@@ -217,33 +247,46 @@ class AudioDataPreprocessor:
         result = PreprocessResult(
             output_dir=output_dir, manifest_path=manifest_path if create_manifest else None
         )
-        entries: list[ManifestEntry] = []
-        for track in self.find_tracks(input_dir):
+        current = dict(by_source)  # what the manifest says while the run goes on (crash-safe resume)
+        seen: set[str] = set()
+        for track in self.find_tracks(input_dir, exclude=output_dir):
             source = track.relative_to(input_dir).as_posix()
+            seen.add(source)
             try:
                 source_hash = sha256_file(track)
                 done = by_source.get(source, [])
                 if done and self._is_up_to_date(done, source_hash, output_dir):
-                    entries.extend(done)
                     result.up_to_date.append(source)
                 else:
                     new = self._process_track(track, source, source_hash, output_dir, prompts, done)
-                    entries.extend(new)
+                    current[source] = new
                     result.processed.append(source)
                     result.clips_written += len(new)
+                    if create_manifest:
+                        write_manifest(manifest_path, _flatten(current))
             except AudioDecodeError as err:
                 reason = str(err).removeprefix(f"{track}: ")
                 logger.warning("skipping %s: %s", source, reason)
                 result.skipped.append((source, reason))
+                current.pop(source, None)
             if on_track:
                 on_track(track)
-        result.entries = sorted(entries, key=lambda e: e.audio)
+        for gone in set(current) - seen:
+            logger.info("%s is no longer in %s: dropping its clips", gone, input_dir)
+            del current[gone]
+        result.entries = _flatten(current)
         if create_manifest:
             write_manifest(manifest_path, result.entries)
+            result.removed_orphans = remove_orphan_clips(output_dir, result.entries)
         return result
 
     def _is_up_to_date(self, done: list[ManifestEntry], source_hash: str, output_dir: Path) -> bool:
-        return all(e.source_sha256 == source_hash and (output_dir / e.audio).is_file() for e in done)
+        return all(
+            e.source_sha256 == source_hash
+            and e.settings == self.settings_key
+            and (output_dir / e.audio).is_file()
+            for e in done
+        )
 
     def _process_track(
         self,
@@ -268,7 +311,8 @@ class AudioDataPreprocessor:
                 f"{track}: shorter than the minimum clip length ({self.min_clip_duration:g} s)"
             )
         edited = {e.audio: e.prompt for e in previous}
-        default_prompt = prompts.prompt_for(track)
+        # A prompt kept in the manifest wins over sidecar/table/file name, also for clips a new cut adds.
+        default_prompt = previous[0].prompt if previous else prompts.prompt_for(track)
         stem = source.rsplit(".", 1)[0].replace("/", "__")
         entries = []
         for index, clip in enumerate(clips):
@@ -283,8 +327,31 @@ class AudioDataPreprocessor:
                     sha256=sha256_file(output_dir / relative),
                     source_sha256=source_hash,
                     clip_index=index,
+                    settings=self.settings_key,
                 )
             )
         for stale in {e.audio for e in previous} - {e.audio for e in entries}:
             (output_dir / stale).unlink(missing_ok=True)
         return entries
+
+
+def _flatten(by_source: dict[str, list[ManifestEntry]]) -> list[ManifestEntry]:
+    return sorted((e for entries in by_source.values() for e in entries), key=lambda e: e.audio)
+
+
+def remove_temporaries(output_dir: Path) -> None:
+    """Delete temporary files an interrupted run left behind (``.<name>.*.tmp``)."""
+    if output_dir.is_dir():
+        for leftover in output_dir.rglob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def remove_orphan_clips(output_dir: Path, entries: list[ManifestEntry]) -> int:
+    """Delete clips under ``<output_dir>/clips`` that no manifest entry lists; return how many."""
+    listed = {(output_dir / e.audio).resolve() for e in entries}
+    removed = 0
+    for clip in (output_dir / CLIPS_DIR).glob("*.wav") if (output_dir / CLIPS_DIR).is_dir() else []:
+        if clip.resolve() not in listed:
+            clip.unlink()
+            removed += 1
+    return removed

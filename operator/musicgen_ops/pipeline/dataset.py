@@ -53,10 +53,13 @@ class MusicGenDataset(Dataset):
     ) -> None:
         if not entries:
             raise DatasetError(f"the dataset in {data_dir} is empty: its manifest lists no clips")
+        if max_duration_seconds <= 0:
+            raise DatasetError(f"max_duration_seconds must be positive, got {max_duration_seconds}")
         self.data_dir = Path(data_dir)
         self.entries = entries
         self.processor = processor
-        self.max_frames = int(max_duration_seconds * model.config.audio_encoder.frame_rate)
+        self.max_frames = max(1, int(max_duration_seconds * model.config.audio_encoder.frame_rate))
+        self.num_codebooks = int(model.config.decoder.num_codebooks)
         self.manifest_sha256 = sha256_file(self.data_dir / MANIFEST_NAME)
         self.model_key = codec_fingerprint(model)
         self.cache_dir = self.data_dir / CACHE_DIR / self.model_key
@@ -83,15 +86,34 @@ class MusicGenDataset(Dataset):
 
     def _load_or_encode(self, entry: ManifestEntry, model: MusicgenForConditionalGeneration) -> torch.Tensor:
         cached = self.cache_dir / f"{entry.sha256}.pt"
-        if cached.is_file():
-            return torch.load(cached)[..., : self.max_frames]
-        codes = encode_audio_file(self.data_dir / entry.audio, self.processor, model)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(codes, tmp)
-        os.replace(tmp, cached)
+        codes = self._read_cache(cached)
+        if codes is None:
+            logger.debug("encoding %s", entry.audio)
+            codes = encode_audio_file(self.data_dir / entry.audio, self.processor, model)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{cached.stem}.", suffix=".tmp", dir=cached.parent)
+            os.close(fd)
+            try:
+                torch.save(codes, tmp)
+                os.replace(tmp, cached)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return codes[..., : self.max_frames]
+
+    def _read_cache(self, cached: Path) -> torch.Tensor | None:
+        """Cached codes, or None when absent or unusable (then they are encoded again)."""
+        if not cached.is_file():
+            return None
+        try:
+            codes = torch.load(cached, weights_only=True)
+        except Exception as err:  # a truncated or foreign file: re-encode rather than fail
+            logger.warning("ignoring unreadable code cache %s: %s", cached, err)
+            return None
+        if not isinstance(codes, torch.Tensor) or codes.ndim != 2 or codes.shape[0] != self.num_codebooks:
+            logger.warning("ignoring code cache %s with unexpected shape", cached)
+            return None
+        return codes
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -113,7 +135,12 @@ def encode_audio_file(
     """EnCodec codes ``[K, T]`` of a mono clip at the codec's sample rate."""
     import soundfile as sf
 
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read clip ({err}); re-run `musicgen-ops preprocess`") from err
+    if audio.size == 0:
+        raise DatasetError(f"{path}: clip has no samples; re-run `musicgen-ops preprocess`")
     expected = model.config.audio_encoder.sampling_rate
     if rate != expected:
         raise DatasetError(f"{path} is {rate} Hz, the codec needs {expected} Hz: preprocess it first")
@@ -139,6 +166,10 @@ class MusicGenCollator:
         self.audio_pad_token_id = audio_pad_token_id
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        if len({item["codes"].shape[0] for item in items}) != 1:
+            raise ValueError("every item in a batch must have the same number of codebooks")
         text_len = max(len(item["input_ids"]) for item in items)
         num_codebooks = items[0]["codes"].shape[0]
         frames = max(item["codes"].shape[1] for item in items)
@@ -156,11 +187,14 @@ class MusicGenCollator:
 
 
 def train_val_split(dataset: Dataset, val_fraction: float, seed: int = 0) -> tuple[Subset, Subset]:
-    """Shuffle with ``seed`` and split; the validation part is empty when ``val_fraction`` is 0 or the
-    dataset has a single item, and has at least one item otherwise."""
+    """Shuffle with ``seed`` and split into (train, validation) subsets.
+
+    The validation part has ``round(len * val_fraction)`` items, at least one and at most ``len - 1``;
+    it is empty when ``val_fraction`` is 0 or the dataset has a single item (the training part never is).
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     size = len(dataset)
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = 0 if val_fraction == 0 or size < 2 else max(1, int(round(size * val_fraction)))
+    n_val = 0 if val_fraction == 0 or size < 2 else min(size - 1, max(1, round(size * val_fraction)))
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])

@@ -4,7 +4,7 @@ A manifest is a JSON list of clip entries::
 
     {"audio": "clips/song_000.wav", "prompt": "upbeat funk, 110 bpm", "duration": 30.0,
      "source": "album/song.flac", "sha256": "<clip sha256>", "source_sha256": "<source sha256>",
-     "clip_index": 0}
+     "clip_index": 0, "settings": "sr=32000,duration=30,last=pad,min=1,norm=peak"}
 
 ``audio`` is relative to the manifest's folder. Prompts are looked up, in order: an existing manifest
 entry for the same clip (so prompts a user edited survive a re-run), a sidecar ``<track>.txt``, a
@@ -40,6 +40,7 @@ class ManifestEntry(BaseModel):
     sha256: str
     source_sha256: str = ""
     clip_index: int = 0
+    settings: str = ""
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
