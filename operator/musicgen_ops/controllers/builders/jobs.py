@@ -1,0 +1,266 @@
+"""batch/v1 Jobs for training and batch generation, and the storage layout they write (pure functions)."""
+
+from __future__ import annotations
+
+from musicgen_ops.api.generationrequest import GenerationRequestSpec
+from musicgen_ops.api.trainingjob import TrainingJobSpec
+from musicgen_ops.controllers.builders.labels import Owner, child_labels, child_name
+from musicgen_ops.controllers.builders.pods import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
+    SCRATCH_MOUNTS,
+    SCRATCH_VOLUMES,
+    container_resources,
+    env_from,
+    pod_scheduling,
+)
+from musicgen_ops.controllers.config import OperatorConfig
+from musicgen_ops.jobs.settings import (
+    EXIT_CODE_INVALID_INPUT,
+    TERMINATION_LOG,
+    GenerateJobSettings,
+    TrainJobSettings,
+)
+
+TRAINER_CONTAINER = "trainer"
+GENERATOR_CONTAINER = "generator"
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """Join a storage root URI and path parts with '/'."""
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def run_uri(root: str, namespace: str, name: str) -> str:
+    """Folder of one training run: checkpoints/ and progress.json."""
+    return join_uri(root, "runs", namespace, name)
+
+
+def progress_uri(root: str, namespace: str, name: str) -> str:
+    """Where a training Job writes progress.json."""
+    return join_uri(run_uri(root, namespace, name), "progress.json")
+
+
+def model_uri(root: str, model_id: str) -> str:
+    """Folder of a finished model's artifacts."""
+    return join_uri(root, "models", model_id)
+
+
+def generation_output_uri(root: str, namespace: str, name: str, fmt: str) -> str:
+    """Default location of a GenerationRequest's audio."""
+    return join_uri(root, "generations", namespace, name, f"output.{fmt}")
+
+
+def result_uri_for(output_uri: str) -> str:
+    """The JSON a generation Job writes next to the audio: <output>.json."""
+    return f"{output_uri}.json"
+
+
+def training_job_name(name: str) -> str:
+    """Deterministic Job name of a TrainingJob (re-running a handler finds, never duplicates, it)."""
+    return child_name(name, "train")
+
+
+def generation_job_name(name: str) -> str:
+    """Deterministic Job name of a GenerationRequest."""
+    return child_name(name, "generate")
+
+
+def train_settings(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) -> TrainJobSettings:
+    """The train-job settings for a TrainingJob (becomes the container env)."""
+    model_id = spec.model_id or owner.name
+    return TrainJobSettings(
+        namespace=owner.namespace,
+        resource_name=owner.name,
+        dataset_uri=spec.dataset_uri,
+        base_model=spec.base_model,
+        model_id=model_id,
+        artifacts_uri=config.artifacts_uri,
+        output_uri=model_uri(config.artifacts_uri, model_id),
+        run_uri=run_uri(config.artifacts_uri, owner.namespace, owner.name),
+        progress_uri=progress_uri(config.artifacts_uri, owner.namespace, owner.name),
+        lora_r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=spec.lora.target_modules or None,
+        epochs=spec.training.epochs,
+        batch_size=spec.training.batch_size,
+        learning_rate=spec.training.learning_rate,
+        grad_accum=spec.training.grad_accum,
+        precision=spec.training.precision,
+        backend=spec.training.backend,
+        seed=spec.training.seed,
+        val_fraction=spec.training.val_fraction,
+        max_steps=spec.training.max_steps,
+        save_steps=spec.training.save_steps,
+        export_formats=list(spec.export_formats),
+        resume=True,
+    )
+
+
+def _job(
+    owner: Owner,
+    *,
+    job_name: str,
+    component: str,
+    container: dict,
+    pod_extra: dict,
+    backoff_limit: int,
+    active_deadline: int | None,
+    suspend: bool,
+    config: OperatorConfig,
+) -> dict:
+    labels = child_labels(owner.kind, owner.name, component, owner.labels)
+    spec: dict = {
+        "backoffLimit": backoff_limit,
+        "ttlSecondsAfterFinished": config.job_ttl_seconds,
+        "suspend": suspend,
+        # Exit code 3 means bad input: retrying cannot help, fail the Job at once.
+        # Evictions and preemptions (DisruptionTarget) do not count against backoffLimit.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": container["name"],
+                        "operator": "In",
+                        "values": [EXIT_CODE_INVALID_INPUT],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": POD_SECURITY,
+                "containers": [container],
+                "volumes": SCRATCH_VOLUMES,
+                **pod_extra,
+            },
+        },
+    }
+    if active_deadline is not None:
+        spec["activeDeadlineSeconds"] = active_deadline
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": spec,
+    }
+
+
+def _container(
+    name: str,
+    image: str,
+    command: list[str],
+    env: list[dict],
+    secret: str | None,
+    resources: dict,
+    config: OperatorConfig,
+) -> dict:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": command,
+        "env": [*env, {"name": "HOME", "value": "/scratch"}, {"name": "HF_HOME", "value": "/scratch/hf"}],
+        "envFrom": env_from(secret),
+        "resources": resources,
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": SCRATCH_MOUNTS,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def build_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) -> dict:
+    """The batch/v1 Job that runs ``train-job`` for a TrainingJob."""
+    settings = train_settings(owner, spec, config)
+    container = _container(
+        TRAINER_CONTAINER,
+        spec.image or config.trainer_image,
+        ["train-job"],
+        settings.to_env(),
+        spec.storage_secret or config.storage_secret or None,
+        container_resources(spec.resources, config),
+        config,
+    )
+    return _job(
+        owner,
+        job_name=training_job_name(owner.name),
+        component="trainer",
+        container=container,
+        pod_extra=pod_scheduling(spec.resources, spec.scheduling, config),
+        backoff_limit=config.job_backoff_limit if spec.backoff_limit is None else spec.backoff_limit,
+        active_deadline=spec.active_deadline_seconds,
+        suspend=spec.suspend,
+        config=config,
+    )
+
+
+def generate_settings(
+    owner: Owner,
+    spec: GenerationRequestSpec,
+    model_id: str,
+    model_folder: str,
+    base_model: str,
+    config: OperatorConfig,
+) -> GenerateJobSettings:
+    """The generate-job settings for a GenerationRequest."""
+    output = spec.output_uri or generation_output_uri(
+        config.artifacts_uri, owner.namespace, owner.name, spec.output_format
+    )
+    return GenerateJobSettings(
+        namespace=owner.namespace,
+        resource_name=owner.name,
+        model_id=model_id,
+        model_uri=model_folder,
+        base_model=base_model,
+        prompt=spec.prompt,
+        duration_seconds=spec.duration_seconds,
+        bpm=spec.bpm,
+        style=spec.style,
+        key=spec.key,
+        scale=spec.scale,
+        temperature=spec.temperature,
+        top_k=spec.top_k,
+        top_p=spec.top_p,
+        guidance_scale=spec.guidance_scale,
+        seed=spec.seed,
+        output_format=spec.output_format,
+        output_uri=output,
+        result_uri=result_uri_for(output),
+    )
+
+
+def build_generation_job(
+    owner: Owner, spec: GenerationRequestSpec, settings: GenerateJobSettings, config: OperatorConfig
+) -> dict:
+    """The batch/v1 Job that runs ``generate-job`` for a GenerationRequest."""
+    container = _container(
+        GENERATOR_CONTAINER,
+        spec.image or config.generator_image,
+        ["generate-job"],
+        settings.to_env(),
+        config.storage_secret or None,
+        container_resources(spec.resources, config),
+        config,
+    )
+    return _job(
+        owner,
+        job_name=generation_job_name(owner.name),
+        component="generator",
+        container=container,
+        pod_extra=pod_scheduling(spec.resources, spec.scheduling, config),
+        backoff_limit=min(config.job_backoff_limit, 2),
+        active_deadline=3600,
+        suspend=False,
+        config=config,
+    )

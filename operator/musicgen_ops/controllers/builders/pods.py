@@ -1,0 +1,55 @@
+"""Pod pieces shared by Jobs and Deployments: resources, scheduling, security (pure functions)."""
+
+from __future__ import annotations
+
+from musicgen_ops.api.common import ComputeResources, Scheduling
+from musicgen_ops.controllers.config import OperatorConfig
+
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def container_resources(resources: ComputeResources, config: OperatorConfig) -> dict:
+    """requests/limits: CPU and memory both ways, GPUs as limits (extended resources)."""
+    limits: dict[str, str] = {"cpu": resources.cpu, "memory": resources.memory}
+    if resources.gpu:
+        limits[resources.gpu_resource or config.default_gpu_resource] = str(resources.gpu)
+    return {"requests": {"cpu": resources.cpu, "memory": resources.memory}, "limits": limits}
+
+
+def pod_scheduling(resources: ComputeResources, scheduling: Scheduling, config: OperatorConfig) -> dict:
+    """nodeSelector (operator defaults, then GPU product, then the spec), tolerations and priority class."""
+    selector = dict(config.default_node_selector)
+    if resources.gpu and resources.gpu_type:
+        selector[GPU_PRODUCT_LABEL] = resources.gpu_type
+    selector.update(scheduling.node_selector)
+    tolerations = list(config.default_tolerations) + [t.to_k8s() for t in scheduling.tolerations]
+    result: dict = {}
+    if selector:
+        result["nodeSelector"] = selector
+    if tolerations:
+        result["tolerations"] = tolerations
+    if scheduling.priority_class_name:
+        result["priorityClassName"] = scheduling.priority_class_name
+    if config.job_service_account:
+        result["serviceAccountName"] = config.job_service_account
+    return result
+
+
+def env_from(secret: str | None) -> list[dict]:
+    """envFrom entries mounting the storage Secret, if any."""
+    return [{"secretRef": {"name": secret}}] if secret else []
+
+
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "fsGroup": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+#: Scratch space for downloads and checkpoints, and a larger /dev/shm for data loaders.
+SCRATCH_VOLUMES = [
+    {"name": "scratch", "emptyDir": {}},
+    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
+]
+SCRATCH_MOUNTS = [{"name": "scratch", "mountPath": "/scratch"}, {"name": "dshm", "mountPath": "/dev/shm"}]

@@ -1,0 +1,90 @@
+"""Operator configuration from ``MUSICGEN_OPERATOR_*`` environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from musicgen_ops.api.common import STORAGE_URI_PATTERN
+
+ENV_PREFIX = "MUSICGEN_OPERATOR_"
+
+
+class ConfigurationError(ValueError):
+    """An operator environment variable holds a value that cannot be used."""
+
+
+class OperatorConfig(BaseSettings):
+    """What the operator needs to know about its cluster; one field per env variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    #: Comma-separated namespaces to watch; empty: the whole cluster.
+    watch_namespaces: str = ""
+    #: Image of the training Jobs (runs ``train-job``).
+    trainer_image: str = Field("ghcr.io/musicgen-ops/trainer:0.1.0", min_length=1)
+    #: Image of the generation Jobs and servers (``generate-job``, ``musicgen-ops serve``).
+    generator_image: str = Field("ghcr.io/musicgen-ops/generator:0.1.0", min_length=1)
+    #: imagePullPolicy of every container the operator creates.
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    #: Secret with storage credentials, mounted into Jobs with envFrom ("" for none).
+    storage_secret: str = ""
+    #: Root URI of the artifact store (runs/, models/, generations/).
+    artifacts_uri: str = Field("s3://musicgen", pattern=STORAGE_URI_PATTERN)
+    #: Extended resource name of a GPU.
+    default_gpu_resource: str = Field("nvidia.com/gpu", min_length=1)
+    #: JSON object of node labels added to every pod.
+    default_node_selector: dict[str, str] = Field(default_factory=dict)
+    #: JSON list of tolerations added to every pod.
+    default_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    #: ttlSecondsAfterFinished of finished Jobs (artifacts and TrainedModels stay).
+    job_ttl_seconds: int = Field(86400, ge=0)
+    #: Default backoffLimit of training Jobs (each retry resumes from the last checkpoint).
+    job_backoff_limit: int = Field(3, ge=0, le=100)
+    #: ServiceAccount of the Jobs' pods ("" for the namespace default).
+    job_service_account: str = ""
+    #: Seconds between reads of progress.json / Job status while a Job runs.
+    progress_poll_seconds: float = Field(15.0, gt=0, le=3600)
+    #: Port of the Prometheus /metrics endpoint (0 disables it).
+    metrics_port: int = Field(9090, ge=0, le=65535)
+
+    @field_validator("default_tolerations")
+    @classmethod
+    def _tolerations_are_objects(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for item in value:
+            if "key" not in item and item.get("operator") != "Exists":
+                raise ValueError(f"toleration {item} needs a 'key' (or operator: Exists)")
+        return value
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The watched namespaces; empty means cluster-wide."""
+        return [ns.strip() for ns in self.watch_namespaces.split(",") if ns.strip()]
+
+    @property
+    def clusterwide(self) -> bool:
+        """Whether the operator watches every namespace."""
+        return not self.namespaces
+
+
+def load_config(**overrides: Any) -> OperatorConfig:
+    """Read the configuration; any bad value raises ConfigurationError naming its env variable."""
+    try:
+        return OperatorConfig(**overrides)
+    except ValidationError as err:
+        problems = [
+            f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {error['msg']}"
+            + (f" (got {json.dumps(error['input'], default=str)})" if "input" in error else "")
+            for error in err.errors()
+        ]
+        raise ConfigurationError("invalid operator configuration: " + "; ".join(problems)) from err
+    except SettingsError as err:  # e.g. a JSON variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(err))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a MUSICGEN_OPERATOR_ variable"
+        raise ConfigurationError(
+            f"invalid operator configuration: {name} is not valid JSON ({err.__cause__ or err})"
+        ) from err

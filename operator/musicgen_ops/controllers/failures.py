@@ -1,0 +1,61 @@
+"""Why a Job failed: its conditions, its pods' termination messages and OOMKilled (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Labels the Job controller puts on its pods.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    """The Job's condition of that type when its status is True."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_outcome(job: Mapping[str, Any]) -> str | None:
+    """'Succeeded', 'Failed' or None while the Job is not finished."""
+    if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
+        return "Succeeded"
+    if job_condition(job, "Failed") or job_condition(job, "FailureTarget"):
+        return "Failed"
+    return None
+
+
+def is_suspended(job: Mapping[str, Any]) -> bool:
+    """Whether the Job is suspended (spec or condition)."""
+    return bool((job.get("spec") or {}).get("suspend")) or job_condition(job, "Suspended") is not None
+
+
+def _terminated(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    state = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated")
+    return state or None
+
+
+def failure_reason(job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> tuple[str, str]:
+    """(reason, message) of a failed Job; OOMKilled and the container's termination message win."""
+    condition = job_condition(job, "Failed") or job_condition(job, "FailureTarget") or {}
+    reason = condition.get("reason") or "JobFailed"
+    message = condition.get("message") or "the Job failed"
+    pods = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = _terminated(status)
+            if not terminated or terminated.get("exitCode", 0) == 0:
+                continue
+            container = status.get("name", "?")
+            if terminated.get("reason") == "OOMKilled":
+                return "OOMKilled", (
+                    f"container {container} was killed for running out of memory (OOMKilled); "
+                    "raise spec.resources.memory or lower spec.training.batchSize"
+                )
+            text = (terminated.get("message") or "").strip()
+            if text:
+                tail = text.splitlines()[-1][:500]
+                return reason, f"{message}; container {container} exited {terminated.get('exitCode')}: {tail}"
+            return reason, f"{message}; container {container} exited with code {terminated.get('exitCode')}"
+    return reason, message
