@@ -1,0 +1,264 @@
+"""Generation on exported parts: the loop shared by runtimes, and ``ONNXInferenceEngine`` (ONNX Runtime).
+
+The loop reproduces ``MusicgenForConditionalGeneration.generate``: tokenise, encode the text, (with
+guidance) append an unconditional half whose encoder states and mask are zeros, start every codebook from
+the bos token, decode step by step with the key/value cache, keep each new token only where the
+codebook delay pattern allows it (pad elsewhere), undo the delay and decode the codes with EnCodec.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicgen_ops.pipeline.errors import ModelNotAvailableError
+from musicgen_ops.pipeline.export.descriptor import DESCRIPTOR_NAME, ExportDescriptor
+from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.inference.sampling import (
+    make_rng,
+    process_logits,
+    select_tokens,
+    uses_guidance,
+    validate_sampling,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_export_folder(path: str | Path, runtime: str) -> Path:
+    """``path`` itself if it holds ``descriptor.json``, else ``path/<runtime>`` (an export root)."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / runtime):
+        if (candidate / DESCRIPTOR_NAME).is_file():
+            return candidate
+    raise ModelNotAvailableError(
+        f"no {runtime} export at {path}: expected {path / DESCRIPTOR_NAME} or "
+        f"{path / runtime / DESCRIPTOR_NAME} "
+        f"(write one with `musicgen-ops export --formats {runtime}`)"
+    )
+
+
+def load_processor(folder: Path, processor_path: str | Path | None) -> Any:
+    """The processor saved beside the export (or at ``processor_path``)."""
+    from transformers import AutoProcessor
+
+    source = Path(processor_path).expanduser() if processor_path else folder
+    try:
+        return AutoProcessor.from_pretrained(str(source))
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelNotAvailableError(
+            f"cannot load the processor from {source}: {type(err).__name__}: {err}"
+        ) from err
+
+
+class PartsGenerationEngine:
+    """The generation loop over four exported parts; subclasses run the parts on one runtime.
+
+    Besides the ``GenerationEngine`` protocol's batch ``generate(prompts, num_frames=...)``, it offers
+    :meth:`generate_audio` for one prompt with the seed's keyword names (``duration_seconds`` or
+    ``max_length``, ``guidance_scale``, ``temperature``, ``top_k``, ``seed``).
+    """
+
+    def __init__(self, descriptor: ExportDescriptor, processor: Any) -> None:
+        self.descriptor = descriptor
+        self.constants = descriptor.constants
+        self.processor = processor
+        self.sample_rate = self.constants.sample_rate
+        self.frame_rate = self.constants.frame_rate
+
+    # The four parts, numpy in / numpy out; implemented per runtime.
+    def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_decoder_init(self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def run_decoder_step(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def run_audio_decoder(self, codes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        num_frames: int,
+        sampling: SamplingParams = SamplingParams(),
+        audio_prompt: np.ndarray | None = None,
+    ) -> GenerationOutput:
+        """Generate ``num_frames`` codec frames (``num_frames / frame_rate`` s) of audio per prompt."""
+        if audio_prompt is not None:
+            raise NotImplementedError(
+                "exported engines cannot continue an audio prompt (no codec encoder exported)"
+            )
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError("prompts must be a non-empty list of strings")
+        validate_sampling(sampling)
+        const = self.constants
+        k, pad = const.num_codebooks, const.pad_token_id
+        steps = num_frames + k - 1
+        if num_frames < 1 or steps > const.max_positions:
+            raise ValueError(
+                f"num_frames must be within 1..{const.max_positions - k + 1} for this model, got {num_frames}"
+            )
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        tokens = self.processor(text=list(prompts), padding=True, return_tensors="np")
+        ids = tokens["input_ids"].astype(np.int64)
+        mask = tokens["attention_mask"].astype(np.int64)
+        hidden = self.run_text_encoder(ids, mask)
+        if uses_guidance(sampling):
+            hidden = np.concatenate([hidden, np.zeros_like(hidden)])
+            mask = np.concatenate([mask, np.zeros_like(mask)])
+        timings["encode"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        codes = self._decode_loop(hidden, mask, len(prompts), steps, sampling)
+        timings["decode"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        frames = np.stack([codes[:, c, c + 1 : c + 1 + num_frames] for c in range(k)], axis=1)
+        assert frames.shape[-1] == num_frames and not (frames == pad).any()
+        audio = self.run_audio_decoder(frames).astype(np.float32)
+        timings["codec"] = time.perf_counter() - start
+        return GenerationOutput(audio=audio, sample_rate=self.sample_rate, codes=frames, timings=timings)
+
+    def _decode_loop(
+        self, hidden: np.ndarray, mask: np.ndarray, batch: int, steps: int, sampling: SamplingParams
+    ) -> np.ndarray:
+        """Delayed codes ``[batch, K, steps + 1]`` (position 0 is bos), as transformers' generate has them."""
+        const = self.constants
+        k, pad = const.num_codebooks, const.pad_token_id
+        guided = uses_guidance(sampling)
+        rng = make_rng(sampling.seed)
+        seq = np.full((batch, k, steps + 1), pad, dtype=np.int64)
+        seq[:, :, 0] = const.bos_token_id
+        codebook = np.arange(k)
+        past: list[np.ndarray] = []
+        for t in range(steps):
+            current = seq[:, :, t : t + 1]
+            feed = np.concatenate([current, current]) if guided else current
+            if t == 0:
+                outputs = self.run_decoder_init(feed, hidden, mask)
+                past = list(outputs[1:])
+            else:
+                outputs = self.run_decoder_step(feed, mask, past)
+                for layer in range(const.num_layers):
+                    past[4 * layer : 4 * layer + 2] = outputs[1 + 2 * layer : 3 + 2 * layer]
+            logits = outputs[0][:, :, -1, :].reshape(-1, const.vocab_size)  # [(2)B * K, vocab]
+            scores = process_logits(logits, sampling)
+            new = select_tokens(scores, sampling, rng).reshape(batch, k)
+            position = t + 1  # codebook c holds frames at positions c+1 .. steps+1-(k-1)+c
+            valid = (position > codebook) & (position <= steps + 1 - k + codebook)
+            seq[:, :, position] = np.where(valid[None, :], new, pad)
+        return seq
+
+    def generate_audio(
+        self,
+        prompt: str,
+        *,
+        duration_seconds: float | None = None,
+        max_length: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        do_sample: bool | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """One prompt -> float32 mono waveform ``[samples]`` at :attr:`sample_rate`.
+
+        Args:
+            prompt: the text description.
+            duration_seconds: length of audio (rounded to whole codec frames); or
+            max_length: decoder steps, as transformers' ``max_new_tokens`` (frames = steps - codebooks + 1).
+            guidance_scale, temperature, top_k, do_sample: default to the model's generation config.
+            seed: makes sampling reproducible.
+        """
+        if (duration_seconds is None) == (max_length is None):
+            raise ValueError("give exactly one of duration_seconds or max_length")
+        k = self.constants.num_codebooks
+        frames = (
+            round(duration_seconds * self.frame_rate) if duration_seconds is not None else max_length - k + 1
+        )
+        defaults = self.constants.generation_defaults
+        params = SamplingParams(
+            guidance_scale=defaults.get("guidance_scale", 3.0) if guidance_scale is None else guidance_scale,
+            temperature=defaults.get("temperature", 1.0) if temperature is None else temperature,
+            top_k=defaults.get("top_k", 250) if top_k is None else top_k,
+            do_sample=defaults.get("do_sample", True) if do_sample is None else do_sample,
+            seed=seed,
+        )
+        return self.generate([prompt], num_frames=frames, sampling=params).audio[0]
+
+
+class ONNXInferenceEngine(PartsGenerationEngine):
+    """MusicGen generation on ONNX Runtime from a ``musicgen-ops export`` folder.
+
+    Args:
+        onnx_model_path: the export root (holding ``onnx/``) or the ``onnx/`` folder itself.
+        processor_path: where the processor is; defaults to the one saved in the export folder.
+        use_gpu: use the CUDA execution provider when ONNX Runtime has it (else CPU, with a log line).
+        precision: ``fp32``, ``int8`` or ``auto`` (fp32 when exported, else int8).
+        intra_op_threads: ONNX Runtime threads per operator (0: its default).
+    """
+
+    def __init__(
+        self,
+        onnx_model_path: str | Path,
+        processor_path: str | Path | None = None,
+        use_gpu: bool = False,
+        *,
+        precision: str = "auto",
+        intra_op_threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        folder = resolve_export_folder(onnx_model_path, "onnx")
+        descriptor = ExportDescriptor.load(folder)
+        available = descriptor.precisions()
+        if precision == "auto":
+            precision = "fp32" if "fp32" in available else available[0]
+        if precision not in available:
+            raise ModelNotAvailableError(
+                f"{folder} has no {precision!r} ONNX files (exported: {', '.join(available) or 'none'})"
+            )
+        self.precision = precision
+        self.providers = ["CPUExecutionProvider"]
+        if use_gpu:
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            else:
+                logger.warning(
+                    "use_gpu=True but ONNX Runtime has no CUDAExecutionProvider here: running on CPU"
+                )
+        else:
+            logger.info("running ONNX Runtime on CPU")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        self.sessions = {
+            name: ort.InferenceSession(str(folder / spec.files[precision]), options, providers=self.providers)
+            for name, spec in descriptor.parts.items()
+        }
+        super().__init__(descriptor, load_processor(folder, processor_path))
+        self._step_inputs = descriptor.parts["decoder_step"].input_names
+
+    def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.sessions["text_encoder"].run(
+            None, {"input_ids": input_ids, "attention_mask": attention_mask}
+        )[0]
+
+    def run_decoder_init(self, ids: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        feeds = {"input_ids": ids, "encoder_hidden_states": hidden, "encoder_attention_mask": mask}
+        return self.sessions["decoder_init"].run(None, feeds)
+
+    def run_decoder_step(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray]) -> list[np.ndarray]:
+        feeds = dict(zip(self._step_inputs, [ids, mask, *past], strict=True))
+        return self.sessions["decoder_step"].run(None, feeds)
+
+    def run_audio_decoder(self, codes: np.ndarray) -> np.ndarray:
+        return self.sessions["audio_decoder"].run(None, {"codes": codes})[0]
