@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from musicgen_ops.pipeline.audio import AudioDataPreprocessor
 
@@ -20,3 +21,13 @@ def train_data_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("train-data")
     AudioDataPreprocessor(target_duration=1.0).preprocess_directory(raw, out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny model's matrices are far too small for intra-op threads: on a busy 2-core machine one
+    thread is >10x faster than two (measured with bench/train_step.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -86,8 +86,10 @@ class _LightningProgress(Callback):
         self.total_epochs = total_epochs
         self.start = time.monotonic()
         self.val_loss: float | None = None
+        self.samples = 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.samples += int(batch["labels"].shape[0])
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return
         loss = float(trainer.callback_metrics.get("train_loss", float("nan")))
@@ -183,11 +185,12 @@ def train_with_pytorch_lightning(
     ckpt_path = str(last) if resume and last.is_file() else None
     start = time.monotonic()
     trainer.fit(module, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
+    wall = time.monotonic() - start
     return {
         "history": module.history,
         "steps": trainer.global_step,
-        "wall_seconds": time.monotonic() - start,
-        "samples_per_second": None,
+        "wall_seconds": wall,
+        "samples_per_second": progress.samples / wall if wall > 0 else None,
         "resumed_from": ckpt_path,
         "final_val_loss": progress.val_loss,
     }

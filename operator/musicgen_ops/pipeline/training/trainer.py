@@ -315,4 +315,18 @@ def run_training(
         merge=config.merge,
         extra_metadata={"train_config": json.loads(config.model_dump_json())},
     )
+    if reporter:  # the last event: the model is on disk
+        reporter.on_progress(
+            ProgressEvent(
+                "completed",
+                float(config.epochs),
+                config.epochs,
+                result.steps,
+                result.steps,
+                loss=result.final_train_loss,
+                val_loss=result.val_loss,
+                elapsed_seconds=result.wall_seconds,
+                message=f"model saved to {result.final_model_dir}",
+            )
+        )
     return result
