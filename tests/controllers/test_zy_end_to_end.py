@@ -1,0 +1,97 @@
+"""End to end: the operator's Jobs really run. A test "kubelet" executes each Job's container command
+locally (the same console scripts, env taken from the Job spec) against file:// storage with the tiny
+model: TrainingJob -> train-job -> adapter in storage -> TrainedModel Ready -> GenerationRequest ->
+generate-job -> a WAV in storage whose URI is in the status.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from musicgen_ops.pipeline.audio import AudioDataPreprocessor
+from musicgen_ops.pipeline.demo_data import render_demo_dataset
+from tests.controllers.conftest import Cluster, unique
+from tests.controllers.helpers import generation_request, job_failed, job_succeeded, training_job
+
+pytestmark = pytest.mark.slow
+
+
+def run_job_container(cluster: Cluster, job_name: str, scratch: Path) -> subprocess.CompletedProcess:
+    """Play the kubelet: run the Job's container command with the env from its pod template."""
+    job = cluster.wait_for(f"job {job_name}", lambda: cluster.get("jobs", job_name))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(scratch),
+        "HF_HUB_OFFLINE": "1",
+        "MUSICGEN_JOB_WORKDIR": str(scratch / "work"),
+        "MUSICGEN_JOB_CACHE_DIR": str(scratch / "cache"),
+        "MUSICGEN_JOB_TERMINATION_LOG": str(scratch / "termination-log"),
+    }
+    command = container.get("command", []) + container.get("args", [])
+    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    if process.returncode == 0:
+        cluster.patch("jobs", job_name, job_succeeded(), sub="status")
+    else:
+        cluster.patch(
+            "jobs", job_name, job_failed("BackoffLimitExceeded", process.stderr[-500:]), sub="status"
+        )
+    return process
+
+
+def test_training_to_generated_audio(cluster: Cluster, tmp_path: Path) -> None:
+    raw = render_demo_dataset(tmp_path / "raw", num_tracks=2, seconds=4.0)
+    AudioDataPreprocessor(target_duration=1.0).preprocess_directory(
+        raw, cluster.artifacts / "datasets" / "e2e"
+    )
+
+    name = unique("e2e")
+    cluster.create(
+        "trainingjobs",
+        training_job(
+            name,
+            datasetUri=f"file://{cluster.artifacts}/datasets/e2e",
+            modelId=f"{name}-model",
+            lora={"r": 8, "alpha": 16, "dropout": 0.0},
+            training={
+                "epochs": 2,
+                "batchSize": 4,
+                "learningRate": 0.003,
+                "precision": "fp32",
+                "saveSteps": 2,
+            },
+            exportFormats=["adapter"],
+            resources={"gpu": 0},
+        ),
+    )
+    job_name = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))["status"]["jobName"]
+    process = run_job_container(cluster, job_name, tmp_path / "train-pod")
+    assert process.returncode == 0, process.stderr[-3000:]
+
+    done = cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Succeeded", timeout=30)
+    assert done["status"].get("progressPercent") == 100
+    model_name = done["status"]["trainedModel"]
+    model = cluster.wait_status("trainedmodels", model_name, lambda s: s.get("phase") == "Ready", timeout=30)
+    assert "adapter" in model["status"]["formats"]
+
+    request = unique("e2e-gen")
+    cluster.create("generationrequests", generation_request(request, model_name, durationSeconds=2, seed=7))
+    gen_job = cluster.wait_status("generationrequests", request, lambda s: s.get("jobName"))["status"][
+        "jobName"
+    ]
+    process = run_job_container(cluster, gen_job, tmp_path / "generate-pod")
+    assert process.returncode == 0, process.stderr[-3000:]
+
+    status = cluster.wait_status(
+        "generationrequests", request, lambda s: s.get("phase") == "Succeeded", timeout=30
+    )["status"]
+    assert status["outputUri"].startswith("file://") and status["seed"] == 7
+    audio, rate = sf.read(status["outputUri"].removeprefix("file://"))
+    assert rate == 32_000 and len(audio) == 2 * 32_000
