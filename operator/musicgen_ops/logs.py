@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,5 +39,10 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # Library deprecation chatter (transformers, peft, Lightning) says nothing a user can act on.
+        for module in ("transformers", "peft", "pytorch_lightning", "lightning_fabric", "torch"):
+            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+            warnings.filterwarnings("ignore", category=UserWarning, module=module)
     # transformers warns that MusicGen's pad token (2048) lies outside the codebook vocabulary: by design.
     logging.getLogger("transformers.configuration_utils").setLevel(logging.ERROR)

@@ -18,8 +18,8 @@ def demo(
     epochs: int = typer.Option(3, "--epochs", help="Training epochs over the demo clips."),
     seconds: float = typer.Option(4.0, "--seconds", help="Seconds of audio to generate at the end."),
 ) -> None:
-    """Render a small music dataset, preprocess it, LoRA-train, export and generate — then show where
-    everything is. Needs no cluster, no cloud account and no model download."""
+    """Render a small music dataset, preprocess it, LoRA-train, export to ONNX and generate — then show
+    where everything is. Needs no cluster, no cloud account and no model download."""
     from rich.table import Table
 
     from musicgen_ops.cli.preprocess import print_preprocess_summary
@@ -32,16 +32,16 @@ def demo(
     started = time.monotonic()
     outputs: list[tuple[str, Path]] = []
     try:
-        console.rule("[bold]1/4 demo dataset")
+        console.rule("[bold]1/5 demo dataset")
         raw = render_demo_dataset(output_dir / "raw_audio", seconds=8.0)
         outputs.append(("raw tracks + prompts.csv", raw))
 
-        console.rule("[bold]2/4 preprocess")
+        console.rule("[bold]2/5 preprocess")
         result = AudioDataPreprocessor(target_duration=2.0).preprocess_directory(raw, output_dir / "preprocessed")
         print_preprocess_summary(result)
         outputs.append(("clips + manifest.json", result.output_dir))
 
-        console.rule(f"[bold]3/4 LoRA fine-tuning of {base_model}")
+        console.rule(f"[bold]3/5 LoRA fine-tuning of {base_model}")
         config = TrainConfig(
             data_dir=result.output_dir, output_dir=output_dir / "checkpoints", base_model=base_model,
             epochs=epochs, batch_size=4, learning_rate=3e-3, lora_r=8, lora_alpha=16, val_fraction=0.15,
@@ -57,7 +57,10 @@ def demo(
         if trained.loss_curve:
             outputs.append(("loss curve", trained.loss_curve))
 
-        console.rule("[bold]4/4 generate")
+        console.rule("[bold]4/5 export")
+        outputs.extend(_export(trained.final_model_dir, output_dir / "exported"))
+
+        console.rule("[bold]5/5 generate")
         outputs.extend(_generate(trained.final_model_dir, output_dir / "generated", seconds))
     except PipelineError as err:
         exit_with_error(str(err))
@@ -70,14 +73,29 @@ def demo(
     console.print(table)
 
 
+def _export(model_dir: Path, output_dir: Path) -> list[tuple[str, Path]]:
+    """Export the trained model to ONNX (+ INT8) for the ONNX Runtime engine."""
+    from musicgen_ops.pipeline.export.exporter import export_trained_model_from_checkpoint
+
+    export_trained_model_from_checkpoint(model_dir, output_dir, ["onnx", "onnx-int8"], progress=console.print)
+    return [("ONNX + INT8 ONNX export", output_dir)]
+
+
 def _generate(model_dir: Path, output_dir: Path, seconds: float) -> list[tuple[str, Path]]:
-    """Generate one track with the trained model (the generation service, when installed)."""
-    try:
-        from musicgen_ops.serving.batch import generate_to_files  # noqa: F401
-    except ImportError:
-        console.print("[yellow]generation service not available in this build; skipped[/]")
-        return []
-    return []
+    """Generate one track with the trained model through the generation service's batch path."""
+    from musicgen_ops.serving.batch import generate_to_files
+
+    request = {"prompt": "upbeat funk groove", "target_bpm": 110, "key": "E", "scale": "minor",
+               "duration_seconds": seconds, "random_seed": 0}
+    (result,) = generate_to_files([request], model_dir, output_dir, spectrogram=True, model_id="demo")
+    console.print(
+        f"generated {result.duration_seconds:.1f} s in {result.wall_seconds:.1f} s "
+        f"(conditioning: {result.conditioning_text!r}, seed {result.seed})"
+    )
+    outputs = [("generated audio", Path(result.audio_path)), ("generation sidecar", Path(result.sidecar_path))]
+    if result.spectrogram_path:
+        outputs.append(("spectrogram", Path(result.spectrogram_path)))
+    return outputs
 
 
 def register(app: typer.Typer) -> None:
