@@ -1,0 +1,93 @@
+"""Settings and errors of the fast engine, and the small helpers it shares with its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from musicgen_ops.pipeline.errors import PipelineError
+from musicgen_ops.pipeline.inference.base import SamplingParams
+from musicgen_ops.pipeline.inference.static_decoder import ATTENTION_IMPLS
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SEED_MODULUS = 2**63 - 1
+
+
+class FastEngineError(PipelineError, ValueError):
+    """A request or model the fast engine cannot serve (too long, too many prompt tokens, bad settings)."""
+
+
+@dataclass(frozen=True)
+class FastEngineConfig:
+    """Shape buckets and switches of :class:`FastGenerationEngine`.
+
+    Args:
+        batch_buckets (`tuple[int, ...]`): batch sizes graphs are captured for; larger requests are split.
+        length_buckets_s (`tuple[float, ...]`): audio lengths (seconds) graphs are captured for; the
+            longest is the longest request served. Each is also an attention window.
+        text_buckets (`tuple[int, ...]`): prompt lengths (tokens) graphs are captured for; the longest
+            is the longest prompt accepted.
+        noise_window (`int`): steps of sampling noise drawn per refill (one launch per prompt each time).
+        cuda_graphs (`bool | None`): capture CUDA graphs; ``None`` means "when the device is CUDA".
+        attention (`str`): ``sdpa`` (``F.scaled_dot_product_attention``) or ``math`` (matmul + softmax).
+    """
+
+    batch_buckets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    length_buckets_s: tuple[float, ...] = (10.0, 20.0, 30.0)
+    text_buckets: tuple[int, ...] = (32, 128)
+    noise_window: int = 32
+    cuda_graphs: bool | None = None
+    attention: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_buckets", "length_buckets_s", "text_buckets"):
+            values = getattr(self, name)
+            if not values or any(v <= 0 for v in values):
+                raise FastEngineError(f"FastEngineConfig.{name} must be non-empty and positive, got {values}")
+            object.__setattr__(self, name, tuple(sorted(set(values))))
+        if self.noise_window < 1:
+            raise FastEngineError(f"FastEngineConfig.noise_window must be >= 1, got {self.noise_window}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise FastEngineError(
+                f"FastEngineConfig.attention must be one of {', '.join(ATTENTION_IMPLS)}, "
+                f"got {self.attention!r}"
+            )
+
+
+def plain_musicgen(model):
+    """The ``MusicgenForConditionalGeneration`` to serve: a ``PeftModel`` is merged and unwrapped."""
+    from transformers import MusicgenForConditionalGeneration
+
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is in the pipeline extra
+        PeftModel = ()  # noqa: N806
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    if not isinstance(model, MusicgenForConditionalGeneration):
+        raise FastEngineError(
+            f"the fast engine serves MusicgenForConditionalGeneration models, got {type(model).__name__}"
+        )
+    if int(model.config.decoder.audio_channels) != 1:
+        raise FastEngineError("the fast engine serves mono MusicGen only (stereo interleaves codebooks)")
+    return model.eval()
+
+
+def torch_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The decoder dtype: a name or dtype as given, else bfloat16 on CUDA and float32 elsewhere."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise FastEngineError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def item_seeds(sampling: SamplingParams, batch: int) -> list[int]:
+    """Per-prompt seeds: ``seed + i`` for prompt ``i``, or fresh random seeds when unset."""
+    if sampling.seed is None:
+        return [int(s) for s in np.random.SeedSequence().generate_state(batch, dtype=np.uint64) >> 1]
+    return [(int(sampling.seed) + i) % SEED_MODULUS for i in range(batch)]

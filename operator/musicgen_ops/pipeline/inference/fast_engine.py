@@ -1,0 +1,377 @@
+"""The fast generation engine: static KV cache, guidance in one batch, on-device sampling, CUDA graphs.
+
+Hugging Face's ``generate()`` spends most of a MusicGen step launching kernels from Python. This engine
+runs the decoder step of :mod:`musicgen_ops.pipeline.inference.static_decoder` over preallocated
+buffers, so every step has the same shapes and touches the same memory; on a GPU each step is captured
+once as a ``torch.cuda.CUDAGraph`` per (batch bucket, attention window, prompt bucket) and replayed,
+with no host synchronisation inside the loop. On CPU (or with ``cuda_graphs=False``) the very same
+step runs eagerly, which is how the tests prove it matches ``generate()`` token for token.
+
+Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
+padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
+position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
+request read less of the cache); the prompt's tokens are padded to the smallest prompt bucket.
+Call :meth:`FastGenerationEngine.warmup` before serving: it captures every bucket's graphs, so nothing
+is captured (or compiled) at request time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from musicgen_ops.pipeline.codes import revert_delay_pattern
+from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
+from musicgen_ops.pipeline.inference.fast_config import (
+    SEED_MODULUS,
+    FastEngineConfig,
+    FastEngineError,
+    item_seeds,
+    plain_musicgen,
+    torch_dtype,
+)
+from musicgen_ops.pipeline.inference.static_decoder import DecoderWeights, StepBuffers, fill_cross_attention
+
+if TYPE_CHECKING:
+    from musicgen_ops.pipeline.models import LoadedModel
+
+__all__ = ["FastEngineConfig", "FastEngineError", "FastGenerationEngine"]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_ALIGN = 64  # cache windows are rounded up to this many slots (aligned attention masks)
+
+
+class FastGenerationEngine:
+    """MusicGen generation over a static KV cache, with guidance folded into one batch.
+
+    Args:
+        loaded: model and processor; a ``PeftModel`` is merged (in place) first. The engine moves the
+            text encoder and codec to ``device``; the decoder's weights are copied into its own tensors.
+        device: ``cuda``, ``cuda:1``, ``cpu``...; default CUDA when available.
+        dtype: decoder dtype, ``bfloat16`` by default on CUDA and ``float32`` on CPU.
+        config: buckets and switches (:class:`FastEngineConfig`).
+    """
+
+    #: Accepts ``seeds=`` with one seed per prompt: a prompt's audio does not depend on its batch.
+    supports_item_seeds = True
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        config: FastEngineConfig | None = None,
+    ) -> None:
+        self.config = config or FastEngineConfig()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = torch_dtype(dtype, self.device)
+        self.use_graphs = (
+            self.device.type == "cuda" if self.config.cuda_graphs is None else self.config.cuda_graphs
+        )
+        if self.use_graphs and self.device.type != "cuda":
+            raise FastEngineError(f"cuda_graphs=True needs a CUDA device, got {self.device}")
+        model = plain_musicgen(loaded.model)
+        self.name = loaded.name
+        self.processor = loaded.processor
+        self.model = model
+        model.text_encoder.to(self.device)
+        model.audio_encoder.to(self.device)
+        if getattr(model, "enc_to_dec_proj", None) is not None:
+            model.enc_to_dec_proj.to(self.device)
+        self.weights = DecoderWeights.from_model(model, self.device, self.dtype)
+        self.sample_rate = loaded.sample_rate
+        self.frame_rate = loaded.frame_rate
+        self.num_codebooks = loaded.num_codebooks
+        self.hop_length = self.sample_rate // self.frame_rate
+        k = self.num_codebooks
+        steps = [round(s * self.frame_rate) + k - 1 for s in self.config.length_buckets_s]
+        #: Cache windows (slots), one per length bucket, ascending.
+        self.windows = sorted({math.ceil(n / _CACHE_ALIGN) * _CACHE_ALIGN for n in steps})
+        #: Batch size of every chunk run, in order (for tests and metrics).
+        self.batch_sizes: list[int] = []
+        self.workspace = DecodeWorkspace(
+            self.weights,
+            max_text=self.config.text_buckets[-1],
+            noise_window=self.config.noise_window,
+            attention=self.config.attention,
+            use_graphs=self.use_graphs,
+        )
+        self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
+
+    # ----------------------------------------------------------------------------------- public API
+    @property
+    def max_frames(self) -> int:
+        """Longest request in frames (the longest length bucket)."""
+        return round(self.config.length_buckets_s[-1] * self.frame_rate)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the tensors this engine holds on its device (weights, codec, encoder, buffers)."""
+        tensors = [*self.model.text_encoder.parameters(), *self.model.audio_encoder.parameters()]
+        w = self.weights
+        tensors += [w.embed, w.heads, w.final_ln_w, w.final_ln_b]
+        tensors += [t for layer in w.layers for t in vars(layer).values() if isinstance(t, torch.Tensor)]
+        tensors += self.workspace.tensors
+        seen: dict[int, int] = {}
+        for t in tensors:
+            if t.device == self.device:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return sum(seen.values())
+
+    @property
+    def captures(self) -> int:
+        """CUDA graphs captured so far."""
+        return self.workspace.captures
+
+    @property
+    def late_captures(self) -> int:
+        """CUDA graphs captured while serving a request (0 after a complete ``warmup()``)."""
+        return self.workspace.late_captures
+
+    def warmup(self) -> dict[str, float]:
+        """Allocate every buffer and capture every bucket's CUDA graphs (run one eager step per bucket
+        on CPU). Returns ``{"seconds": ..., "graphs": ...}``; call before reporting ready."""
+        started = time.perf_counter()
+        ws = self.workspace
+        with self._lock, torch.inference_mode():
+            ws.ensure(self.config.batch_buckets[-1], self.windows[-1])
+            for batch in self.config.batch_buckets:
+                buf = ws.buffers(batch)
+                for text in self.config.text_buckets:
+                    for window in self.windows:
+                        if self.use_graphs:
+                            ws.graph(buf, window, text, late=False)
+                        ws.reset(buf, num_frames=1)
+                        ws.step(buf, window, text)
+            self._sync()
+        seconds = time.perf_counter() - started
+        logger.info("fast engine warm: %d graphs in %.1f s on %s", self.captures, seconds, self.device)
+        return {"seconds": seconds, "graphs": float(self.captures)}
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        num_frames: int,
+        sampling: SamplingParams = SamplingParams(),
+        audio_prompt: np.ndarray | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> GenerationOutput:
+        """Generate ``num_frames`` frames per prompt (see ``GenerationEngine.generate``).
+
+        Args:
+            prompts: text conditioning, one per output.
+            num_frames: frames of audio per prompt (``num_frames * hop_length`` samples).
+            sampling: guidance, greedy or temperature/top-k/top-p; prompt ``i`` is seeded with
+                ``sampling.seed + i`` (random when unset) unless ``seeds`` is given.
+            audio_prompt: not supported here (raises ``NotImplementedError``); use the torch engine.
+            seeds: one seed per prompt.
+        """
+        if audio_prompt is not None:
+            raise NotImplementedError("the fast engine cannot continue an audio prompt; use engine='torch'")
+        self._validate(prompts, num_frames, sampling)
+        seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
+        if len(seeds) != len(prompts):
+            raise FastEngineError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        largest = self.config.batch_buckets[-1]
+        audio, codes, timings = [], [], {"encode": 0.0, "decode": 0.0, "codec": 0.0, "capture": 0.0}
+        for start in range(0, len(prompts), largest):
+            out = self._generate_chunk(
+                prompts[start : start + largest], seeds[start : start + largest], num_frames, sampling
+            )
+            audio.append(out.audio)
+            codes.append(out.codes)
+            for key, value in out.timings.items():
+                timings[key] = timings.get(key, 0.0) + value
+        timings["steps"] = float(num_frames + self.num_codebooks - 1)
+        return GenerationOutput(
+            audio=np.concatenate(audio),
+            sample_rate=self.sample_rate,
+            codes=np.concatenate(codes),
+            timings=timings,
+        )
+
+    # ------------------------------------------------------------------------------------ internals
+    def _validate(self, prompts: list[str], num_frames: int, sampling: SamplingParams) -> None:
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise FastEngineError("prompts must be a non-empty list of strings")
+        steps = num_frames + self.num_codebooks - 1
+        if num_frames < 1 or steps > self.windows[-1]:
+            capacity = self.windows[-1] - self.num_codebooks + 1
+            raise FastEngineError(
+                f"num_frames={num_frames} is outside 1..{capacity} (the longest length bucket, "
+                f"{self.config.length_buckets_s[-1]} s); raise FastEngineConfig.length_buckets_s"
+            )
+        if sampling.do_sample and sampling.temperature <= 0:
+            raise FastEngineError(
+                f"sampling.temperature must be > 0 when sampling, got {sampling.temperature}"
+            )
+        if sampling.top_k < 0:
+            raise FastEngineError(f"sampling.top_k must be >= 0 (0 disables it), got {sampling.top_k}")
+        if not 0.0 <= sampling.top_p <= 1.0:
+            raise FastEngineError(
+                f"sampling.top_p must be in [0, 1] (0 or 1 disable it), got {sampling.top_p}"
+            )
+
+    def generate_stream(
+        self,
+        prompts: list[str],
+        *,
+        num_frames: int,
+        sampling: SamplingParams = SamplingParams(),
+        seeds: Sequence[int] | None = None,
+        chunk_frames: int = 50,
+        lookahead_frames: int = 8,
+    ) -> Iterator[np.ndarray]:
+        """Yield float32 audio ``[B, samples]`` while generating: about every ``chunk_frames`` frames.
+
+        Each time ``chunk_frames`` more frames are complete, the codes so far are decoded and the audio
+        up to ``lookahead_frames`` before the newest frame is yielded (the codec's convolutions look
+        ahead, so the newest samples change once later frames exist); the last chunk ends the audio.
+        Concatenated, the chunks equal ``generate()``'s audio for the same seeds (up to float rounding).
+        """
+        self._validate(prompts, num_frames, sampling)
+        if len(prompts) > self.config.batch_buckets[-1]:
+            raise FastEngineError(
+                f"{len(prompts)} prompts exceed the largest batch bucket ({self.config.batch_buckets[-1]}) "
+                "for streaming; use generate() or fewer prompts"
+            )
+        if chunk_frames < 1 or lookahead_frames < 0:
+            raise FastEngineError(
+                f"need chunk_frames >= 1 and lookahead_frames >= 0, got {chunk_frames}, {lookahead_frames}"
+            )
+        seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
+        if len(seeds) != len(prompts):
+            raise FastEngineError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        emitted = 0
+        for codes, timings in self._run(prompts, seeds, num_frames, sampling, every=chunk_frames):
+            done = codes.shape[-1]
+            end = done if timings is not None else max(0, done - lookahead_frames)
+            if end > emitted:
+                audio = self._decode_audio(codes[..., :done], done)
+                yield audio[:, emitted * self.hop_length : end * self.hop_length]
+                emitted = end
+
+    def _generate_chunk(
+        self, prompts: list[str], seeds: list[int], num_frames: int, sampling: SamplingParams
+    ) -> GenerationOutput:
+        codes, timings = list(self._run(prompts, seeds, num_frames, sampling, every=None))[-1]
+        before = time.perf_counter()
+        audio = self._decode_audio(codes, num_frames)
+        timings["codec"] = time.perf_counter() - before
+        self.batch_sizes.append(len(prompts))
+        return GenerationOutput(
+            audio=audio, sample_rate=self.sample_rate, codes=codes.cpu().numpy(), timings=timings
+        )
+
+    def _run(
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int,
+        sampling: SamplingParams,
+        every: int | None,
+    ) -> Iterator[tuple[torch.Tensor, dict[str, float] | None]]:
+        """Decode one batch (at most the largest bucket). Yields ``(codes [B, K, frames done], None)``
+        each time ``every`` more frames are complete, then ``(all codes, timings)``."""
+        count, k = len(prompts), self.num_codebooks
+        steps = num_frames + k - 1
+        batch = next(b for b in self.config.batch_buckets if b >= count)
+        ws = self.workspace
+        with self._lock:  # a suspended stream keeps the lock; inference mode is entered per piece
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                buf, text, windows, capture = self._prepare(prompts, batch, steps)
+                ws.reset(buf, num_frames, sampling)
+                generators = self._generators(seeds) if sampling.do_sample else []
+                self._sync()
+                t1 = time.perf_counter()
+            for step in range(steps):
+                with torch.inference_mode():
+                    if generators and step % buf.noise_window == 0:
+                        for row, gen in enumerate(generators):
+                            buf.noise[row].exponential_(generator=gen)
+                        buf.noise[:count].clamp_min_(torch.finfo(torch.float32).tiny)
+                    ws.step(buf, windows[step], text)
+                    done = step - k + 2  # frames complete after this step
+                    partial = None
+                    if every and done > 0 and done % every == 0 and done < num_frames:
+                        partial = revert_delay_pattern(buf.codes[:count, :, : done + k - 1])
+                if partial is not None:
+                    yield partial, None
+            with torch.inference_mode():
+                codes = revert_delay_pattern(buf.codes[:count, :, :steps])
+                self._sync()
+            t2 = time.perf_counter()
+        yield codes, {"encode": t1 - t0 - capture, "capture": capture, "decode": t2 - t1}
+
+    def _prepare(
+        self, prompts: list[str], batch: int, steps: int
+    ) -> tuple[StepBuffers, int, list[int], float]:
+        """Encode the prompts into the batch bucket's buffers; returns them, the prompt bucket, the
+        attention window of every step and the seconds spent capturing graphs (0 after warm-up)."""
+        states, mask = self._encode(prompts, batch)
+        text = next((t for t in self.config.text_buckets if t >= states.shape[1]), None)
+        if text is None:
+            raise FastEngineError(
+                f"a prompt has {states.shape[1]} tokens, more than the longest prompt bucket "
+                f"({self.config.text_buckets[-1]}); shorten it or raise FastEngineConfig.text_buckets"
+            )
+        windows = [next(w for w in self.windows if w > s) for s in range(steps)]
+        ws = self.workspace
+        if self.use_graphs:  # caches always hold the largest buckets: graphs are never recaptured
+            ws.ensure(self.config.batch_buckets[-1], self.windows[-1])
+        else:
+            ws.ensure(batch, windows[-1])
+        buf = ws.buffers(batch)
+        before = time.perf_counter()
+        if self.use_graphs:  # normally all captured by warmup(); capturing runs steps, so do it first
+            for window in sorted(set(windows)):
+                ws.graph(buf, window, text, late=True)
+        capture = time.perf_counter() - before
+        fill_cross_attention(self.weights, buf, states, mask)
+        return buf, text, windows, capture
+
+    def _encode(self, prompts: list[str], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states ``[2 * batch, T, hidden]`` (conditional rows, padding rows, then zeros for the
+        unconditional half) and their attention mask, as ``generate()`` feeds cross-attention."""
+        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
+        attention = inputs["attention_mask"]
+        states = self.model.text_encoder(
+            input_ids=inputs["input_ids"], attention_mask=attention
+        ).last_hidden_state
+        if getattr(self.model, "enc_to_dec_proj", None) is not None:
+            states = self.model.enc_to_dec_proj(states)
+        states = (states * attention[..., None]).to(self.dtype)
+        rows, length = 2 * batch, states.shape[1]
+        full = states.new_zeros((rows, length, states.shape[2]))
+        full[: len(prompts)] = states
+        full_mask = attention.new_zeros((rows, length))
+        full_mask[: len(prompts)] = attention
+        return full, full_mask
+
+    def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+        """EnCodec decode of ``[B, K, frames]`` codes to float32 ``[B, samples]``."""
+        with torch.inference_mode():
+            values = self.model.audio_encoder.decode(codes[None], [None]).audio_values
+        samples = num_frames * self.hop_length
+        audio = values[:, 0, :samples].float().cpu().numpy()
+        if audio.shape[1] != samples:
+            raise RuntimeError(f"codec returned {audio.shape[1]} samples, expected {samples}")
+        return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def _generators(self, seeds: list[int]) -> list[torch.Generator]:
+        return [torch.Generator(device=self.device).manual_seed(int(s) % SEED_MODULUS) for s in seeds]
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
