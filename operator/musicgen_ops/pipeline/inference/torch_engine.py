@@ -1,0 +1,227 @@
+"""The PyTorch generation engine: Hugging Face ``MusicgenForConditionalGeneration.generate()``.
+
+Sampling is done by :class:`SeededSampler`, a logits processor with one ``torch.Generator`` per prompt,
+so each prompt's tokens depend only on its own seed and logits: a seeded prompt gives the same audio
+alone or batched with others (up to float rounding of the batched matmuls). It samples with the
+Gumbel-max trick (``argmax(logits / T + Gumbel noise)``, the same distribution as multinomial sampling)
+and hands Hugging Face a one-hot score, so ``generate`` runs in greedy mode and never touches the
+global RNG. Classifier-free guidance, temperature, top-k and top-p are applied inside the sampler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+
+if TYPE_CHECKING:
+    from musicgen_ops.pipeline.models import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+#: Score given to every token except the sampled one (finite, so guidance arithmetic stays finite).
+_MASKED = -1e4
+_SEED_MODULUS = 2**63 - 1
+
+
+def item_seeds(sampling: SamplingParams, batch: int) -> list[int]:
+    """Per-prompt seeds for one call: ``seed + i`` for prompt ``i``, or fresh random seeds when unset."""
+    if sampling.seed is None:
+        return [int(s) for s in np.random.SeedSequence().generate_state(batch, dtype=np.uint64) >> 1]
+    return [(int(sampling.seed) + i) % _SEED_MODULUS for i in range(batch)]
+
+
+class SeededSampler:
+    """Logits processor: guidance, temperature, top-k/top-p and per-prompt seeded sampling in one step.
+
+    Rows of ``scores`` are ``prompt * num_codebooks + codebook`` (the conditional half first, then the
+    unconditional half when Hugging Face doubled the batch for classifier-free guidance).
+
+    Args:
+        seeds: one seed per prompt.
+        num_codebooks: codebooks per prompt (rows per prompt in ``scores``).
+        sampling: guidance scale, temperature, top-k, top-p and ``do_sample``.
+    """
+
+    def __init__(self, seeds: Sequence[int], num_codebooks: int, sampling: SamplingParams) -> None:
+        self.num_codebooks = num_codebooks
+        self.sampling = sampling
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        rows = len(self.generators) * self.num_codebooks
+        logits = scores.float()
+        doubled = logits.shape[0] == 2 * rows
+        if doubled:  # [cond; uncond] rows: apply classifier-free guidance here
+            cond, uncond = logits.split(rows, dim=0)
+            logits = uncond + (cond - uncond) * float(self.sampling.guidance_scale)
+        elif logits.shape[0] != rows:
+            raise ValueError(f"expected {rows} or {2 * rows} rows of logits, got {logits.shape[0]}")
+        chosen = self._sample(logits)
+        one_hot = torch.full_like(scores[:rows], _MASKED)
+        one_hot.scatter_(1, chosen[:, None], 0.0)
+        self.steps += 1
+        # Both halves equal: whatever guidance Hugging Face applies afterwards keeps the one-hot.
+        return torch.cat([one_hot, one_hot], dim=0) if doubled else one_hot
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        params = self.sampling
+        if not params.do_sample or params.temperature <= 0:
+            # Still draw the noise, so later steps see the same generator state either way.
+            for gen in self.generators:
+                torch.rand((self.num_codebooks, logits.shape[1]), generator=gen)
+            return logits.argmax(dim=-1)
+        logits = logits / float(params.temperature)
+        vocab = logits.shape[-1]
+        if 0 < params.top_k < vocab:
+            kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if 0.0 < params.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            drop_sorted = cumulative - sorted_logits.softmax(dim=-1) > params.top_p  # keeps at least one
+            drop = drop_sorted.scatter(1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        noise = torch.cat(
+            [torch.rand((self.num_codebooks, vocab), generator=gen) for gen in self.generators], dim=0
+        ).to(logits.device)
+        gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
+        return (logits + gumbel).argmax(dim=-1)
+
+
+class TorchEngine:
+    """A MusicGen model (base, or base with a merged LoRA adapter) generating with ``generate()``.
+
+    Args:
+        loaded: the model and processor (from ``load_base_model`` or the checkpoint loader).
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16``; the codec always decodes in float32.
+    """
+
+    #: Accepts ``seeds=`` with one seed per prompt: results do not depend on batch composition.
+    supports_item_seeds = True
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", dtype: str | None = None) -> None:
+        self.name = loaded.name
+        self.processor = loaded.processor
+        self.device = torch.device(device)
+        self.dtype = _torch_dtype(dtype)
+        model = loaded.model.to(self.device)
+        if self.dtype != torch.float32:
+            model.text_encoder.to(self.dtype)
+            model.decoder.to(self.dtype)
+            if hasattr(model, "enc_to_dec_proj"):
+                model.enc_to_dec_proj.to(self.dtype)
+        self.model = model.eval()
+        self.sample_rate = loaded.sample_rate
+        self.frame_rate = loaded.frame_rate
+        self.num_codebooks = loaded.num_codebooks
+        self.hop_length = self.sample_rate // self.frame_rate
+        #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
+        self.batch_sizes: list[int] = []
+
+    @property
+    def max_frames(self) -> int:
+        """Frames the decoder can attend to in one window (1500 = 30 s for MusicGen)."""
+        limit = int(getattr(self.model.generation_config, "max_length", 0) or 0)
+        positions = int(self.model.config.decoder.max_position_embeddings)
+        return min(limit, positions) if limit else positions
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by parameters and buffers (what the model cache budgets)."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        num_frames: int,
+        sampling: SamplingParams = SamplingParams(),
+        audio_prompt: np.ndarray | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> GenerationOutput:
+        """Generate ``num_frames`` new frames per prompt (see ``GenerationEngine.generate``).
+
+        Args:
+            prompts: text conditioning, one per output.
+            num_frames: frames of new audio (``num_frames * hop_length`` samples per prompt).
+            sampling: guidance, temperature, top-k/top-p; ``sampling.seed`` seeds prompt ``i`` with
+                ``seed + i`` unless ``seeds`` is given.
+            audio_prompt: float32 ``[batch, samples]`` to continue; only the new audio is returned.
+            seeds: one seed per prompt (overrides ``sampling.seed``).
+        """
+        if not prompts:
+            raise ValueError("prompts is empty: give at least one text prompt")
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        started = time.perf_counter()
+        inputs, prompt_samples = self._inputs(prompts, audio_prompt)
+        encoded = time.perf_counter()
+        sampler = SeededSampler(seeds, self.num_codebooks, sampling)
+        guidance = float(sampling.guidance_scale)
+        with torch.inference_mode():
+            audio = self.model.generate(
+                **inputs,
+                do_sample=False,
+                guidance_scale=guidance if guidance > 1 else 1.0,  # <= 1: no unconditional half
+                max_new_tokens=num_frames + self.num_codebooks - 1,
+                logits_processor=[sampler],
+            )
+        done = time.perf_counter()
+        self.batch_sizes.append(len(prompts))
+        samples = num_frames * self.hop_length
+        audio = audio[:, 0, prompt_samples : prompt_samples + samples].float().cpu().numpy()
+        if audio.shape[1] != samples:
+            raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+        return GenerationOutput(
+            audio=np.ascontiguousarray(audio, dtype=np.float32),
+            sample_rate=self.sample_rate,
+            timings={"inputs": encoded - started, "generate": done - encoded, "steps": float(sampler.steps)},
+        )
+
+    def _inputs(self, prompts: list[str], audio_prompt: np.ndarray | None) -> tuple[dict, int]:
+        """Tokenised text (and the frame-aligned audio prompt) on the model's device."""
+        if audio_prompt is None:
+            batch = self.processor(text=prompts, padding=True, return_tensors="pt")
+            prompt_samples = 0
+        else:
+            audio_prompt = np.asarray(audio_prompt, dtype=np.float32)
+            if audio_prompt.ndim != 2 or audio_prompt.shape[0] != len(prompts):
+                raise ValueError(
+                    f"audio_prompt must be [batch={len(prompts)}, samples], got shape {audio_prompt.shape}"
+                )
+            usable = audio_prompt.shape[1] // self.hop_length * self.hop_length
+            if usable == 0:
+                raise ValueError(f"audio_prompt is shorter than one codec frame ({self.hop_length} samples)")
+            audio_prompt = audio_prompt[:, -usable:]  # whole frames, so the prompt re-encodes exactly
+            batch = self.processor(
+                audio=list(audio_prompt),
+                text=prompts,
+                sampling_rate=self.sample_rate,
+                padding=True,
+                return_tensors="pt",
+            )
+            prompt_samples = usable
+        # input_values stay float32: the codec is never cast.
+        return {k: v.to(self.device) for k, v in batch.items()}, prompt_samples
+
+
+def _torch_dtype(name: str | None) -> torch.dtype:
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name is None:
+        return torch.float32
+    if name not in choices:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(choices)}")
+    return choices[name]

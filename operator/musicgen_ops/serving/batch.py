@@ -1,0 +1,212 @@
+"""The synchronous generation path shared by the server and batch (Job) mode.
+
+``prepare`` turns validated parameters into a ``PreparedRequest`` (conditioning text, seed, length,
+sampling); ``batch_key`` says which requests may share one batched forward pass; ``run_batch``
+generates a batch; ``generate_to_files`` does all of it for a list of requests (the CLI's
+``generate`` and the Kubernetes generate-job call it).
+
+Batching and seeds: requests are batched only when their model, length and sampling settings
+(guidance, temperature, top-k, top-p) match. Each request keeps its own seed: with the PyTorch
+engine every request samples from its own generator, so a seeded request gives the same audio
+alone or in any batch. Engines without per-request seeds are never batched across requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from musicgen_ops.pipeline.inference.base import SamplingParams
+from musicgen_ops.pipeline.prompting import compose_prompt
+from musicgen_ops.serving.errors import InvalidParametersError
+from musicgen_ops.serving.schemas import GenerationParameters, GenerationResult, describe_validation_error
+from musicgen_ops.serving.windowing import generate_windowed, num_samples_for, supports_item_seeds
+from musicgen_ops.serving.writer import write_result
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedRequest:
+    """Validated parameters turned into what the engine needs."""
+
+    params: GenerationParameters
+    conditioning_text: str
+    seed: int
+    num_samples: int
+    sampling: SamplingParams
+    request_id: str = field(default_factory=lambda: secrets.token_hex(6))
+
+
+def validate_parameters(
+    params: GenerationParameters | dict[str, Any], *, max_duration_seconds: float | None = None
+) -> GenerationParameters:
+    """Validated parameters; every bad field is listed in one ``InvalidParametersError``."""
+    if not isinstance(params, GenerationParameters):
+        try:
+            params = GenerationParameters.model_validate(params)
+        except ValidationError as err:
+            fields = describe_validation_error(err)
+            raise InvalidParametersError(
+                f"{len(fields)} invalid parameter(s): " + "; ".join(fields), fields=fields
+            ) from err
+    if max_duration_seconds is not None and params.duration_seconds > max_duration_seconds:
+        line = (
+            f"duration_seconds: at most {max_duration_seconds:g} s on this server "
+            f"(got {params.duration_seconds})"
+        )
+        raise InvalidParametersError(f"1 invalid parameter(s): {line}", fields=[line])
+    return params
+
+
+def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
+    """Fold structured fields into the prompt, pick the seed, compute the exact length."""
+    try:
+        text = compose_prompt(
+            params.prompt, style=params.style, bpm=params.target_bpm, key=params.key, scale=params.scale
+        )
+    except ValueError as err:
+        raise InvalidParametersError(str(err), fields=[str(err)]) from err
+    seed = params.random_seed if params.random_seed is not None else secrets.randbelow(2**32)
+    sampling = SamplingParams(
+        guidance_scale=params.guidance_scale,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        do_sample=params.temperature > 0,
+        seed=seed,
+    )
+    return PreparedRequest(
+        params=params,
+        conditioning_text=text,
+        seed=seed,
+        num_samples=num_samples_for(params.duration_seconds, sample_rate),
+        sampling=sampling,
+    )
+
+
+def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable:
+    """Requests with equal keys may be generated in one batch."""
+    s = request.sampling
+    key: tuple = (
+        model_key,
+        request.num_samples,
+        s.guidance_scale,
+        s.temperature,
+        s.top_k,
+        s.top_p,
+        s.do_sample,
+    )
+    if not supports_item_seeds(engine):
+        key += (request.request_id,)  # one seed per call: never share a batch
+    return key
+
+
+def run_batch(
+    engine: Any,
+    requests: Sequence[PreparedRequest],
+    *,
+    window_seconds: float,
+    context_seconds: float,
+) -> tuple[np.ndarray, int]:
+    """Generate one batch (all with the same ``batch_key``); returns ``[batch, samples]`` and windows."""
+    first = requests[0]
+    return generate_windowed(
+        engine,
+        [r.conditioning_text for r in requests],
+        num_samples=first.num_samples,
+        sampling=first.sampling,
+        seeds=[r.seed for r in requests],
+        window_seconds=window_seconds,
+        context_seconds=context_seconds,
+    )
+
+
+def generate_to_files(
+    params_list: Sequence[GenerationParameters | dict[str, Any]],
+    model_ref: str | Path | Any,
+    output_dir: str | Path,
+    *,
+    engine: str = "torch",
+    device: str = "cpu",
+    dtype: str | None = None,
+    audio_paths: Sequence[str | Path] | None = None,
+    max_batch_size: int = 8,
+    window_seconds: float = 30.0,
+    context_seconds: float = 10.0,
+    spectrogram: bool = False,
+    model_id: str | None = None,
+) -> list[GenerationResult]:
+    """Generate every request with one model and write each result's files (batch/Job mode).
+
+    Args:
+        params_list: requests (their ``trained_model_id`` is ignored: ``model_ref`` is used).
+        model_ref: base model, checkpoint folder or ONNX export for ``open_engine``, or an open engine.
+        output_dir: where ``track-<n>.<format>`` (+ ``.json``, ``.png``) go unless ``audio_paths``.
+        engine, device, dtype: passed to ``open_engine``.
+        audio_paths: explicit audio file path per request.
+        max_batch_size: requests generated together (same length and sampling settings only).
+        window_seconds, context_seconds: windowed continuation beyond the model's window.
+        spectrogram: also write spectrogram PNGs.
+        model_id: name recorded in the sidecars (default: ``model_ref``).
+
+    Returns:
+        One result per request, in input order.
+    """
+    validated = [validate_parameters(p) for p in params_list]
+    if audio_paths is not None and len(audio_paths) != len(validated):
+        raise ValueError(f"got {len(audio_paths)} audio paths for {len(validated)} requests")
+    if isinstance(model_ref, (str, Path)):
+        from musicgen_ops.pipeline.inference.loader import open_engine
+
+        gen = open_engine(model_ref, engine, device, dtype=dtype)
+        model_id = model_id or str(model_ref)
+    else:
+        gen = model_ref
+        model_id = model_id or str(getattr(gen, "name", "engine"))
+    output_dir = Path(output_dir)
+    prepared = [prepare(p, gen.sample_rate) for p in validated]
+    groups: dict[Hashable, list[int]] = {}
+    for index, request in enumerate(prepared):
+        groups.setdefault(batch_key(model_id, request, gen), []).append(index)
+    results: dict[int, GenerationResult] = {}
+    for indices in groups.values():
+        for start in range(0, len(indices), max_batch_size):
+            chunk = indices[start : start + max_batch_size]
+            started = time.perf_counter()
+            audio, windows = run_batch(
+                gen,
+                [prepared[i] for i in chunk],
+                window_seconds=window_seconds,
+                context_seconds=context_seconds,
+            )
+            for row, index in enumerate(chunk):
+                request = prepared[index]
+                fmt = request.params.output_format
+                path = Path(audio_paths[index]) if audio_paths else output_dir / f"track-{index:04d}.{fmt}"
+                results[index] = write_result(
+                    path,
+                    audio[row],
+                    sample_rate=gen.sample_rate,
+                    result_id=path.stem,
+                    model_id=model_id,
+                    conditioning_text=request.conditioning_text,
+                    parameters=request.params.model_dump(mode="json"),
+                    seed=request.seed,
+                    output_format=fmt,
+                    windows=windows,
+                    batch_size=len(chunk),
+                    started=started,
+                    clock=time.perf_counter,
+                    spectrogram=bool(request.params.spectrogram) or spectrogram,
+                )
+                logger.info("wrote %s (%.2f s, seed %d)", path, results[index].duration_seconds, request.seed)
+    return [results[i] for i in range(len(prepared))]

@@ -1,0 +1,145 @@
+"""An LRU cache of loaded generation engines, bounded by model count and by memory.
+
+Loading runs in a worker thread; concurrent requests for the same model wait for one load.
+An evicted engine stays alive while a running batch still holds it, then is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from musicgen_ops.serving.schemas import CacheStats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheEntry:
+    """A loaded engine and what it costs."""
+
+    key: str
+    engine: Any
+    memory_bytes: int
+    source: str
+
+
+def engine_memory(engine: Any) -> int:
+    """Bytes an engine holds (``memory_bytes`` when it reports one, else 0)."""
+    try:
+        return int(getattr(engine, "memory_bytes", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class ModelCache:
+    """LRU of engines keyed by model id.
+
+    Args:
+        loader: ``key -> (engine, source)``, called in a worker thread on a miss.
+        max_models: most engines kept loaded.
+        max_bytes: memory budget; least recently used engines are evicted beyond it (the newest
+            engine always stays, even when it alone exceeds the budget).
+        on_event: called with ``"hit"``, ``"miss"`` or ``"eviction"`` (for metrics).
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[str], tuple[Any, str]],
+        *,
+        max_models: int,
+        max_bytes: int,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self._loader = loader
+        self.max_models = max_models
+        self.max_bytes = max_bytes
+        self._on_event = on_event or (lambda kind: None)
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[CacheEntry]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def entries(self) -> list[CacheEntry]:
+        """Loaded engines, least recently used first."""
+        return list(self._entries.values())
+
+    @property
+    def total_bytes(self) -> int:
+        """Memory of every loaded engine."""
+        return sum(e.memory_bytes for e in self._entries.values())
+
+    def stats(self) -> CacheStats:
+        """Counts and occupancy."""
+        return CacheStats(
+            hits=self.hits,
+            misses=self.misses,
+            evictions=self.evictions,
+            models=len(self._entries),
+            bytes=self.total_bytes,
+            max_models=self.max_models,
+            max_bytes=self.max_bytes,
+        )
+
+    async def get(self, key: str) -> Any:
+        """The engine for ``key``, loading it on a miss (one load for concurrent callers)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            self._on_event("hit")
+            return entry.engine
+        pending = self._loading.get(key)
+        if pending is not None:  # someone else is loading it: share that load
+            self.hits += 1
+            self._on_event("hit")
+            return (await asyncio.shield(pending)).engine
+        self.misses += 1
+        self._on_event("miss")
+        future: asyncio.Future[CacheEntry] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            engine, source = await asyncio.to_thread(self._loader, key)
+            entry = CacheEntry(key=key, engine=engine, memory_bytes=engine_memory(engine), source=source)
+            self._entries[key] = entry
+            self._evict(keep=key)
+            future.set_result(entry)
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._loading[key]
+        logger.info("model %s loaded from %s (%.1f MB)", key, entry.source, entry.memory_bytes / 1e6)
+        return entry.engine
+
+    def _evict(self, keep: str) -> None:
+        evicted = False
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_models or self.total_bytes > self.max_bytes
+        ):
+            victim = next(k for k in self._entries if k != keep)
+            entry = self._entries.pop(victim)
+            self.evictions += 1
+            self._on_event("eviction")
+            logger.info("model %s evicted (%.1f MB)", victim, entry.memory_bytes / 1e6)
+            close = getattr(entry.engine, "close", None)
+            if callable(close):
+                close()
+            del entry
+            evicted = True
+        if evicted:
+            gc.collect()
+
+    def clear(self) -> None:
+        """Drop every engine (memory is returned when the last batch using one finishes)."""
+        self._entries.clear()

@@ -1,0 +1,141 @@
+"""Domain errors of the generation service and their HTTP status codes (registered once on the app).
+
+The service raises these without knowing about HTTP; ``register_exception_handlers`` maps them (and
+the pipeline's and storage's typed errors) to status codes and one JSON body shape (``ErrorBody``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from musicgen_ops.pipeline.errors import ModelNotAvailableError, PipelineError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger(__name__)
+
+
+class ServingError(Exception):
+    """Base of the service's errors; ``status_code`` is the HTTP answer."""
+
+    status_code = 500
+    code = "InternalError"
+
+    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+
+class InvalidParametersError(ServingError, ValueError):
+    """Request parameters out of range or malformed; ``fields`` lists every bad one."""
+
+    status_code = 422
+    code = "InvalidParameters"
+
+
+class ModelNotFoundError(ServingError):
+    """No model with that id under the models root or the artifact store."""
+
+    status_code = 404
+    code = "ModelNotFound"
+
+
+class ModelNotReadyError(ServingError):
+    """The model is still loading or warming up."""
+
+    status_code = 503
+    code = "ModelNotReady"
+
+
+class ServiceBusyError(ServingError):
+    """The request queue is full: try again later (HTTP 429 with Retry-After)."""
+
+    status_code = 429
+    code = "ServiceBusy"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class JobNotFoundError(ServingError):
+    """No job with that id (never existed, or forgotten)."""
+
+    status_code = 404
+    code = "JobNotFound"
+
+
+class JobNotFinishedError(ServingError):
+    """The job has no audio (yet): still queued or running, or it failed."""
+
+    status_code = 409
+    code = "JobNotFinished"
+
+
+class InferenceError(ServingError):
+    """Generation failed inside the engine."""
+
+    status_code = 500
+    code = "InferenceError"
+
+
+def status_for(err: BaseException) -> tuple[int, str]:
+    """HTTP status and error code for any exception the service may raise."""
+    if isinstance(err, ServingError):
+        return err.status_code, err.code
+    if isinstance(err, ModelNotAvailableError):
+        return 404, "ModelNotFound"
+    if isinstance(err, PipelineError):
+        return 500, "InferenceError"
+    try:
+        from musicgen_ops.storage import NotFoundError, StorageError
+    except ImportError:  # pragma: no cover - storage is part of the serve extra
+        return 500, "InternalError"
+    if isinstance(err, NotFoundError):
+        return 404, "ModelNotFound"
+    if isinstance(err, StorageError):
+        return 502, "StorageError"
+    return 500, "InternalError"
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    """Answer every domain error (and request validation) with ``ErrorBody`` and its status code."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from musicgen_ops.serving.schemas import ErrorBody
+
+    async def domain_error(request: Request, err: Exception) -> JSONResponse:
+        status, code = status_for(err)
+        if status >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, err, exc_info=err)
+        fields = getattr(err, "fields", None)
+        body = ErrorBody(error=code, message=getattr(err, "message", str(err)), fields=fields)
+        headers = {"Retry-After": str(err.retry_after)} if isinstance(err, ServiceBusyError) else None
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+    async def invalid_request(request: Request, err: Exception) -> JSONResponse:
+        assert isinstance(err, RequestValidationError)
+        fields = []
+        for item in err.errors():
+            loc = [str(p) for p in item.get("loc", ()) if p != "body"]
+            fields.append(f"{'.'.join(loc) or 'body'}: {item.get('msg')} (got {item.get('input')!r})")
+        body = ErrorBody(
+            error=InvalidParametersError.code,
+            message=f"{len(fields)} invalid parameter(s): " + "; ".join(fields),
+            fields=fields,
+        )
+        return JSONResponse(body.model_dump(), status_code=InvalidParametersError.status_code)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    for error_type in (ServingError, PipelineError):
+        app.add_exception_handler(error_type, domain_error)
+    try:
+        from musicgen_ops.storage import StorageError
+    except ImportError:  # pragma: no cover
+        return
+    app.add_exception_handler(StorageError, domain_error)

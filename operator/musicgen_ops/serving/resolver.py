@@ -1,0 +1,123 @@
+"""Model id -> local folder (or base model reference) for the engine loader.
+
+Order of lookup for a ``trained_model_id``:
+
+1. ``<models_root>/<model-id>/`` (what an init container or a volume provides);
+2. ``<models_uri>/models/<model-id>/`` in the artifact store, downloaded (sha256-verified) into
+   ``cache_dir`` by ``musicgen_ops.storage.download_model`` (a second lookup transfers nothing);
+3. the in-code presets (``tiny-random``, ``small-random``) and the server's default model.
+
+An absolute local path is accepted too when ``allow_local_paths`` is set (off by default: HTTP
+callers should not pick files on the server).
+
+Inside a model folder the loadable part is the folder itself when it holds a checkpoint
+(``adapter_config.json``) or a full model (``config.json``), else its ``final_model/`` or ``merged/``
+subfolder; with the ONNX engine, the folder (or its ``onnx/`` subfolder) holding ``*.onnx`` files.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from musicgen_ops.pipeline.models import RANDOM_PRESETS
+from musicgen_ops.serving.errors import InvalidParametersError, ModelNotFoundError
+from musicgen_ops.serving.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SUBFOLDERS = ("final_model", "merged", "model")
+
+
+def loadable_folder(folder: Path, engine: str = "torch") -> Path | None:
+    """The folder under ``folder`` that ``open_engine`` can load, or None."""
+    if engine == "onnx":
+        for candidate in (folder, folder / "onnx"):
+            if candidate.is_dir() and any(candidate.glob("*.onnx")):
+                return candidate
+        return None
+    for candidate in (folder, *(folder / name for name in _SUBFOLDERS)):
+        if (candidate / "adapter_config.json").is_file() or (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def resolve_model(model_id: str | None, settings: ServeSettings) -> str:
+    """The reference ``open_engine`` loads for ``model_id`` (None: the default model).
+
+    The default model may also be a hub id or a path (passed to ``load_base_model`` unchanged when
+    it is not found as a model id).
+
+    Raises:
+        InvalidParametersError: ``model_id`` is not a valid id.
+        ModelNotFoundError: no such model locally, in the artifact store, or as a preset; the message
+            lists where it looked.
+    """
+    model_id = model_id or settings.default_model
+    is_default = model_id == settings.default_model
+    if model_id in RANDOM_PRESETS:
+        return model_id
+    path = Path(model_id).expanduser()
+    if path.is_absolute() and (settings.allow_local_paths or is_default):
+        found = loadable_folder(path, settings.engine) if path.is_dir() else None
+        if found is None and not is_default:
+            raise ModelNotFoundError(f"model path {model_id} holds no loadable {settings.engine} model")
+        return str(found or path)
+    if not _MODEL_ID.match(model_id):
+        if is_default:
+            return model_id  # a hub id such as facebook/musicgen-small
+        raise InvalidParametersError(
+            f"trained_model_id: {model_id!r} is not a model id (1-128 letters, digits, '.', '_', '-')",
+            fields=[f"trained_model_id: not a model id (got {model_id!r})"],
+        )
+    looked = []
+    local = settings.models_root / model_id
+    looked.append(str(local))
+    if local.is_dir():
+        found = loadable_folder(local, settings.engine)
+        if found is not None:
+            return str(found)
+        raise ModelNotFoundError(
+            f"model {model_id!r}: {local} exists but holds no loadable {settings.engine} model "
+            "(expected adapter_config.json, config.json or *.onnx)"
+        )
+    if settings.models_uri:
+        looked.append(f"{settings.models_uri.rstrip('/')}/models/{model_id}")
+        folder = _download(model_id, settings)
+        if folder is not None:
+            found = loadable_folder(folder, settings.engine)
+            if found is not None:
+                return str(found)
+    if is_default:
+        return model_id
+    raise ModelNotFoundError(f"model {model_id!r} not found; looked in {', '.join(looked)}")
+
+
+def _download(model_id: str, settings: ServeSettings) -> Path | None:
+    """Fetch ``models/<model-id>/`` from the artifact store into the cache; None when absent there."""
+    from musicgen_ops.storage import NotFoundError, download_model
+
+    try:
+        return Path(download_model(settings.models_uri, model_id, settings.cache_dir))
+    except NotFoundError:
+        return None
+
+
+def available_models(settings: ServeSettings) -> dict[str, str]:
+    """Model ids that can be loaded, with where from (local folders and the artifact store)."""
+    found: dict[str, str] = {}
+    if settings.models_uri:
+        try:
+            from musicgen_ops.storage import StorageError, list_models
+
+            for model_id in list_models(settings.models_uri):
+                found[model_id] = f"{settings.models_uri.rstrip('/')}/models/{model_id}"
+        except (ImportError, StorageError) as err:
+            logger.warning("cannot list models in %s: %s", settings.models_uri, err)
+    if settings.models_root.is_dir():
+        for folder in sorted(settings.models_root.iterdir()):
+            if folder.is_dir() and _MODEL_ID.match(folder.name) and loadable_folder(folder, settings.engine):
+                found[folder.name] = str(folder)
+    return found

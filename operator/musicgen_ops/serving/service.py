@@ -1,0 +1,341 @@
+"""GenerationService: model cache, request batching, a device concurrency limit and a bounded queue.
+
+No HTTP here. The flow of one request (``generate_track``):
+
+1. validate the parameters (every bad field listed) and *admit* it: beyond ``max_queue`` requests
+   waiting or running the answer is ``ServiceBusyError`` (HTTP 429), never an unbounded queue;
+2. get the model's engine from the LRU cache (loaded in a worker thread on a miss);
+3. join the open batch for its ``batch_key`` (same model, length and sampling settings) or open one;
+   a batch collects for ``batch_window_ms`` and keeps collecting while it waits for the device
+   semaphore (``max_concurrency`` batches at once), up to ``max_batch_size`` requests;
+4. the batch runs in a worker thread (``run_batch``: one batched ``generate()`` per window);
+5. the request's own files are written (atomically) and its ``GenerationResult`` returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicgen_ops.serving.batch import PreparedRequest, batch_key, prepare, run_batch, validate_parameters
+from musicgen_ops.serving.cache import ModelCache
+from musicgen_ops.serving.errors import InferenceError, JobNotFoundError, ServiceBusyError, ServingError
+from musicgen_ops.serving.metrics import ServingMetrics
+from musicgen_ops.serving.resolver import available_models, resolve_model
+from musicgen_ops.serving.schemas import (
+    GenerationParameters,
+    GenerationResult,
+    JobState,
+    JobStatus,
+    ModelInfo,
+    ModelList,
+)
+from musicgen_ops.serving.settings import ServeSettings
+from musicgen_ops.serving.writer import write_result
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[str], Any]
+
+
+@dataclass
+class _Batch:
+    """Requests collected for one batched forward pass."""
+
+    engine: Any
+    items: list[tuple[PreparedRequest, asyncio.Future]] = field(default_factory=list)
+    full: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _BatchOutcome:
+    audio: np.ndarray
+    windows: int
+    batch_size: int
+
+
+class GenerationService:
+    """Generates tracks for many concurrent callers with a handful of cached models.
+
+    Args:
+        settings: limits, paths and engine choice.
+        metrics: Prometheus metrics (a private registry when omitted).
+        engine_factory: ``model reference -> engine``; default ``open_engine`` with the settings'
+            engine, device and dtype (tests pass a factory returning a shared engine).
+    """
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        metrics: ServingMetrics | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ServingMetrics()
+        self._engine_factory = engine_factory or self._open_engine
+        self.cache = ModelCache(
+            self._load,
+            max_models=settings.max_cached_models,
+            max_bytes=settings.max_cache_bytes,
+            on_event=self.metrics.cache_event,
+        )
+        self._batches: dict[Hashable, _Batch] = {}
+        self._device = asyncio.Semaphore(settings.max_concurrency)
+        self._admitted = 0
+        self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+        self.ready = False
+        self.startup_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load (and warm up) the preloaded models; ``ready`` is True when done."""
+        try:
+            for model_id in self.settings.preload:
+                engine = await self.cache.get(model_id)
+                if self.settings.warmup:
+                    await self._warmup(model_id, engine)
+            self.ready = True
+        except Exception as err:
+            self.startup_error = f"{type(err).__name__}: {err}"
+            logger.exception("preloading %s failed", self.settings.preload)
+            raise
+
+    async def _warmup(self, model_id: str, engine: Any) -> None:
+        """One short generation, so the first request does not pay for lazy initialisation."""
+        started = time.perf_counter()
+        params = GenerationParameters(prompt="warm up", duration_seconds=0.2, random_seed=0)
+        request = prepare(params, engine.sample_rate)
+        await asyncio.to_thread(
+            run_batch, engine, [request], window_seconds=self.settings.window_seconds, context_seconds=0
+        )
+        logger.info("model %s warmed up in %.2f s", model_id, time.perf_counter() - started)
+
+    async def close(self) -> None:
+        """Cancel running jobs and drop the models."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.cache.clear()
+
+    # -- models ----------------------------------------------------------------------------------
+    def _open_engine(self, reference: str) -> Any:
+        from musicgen_ops.pipeline.inference.loader import open_engine
+
+        s = self.settings
+        return open_engine(reference, s.engine, s.device, dtype=s.dtype)
+
+    def _load(self, model_key: str) -> tuple[Any, str]:
+        reference = resolve_model(model_key, self.settings)
+        return self._engine_factory(reference), reference
+
+    @staticmethod
+    def model_key(params: GenerationParameters, settings: ServeSettings) -> str:
+        """Cache key of the model a request uses."""
+        return params.trained_model_id or settings.default_model
+
+    def list_models(self) -> ModelList:
+        """Loaded models (most recently used last) and the ones available to load."""
+        loaded = {e.key: e for e in self.cache.entries()}
+        infos = [
+            ModelInfo(model_id=k, loaded=True, memory_bytes=e.memory_bytes, source=e.source)
+            for k, e in loaded.items()
+        ]
+        for model_id, source in available_models(self.settings).items():
+            if model_id not in loaded:
+                infos.append(ModelInfo(model_id=model_id, loaded=False, source=source))
+        return ModelList(
+            default_model=self.settings.default_model,
+            count=len(infos),
+            models=infos,
+            cache=self.cache.stats(),
+        )
+
+    # -- generation ------------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        """Requests admitted and not finished."""
+        return self._admitted
+
+    def _admit(self) -> None:
+        if self._admitted >= self.settings.max_queue:
+            self.metrics.requests.labels(outcome="busy").inc()
+            raise ServiceBusyError(
+                f"server busy: {self._admitted} requests queued or running "
+                f"(limit {self.settings.max_queue}); retry later"
+            )
+        self._admitted += 1
+        self.metrics.queue_depth.set(self._admitted)
+
+    def _release(self) -> None:
+        self._admitted -= 1
+        self.metrics.queue_depth.set(self._admitted)
+
+    async def generate_track(
+        self,
+        parameters: GenerationParameters | dict[str, Any],
+        output_dir: str | Path | None = None,
+        *,
+        name: str | None = None,
+    ) -> GenerationResult:
+        """Generate one track and write ``<output_dir>/<name>.<format>`` plus its JSON sidecar.
+
+        Raises:
+            InvalidParametersError: bad parameters (every bad field listed).
+            ServiceBusyError: the queue is full.
+            ModelNotFoundError: unknown ``trained_model_id``.
+            InferenceError: generation failed.
+        """
+        params = self._validate(parameters)
+        self._admit()
+        try:
+            return await self._generate(params, Path(output_dir or self.settings.output_dir), name)
+        finally:
+            self._release()
+
+    def _validate(self, parameters: GenerationParameters | dict[str, Any]) -> GenerationParameters:
+        try:
+            return validate_parameters(parameters, max_duration_seconds=self.settings.max_duration_seconds)
+        except ServingError:
+            self.metrics.requests.labels(outcome="invalid").inc()
+            raise
+
+    async def _generate(
+        self, params: GenerationParameters, output_dir: Path, name: str | None
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        try:
+            model_key = self.model_key(params, self.settings)
+            engine = await self.cache.get(model_key)
+            self.metrics.models_loaded.set(len(self.cache.entries()))
+            request = prepare(params, engine.sample_rate)
+            outcome = await self._submit(model_key, engine, request)
+            path = output_dir / f"{name or request.request_id}.{params.output_format}"
+            result = await asyncio.to_thread(
+                write_result,
+                path,
+                outcome.audio,
+                sample_rate=engine.sample_rate,
+                result_id=name or request.request_id,
+                model_id=model_key,
+                conditioning_text=request.conditioning_text,
+                parameters=params.model_dump(mode="json"),
+                seed=request.seed,
+                output_format=params.output_format,
+                windows=outcome.windows,
+                batch_size=outcome.batch_size,
+                started=started,
+                clock=time.perf_counter,
+                spectrogram=self.settings.spectrogram if params.spectrogram is None else params.spectrogram,
+            )
+        except Exception:
+            self.metrics.requests.labels(outcome="error").inc()
+            raise
+        self.metrics.requests.labels(outcome="ok").inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.audio_seconds.inc(result.duration_seconds)
+        return result
+
+    async def _submit(self, model_key: str, engine: Any, request: PreparedRequest) -> _BatchOutcome:
+        """Join (or open) the batch for this request's key and wait for its audio."""
+        key = batch_key(model_key, request, engine)
+        future: asyncio.Future[_BatchOutcome] = asyncio.get_running_loop().create_future()
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _Batch(engine=engine)
+            self._spawn(self._run_batch(key, batch))
+        batch.items.append((request, future))
+        if len(batch.items) >= self.settings.max_batch_size:
+            batch.full.set()
+            self._batches.pop(key, None)  # later arrivals open a new batch
+        return await future
+
+    async def _run_batch(self, key: Hashable, batch: _Batch) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(batch.full.wait(), timeout=self.settings.batch_window_ms / 1000)
+        async with self._device:  # more requests may join while waiting for the device
+            if self._batches.get(key) is batch:
+                del self._batches[key]
+            items = batch.items
+            self.metrics.batch_size.observe(len(items))
+            try:
+                audio, windows = await asyncio.to_thread(
+                    run_batch,
+                    batch.engine,
+                    [request for request, _ in items],
+                    window_seconds=self.settings.window_seconds,
+                    context_seconds=self.settings.context_seconds,
+                )
+            except Exception as err:
+                logger.exception("batch of %d failed", len(items))
+                failure = (
+                    err if isinstance(err, ServingError) else InferenceError(f"generation failed: {err}")
+                )
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(failure)
+                return
+        for row, (_, future) in enumerate(items):
+            if not future.done():
+                future.set_result(_BatchOutcome(audio=audio[row], windows=windows, batch_size=len(items)))
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- asynchronous jobs -----------------------------------------------------------------------
+    def submit_job(self, parameters: GenerationParameters | dict[str, Any]) -> JobStatus:
+        """Admit a request and generate it in the background; poll ``get_job`` for the result."""
+        params = self._validate(parameters)
+        self._admit()
+        job = JobStatus(
+            job_id=secrets.token_hex(8), state=JobState.QUEUED, created=datetime.now(timezone.utc)
+        )
+        self._jobs[job.job_id] = job
+        self._forget_old_jobs()
+        self._spawn(self._run_job(job, params))
+        return job
+
+    async def _run_job(self, job: JobStatus, params: GenerationParameters) -> None:
+        try:
+            job.state = JobState.RUNNING
+            job.result = await self._generate(params, self._job_dir(job.job_id), job.job_id)
+            job.state = JobState.SUCCEEDED
+        except Exception as err:
+            job.state, job.error = JobState.FAILED, f"{type(err).__name__}: {err}"
+        finally:
+            job.finished = datetime.now(timezone.utc)
+            self._release()
+
+    def _job_dir(self, job_id: str) -> Path:
+        return self.settings.output_dir / "jobs" / job_id
+
+    def get_job(self, job_id: str) -> JobStatus:
+        """A job's status (``JobNotFoundError`` when unknown or forgotten)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(
+                f"job {job_id!r} not found (unknown, or older than the last {self.settings.max_jobs})"
+            )
+        return job
+
+    def _forget_old_jobs(self) -> None:
+        finished = [j for j in self._jobs.values() if j.finished is not None]
+        for job in finished[: max(0, len(self._jobs) - self.settings.max_jobs)]:
+            del self._jobs[job.job_id]
+            shutil.rmtree(self._job_dir(job.job_id), ignore_errors=True)

@@ -1,0 +1,119 @@
+"""Write a generated track: the audio, a JSON sidecar and optionally a spectrogram PNG, atomically.
+
+Each file is written to a temporary name in the same folder and renamed into place, so readers never
+see a partial file. The sidecar is written last: its presence means the result is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicgen_ops.serving.schemas import GenerationResult
+
+#: soundfile container and sample format per output format (FLAC has no float samples).
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int, output_format: str) -> str:
+    """Write mono float audio (clipped to [-1, 1]) as 16-bit WAV/FLAC; returns the file's sha256."""
+    import soundfile as sf
+
+    container, subtype = FORMATS[output_format]
+    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    atomic_write(
+        path, lambda tmp: sf.write(str(tmp), clipped, sample_rate, format=container, subtype=subtype)
+    )
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_spectrogram(path: Path, audio: np.ndarray, sample_rate: int, title: str) -> Path:
+    """A log-magnitude spectrogram PNG (matplotlib's Agg backend, no display needed)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3), dpi=100)
+    ax = fig.add_subplot()
+    nfft = 1024 if len(audio) >= 1024 else max(16, 2 ** int(np.log2(max(len(audio), 16))))
+    ax.specgram(np.asarray(audio, dtype=np.float32) + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    ax.set_title(title[:90])
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def write_result(
+    audio_path: Path,
+    audio: np.ndarray,
+    *,
+    sample_rate: int,
+    result_id: str,
+    model_id: str,
+    conditioning_text: str,
+    parameters: dict[str, Any],
+    seed: int,
+    output_format: str,
+    windows: int,
+    batch_size: int,
+    started: float,
+    clock: Callable[[], float],
+    spectrogram: bool = False,
+) -> GenerationResult:
+    """Write audio, optional spectrogram and the JSON sidecar; returns what the sidecar holds.
+
+    ``started`` and ``clock`` measure ``wall_seconds`` (from ``started`` until the files are written).
+    """
+    audio_path = Path(audio_path)
+    digest = write_audio(audio_path, audio, sample_rate, output_format)
+    png = None
+    if spectrogram:
+        png = write_spectrogram(audio_path.with_suffix(".png"), audio, sample_rate, conditioning_text)
+    sidecar = audio_path.with_suffix(".json")
+    duration = len(audio) / sample_rate
+    wall = clock() - started
+    result = GenerationResult(
+        id=result_id,
+        audio_path=str(audio_path),
+        sidecar_path=str(sidecar),
+        spectrogram_path=str(png) if png else None,
+        model_id=model_id,
+        conditioning_text=conditioning_text,
+        parameters=parameters,
+        seed=seed,
+        sample_rate=sample_rate,
+        duration_seconds=duration,
+        num_samples=len(audio),
+        output_format=output_format,
+        windows=windows,
+        batch_size=batch_size,
+        wall_seconds=round(wall, 4),
+        real_time_factor=round(wall / duration, 4) if duration else 0.0,
+        audio_sha256=digest,
+        created=datetime.now(timezone.utc),
+    )
+    payload = json.dumps(result.model_dump(mode="json"), indent=2) + "\n"
+    atomic_write(sidecar, lambda tmp: tmp.write_text(payload))
+    return result
