@@ -38,7 +38,7 @@ def test_checkpoint_without_metadata_is_refused(trained_model_dir, tmp_path):
 
 
 def test_unknown_engine_and_missing_model(tmp_path):
-    with pytest.raises(ValueError, match="torch, onnx"):
+    with pytest.raises(ValueError, match="auto, torch, fast, onnx"):
         open_engine("tiny-random", engine="tensorrt")
     with pytest.raises(ModelNotAvailableError, match="config.json"):
         open_engine(tmp_path)  # exists, but holds nothing
@@ -75,3 +75,12 @@ def test_resolver_downloads_from_artifact_store(settings, trained_model_dir, tmp
     assert folder.startswith(str(settings.cache_dir))
     assert (Path(folder) / "adapter_config.json").is_file()
     assert resolve_model("remote-model", settings) == folder  # second lookup: cache hit
+
+
+def test_auto_engine_is_torch_on_cpu_and_fast_is_selectable():
+    from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
+    from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
+
+    assert isinstance(open_engine("tiny-random", engine="auto", device="cpu"), TorchEngine)
+    fast = open_engine("tiny-random", engine="fast", device="cpu")
+    assert isinstance(fast, FastGenerationEngine) and callable(fast.warmup)

@@ -11,7 +11,9 @@ from musicgen_ops.cli.console import console, exit_with_error
 
 
 def demo(
-    output_dir: Path = typer.Option(Path("demo-output"), "--output-dir", "-o", help="Where every step writes."),
+    output_dir: Path = typer.Option(
+        Path("demo-output"), "--output-dir", "-o", help="Where every step writes."
+    ),
     base_model: str = typer.Option(
         "tiny-random", "--base-model", help="tiny-random (no download) or facebook/musicgen-small if cached."
     ),
@@ -37,21 +39,33 @@ def demo(
         outputs.append(("raw tracks + prompts.csv", raw))
 
         console.rule("[bold]2/5 preprocess")
-        result = AudioDataPreprocessor(target_duration=2.0).preprocess_directory(raw, output_dir / "preprocessed")
+        result = AudioDataPreprocessor(target_duration=2.0).preprocess_directory(
+            raw, output_dir / "preprocessed"
+        )
         print_preprocess_summary(result)
         outputs.append(("clips + manifest.json", result.output_dir))
 
         console.rule(f"[bold]3/5 LoRA fine-tuning of {base_model}")
         config = TrainConfig(
-            data_dir=result.output_dir, output_dir=output_dir / "checkpoints", base_model=base_model,
-            epochs=epochs, batch_size=4, learning_rate=3e-3, lora_r=8, lora_alpha=16, val_fraction=0.15,
-            save_steps=10, resume=True,
+            data_dir=result.output_dir,
+            output_dir=output_dir / "checkpoints",
+            base_model=base_model,
+            epochs=epochs,
+            batch_size=4,
+            learning_rate=3e-3,
+            lora_r=8,
+            lora_alpha=16,
+            val_fraction=0.15,
+            save_steps=10,
+            resume=True,
         )
         with RichProgressReporter() as reporter:
             trained = run_training(config, reporter)
         console.print(
             f"loss per epoch: {', '.join(f'{x:.3f}' for x in trained.train_loss_per_epoch)}; "
-            f"validation: {trained.val_loss:.3f}" if trained.val_loss is not None else ""
+            f"validation: {trained.val_loss:.3f}"
+            if trained.val_loss is not None
+            else ""
         )
         outputs.append(("trained LoRA adapter", trained.final_model_dir))
         if trained.loss_curve:
@@ -85,14 +99,23 @@ def _generate(model_dir: Path, output_dir: Path, seconds: float) -> list[tuple[s
     """Generate one track with the trained model through the generation service's batch path."""
     from musicgen_ops.serving.batch import generate_to_files
 
-    request = {"prompt": "upbeat funk groove", "target_bpm": 110, "key": "E", "scale": "minor",
-               "duration_seconds": seconds, "random_seed": 0}
+    request = {
+        "prompt": "upbeat funk groove",
+        "target_bpm": 110,
+        "key": "E",
+        "scale": "minor",
+        "duration_seconds": seconds,
+        "random_seed": 0,
+    }
     (result,) = generate_to_files([request], model_dir, output_dir, spectrogram=True, model_id="demo")
     console.print(
         f"generated {result.duration_seconds:.1f} s in {result.wall_seconds:.1f} s "
         f"(conditioning: {result.conditioning_text!r}, seed {result.seed})"
     )
-    outputs = [("generated audio", Path(result.audio_path)), ("generation sidecar", Path(result.sidecar_path))]
+    outputs = [
+        ("generated audio", Path(result.audio_path)),
+        ("generation sidecar", Path(result.sidecar_path)),
+    ]
     if result.spectrogram_path:
         outputs.append(("spectrogram", Path(result.spectrogram_path)))
     return outputs

@@ -57,7 +57,9 @@ def generate(
     output_format: str = typer.Option(
         "wav", "--format", help="wav or flac (default for --output: its suffix)."
     ),
-    engine: str = typer.Option("torch", "--engine", help="torch or onnx."),
+    engine: str = typer.Option(
+        "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast or onnx."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (torch engine)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),

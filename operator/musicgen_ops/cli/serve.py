@@ -18,7 +18,9 @@ def serve(
     warmup: bool | None = typer.Option(
         None, "--warmup/--no-warmup", help="Generate a short clip with each preloaded model before ready."
     ),
-    engine: str | None = typer.Option(None, "--engine", help="torch or onnx."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="auto (fast on CUDA, else torch), torch, fast or onnx."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16, float16."),
     models_root: Path | None = typer.Option(

@@ -58,7 +58,10 @@ def generate(settings: GenerateJobSettings) -> dict:
     cache = Path(os.environ.get("MUSICGEN_JOB_CACHE_DIR") or tempfile.mkdtemp(prefix="models-"))
     local_model = download_model(models_root(settings.model_uri, settings.model_id), settings.model_id, cache)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    engine = open_engine(local_model, "torch", device, dtype="bfloat16" if device == "cuda" else None)
+    # The fast (CUDA-graph) engine covers one 30 s window; longer tracks need the torch engine's
+    # windowed continuation.
+    kind = "auto" if settings.duration_seconds <= 30 else "torch"
+    engine = open_engine(local_model, kind, device, dtype="bfloat16" if device == "cuda" else None)
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{settings.output_format}"

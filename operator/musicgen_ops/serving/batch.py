@@ -135,7 +135,7 @@ def generate_to_files(
     model_ref: str | Path | Any,
     output_dir: str | Path,
     *,
-    engine: str = "torch",
+    engine: str = "auto",
     device: str = "cpu",
     dtype: str | None = None,
     audio_paths: Sequence[str | Path] | None = None,

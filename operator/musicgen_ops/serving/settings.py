@@ -44,7 +44,9 @@ class ServeSettings(BaseSettings):
     allow_local_paths: bool = Field(
         False, description="Accept an absolute local folder as trained_model_id (CLI and tests)."
     )
-    engine: Literal["torch", "onnx"] = Field("torch", description="Generation backend.")
+    engine: Literal["auto", "torch", "fast", "onnx"] = Field(
+        "auto", description="Generation backend; auto: the CUDA-graph fast engine on GPU, torch on CPU."
+    )
     device: str = Field("cpu", description="cpu, cuda or cuda:N.")
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="Torch dtype of text encoder and decoder (default float32)."

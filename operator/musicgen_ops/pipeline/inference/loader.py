@@ -23,7 +23,7 @@ from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("torch", "onnx")
+ENGINES = ("auto", "torch", "fast", "onnx")
 METADATA_NAME = "training_metadata.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ONNX_ENGINE_MODULE = "musicgen_ops.pipeline.inference.onnx_engine"
@@ -99,7 +99,7 @@ def load_model(model_ref: str | Path) -> LoadedModel:
 
 def open_engine(
     model_ref: str | Path,
-    engine: str = "torch",
+    engine: str = "auto",
     device: str = "cpu",
     *,
     dtype: str | None = None,
@@ -109,7 +109,8 @@ def open_engine(
 
     Args:
         model_ref: base model name/path, trained checkpoint folder, or (``engine="onnx"``) ONNX export.
-        engine: ``torch`` (Hugging Face ``generate``) or ``onnx`` (ONNX Runtime).
+        engine: ``torch`` (Hugging Face ``generate``), ``fast`` (static KV cache + CUDA graphs, see
+            ``fast_engine``), ``onnx`` (ONNX Runtime), or ``auto``: ``fast`` on CUDA, ``torch`` elsewhere.
         device: ``cpu`` or ``cuda[:N]``; for ONNX, any ``cuda`` device selects the CUDA provider.
         dtype: torch dtype name for the torch engine (``float32``, ``bfloat16``, ``float16``).
         processor_path: ONNX only: folder holding the processor when it is not beside the export.
@@ -120,6 +121,13 @@ def open_engine(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        engine = "fast" if str(device).startswith("cuda") else "torch"
+    if engine == "fast":
+        from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
+
+        # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
+        return FastGenerationEngine(load_model(model_ref), device=device, dtype=dtype)
     if engine == "onnx":
         if not onnx_available():
             raise ModelNotAvailableError(
