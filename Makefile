@@ -57,10 +57,11 @@ images:  ## Build the three container images (needs a Docker engine)
 	docker build -f images/trainer/Dockerfile -t musicgen-ops/trainer:dev .
 	docker build -f images/generator/Dockerfile -t musicgen-ops/generator:dev .
 
-bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/
-	$(BIN)/python bench/train_step.py
+bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see docs/performance.md)
+	$(BIN)/python bench/train_step.py --threads 1
 	$(BIN)/python bench/export_speed.py
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/generate_fast.py --device cpu --threads 1
 
 clean:  ## Remove the virtual environment, tools and outputs
 	rm -rf $(VENV) .tools $(DEMO_DIR) .pytest_cache .ruff_cache
