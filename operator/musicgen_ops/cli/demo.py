@@ -61,12 +61,9 @@ def demo(
         )
         with RichProgressReporter() as reporter:
             trained = run_training(config, reporter)
-        console.print(
-            f"loss per epoch: {', '.join(f'{x:.3f}' for x in trained.train_loss_per_epoch)}; "
-            f"validation: {trained.val_loss:.3f}"
-            if trained.val_loss is not None
-            else ""
-        )
+        losses = ", ".join(f"{x:.3f}" for x in trained.train_loss_per_epoch)
+        validation = f"; validation: {trained.val_loss:.3f}" if trained.val_loss is not None else ""
+        console.print(f"loss per epoch: {losses}{validation}")
         outputs.append(("trained LoRA adapter", trained.final_model_dir))
         if trained.loss_curve:
             outputs.append(("loss curve", trained.loss_curve))
