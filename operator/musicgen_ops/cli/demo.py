@@ -78,7 +78,7 @@ def demo(
 
     table = Table(title=f"demo finished in {time.monotonic() - started:.0f} s")
     table.add_column("what")
-    table.add_column("where")
+    table.add_column("where", overflow="fold")
     for what, where in outputs:
         table.add_row(what, str(where))
     console.print(table)
