@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from benchlib import machine_info, sync
 
 ROOT = Path(__file__).resolve().parent
 PROMPTS = ["lofi hip hop beat with piano", "rock drums and guitar", "calm ambient pad", "funk bass groove"]
@@ -49,31 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="Free text stored with the result (load, setup).")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: bench/results/...).")
     return parser.parse_args(argv)
-
-
-def machine_info(device: str) -> dict:
-    """Where the numbers were measured."""
-    import transformers
-
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg()[0],
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def time_hf(engine, batch: int, seconds: float, device: str) -> float:

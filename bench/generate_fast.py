@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import re
 import resource
 import statistics
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from benchlib import device_name, machine_info, sync
 
 ROOT = Path(__file__).resolve().parent
 PROMPTS = [
@@ -70,33 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or repeats
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     return args
-
-
-def device_name(device: str) -> str:
-    return torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-
-
-def machine_info(device: str) -> dict:
-    """Where the numbers were measured."""
-    import transformers
-
-    info = {
-        "device_name": device_name(device),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
-    if device == "cuda":
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def timed(device: str, fn) -> float:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from benchlib import machine_info
 
 ROOT = Path(__file__).resolve().parent
 
@@ -42,27 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="Free text stored with the result (load, setup).")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: bench/results/...).")
     return parser.parse_args(argv)
-
-
-def machine_info(device: str) -> dict:
-    """Where the numbers were measured."""
-    import peft
-    import transformers
-
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-    }
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def synthetic_batch(loaded, batch_size: int, seconds: float, seed: int = 0) -> dict[str, torch.Tensor]:
