@@ -21,6 +21,21 @@ from musicgen_ops.jobs.settings import GenerateJobSettings
 
 logger = logging.getLogger(__name__)
 
+GENERATION_FIELDS = (
+    "prompt",
+    "duration_seconds",
+    "bpm",
+    "style",
+    "key",
+    "scale",
+    "temperature",
+    "top_k",
+    "top_p",
+    "guidance_scale",
+    "seed",
+    "output_format",
+)
+
 
 def models_root(model_uri: str, model_id: str) -> str:
     """``<root>/models/<id>`` -> ``<root>`` (the artifact store's root URI)."""
@@ -41,20 +56,8 @@ def generate(settings: GenerateJobSettings) -> dict:
     from musicgen_ops.storage import download_model, open_object
 
     started = time.perf_counter()
-    params = GenerationParameters(
-        prompt=settings.prompt,
-        duration_seconds=settings.duration_seconds,
-        target_bpm=settings.bpm,
-        style=settings.style,
-        key=settings.key,
-        scale=settings.scale,
-        temperature=settings.temperature,
-        top_k=settings.top_k,
-        top_p=settings.top_p,
-        guidance_scale=settings.guidance_scale,
-        random_seed=settings.seed,
-        output_format=settings.output_format,
-    )
+    # The job settings use the CRD's names; GenerationParameters accepts them (bpm, seed) as aliases.
+    params = GenerationParameters(**settings.model_dump(include=set(GENERATION_FIELDS)))
     cache = Path(os.environ.get("MUSICGEN_JOB_CACHE_DIR") or tempfile.mkdtemp(prefix="models-"))
     local_model = download_model(models_root(settings.model_uri, settings.model_id), settings.model_id, cache)
     device = "cuda" if torch.cuda.is_available() else "cpu"

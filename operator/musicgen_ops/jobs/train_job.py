@@ -77,26 +77,9 @@ def train(settings: TrainJobSettings) -> None:
     scratch = work_dir()
     progress = StorageProgressReporter(settings.progress_uri)
     data_dir = prepare_dataset(settings, scratch)
-    config = TrainConfig(
-        data_dir=data_dir,
-        output_dir=scratch / "output",
-        base_model=settings.base_model,
-        lora_r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=settings.target_modules,
-        epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        batch_size=settings.batch_size,
-        grad_accum=settings.grad_accum,
-        learning_rate=settings.learning_rate,
-        precision=settings.precision,
-        seed=settings.seed,
-        val_fraction=settings.val_fraction,
-        save_steps=settings.save_steps,
-        backend=settings.backend,
-        resume=settings.resume,
-    )
+    # TrainJobSettings uses TrainConfig's field names, so the shared ones carry over as they are.
+    shared = settings.model_dump(include=set(TrainConfig.model_fields))
+    config = TrainConfig(**shared, data_dir=data_dir, output_dir=scratch / "output")
     mirror = CheckpointMirror(config.checkpoint_dir, open_store(settings.run_uri).child("checkpoints"))
     if settings.resume:
         mirror.restore()
