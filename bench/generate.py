@@ -125,17 +125,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from musicgen_ops.contracts.environment import ServeEnvironment
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
     from musicgen_ops.pipeline.models import build_random_musicgen
     from musicgen_ops.serving.service import GenerationService
-    from musicgen_ops.serving.settings import ServeSettings
 
     started = time.perf_counter()
     engine = TorchEngine(build_random_musicgen(args.preset), device=args.device, dtype=args.dtype)
     load_seconds = time.perf_counter() - started
     print(f"built {args.preset} on {args.device} ({args.dtype}) in {load_seconds:.1f} s", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-generate-"))
-    settings = ServeSettings(
+    settings = ServeEnvironment(
         default_model=args.preset,
         output_dir=workdir,
         models_root=workdir,

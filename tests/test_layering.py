@@ -14,7 +14,16 @@ FORBIDDEN = {
     "musicgen_ops.storage": {"torch", "transformers", "kopf", "kubernetes", "fastapi"},
     "musicgen_ops.controllers.main": {"torch", "transformers", "peft", "onnx", "onnxruntime", "fastapi"},
     "musicgen_ops.pipeline.models": {"kopf", "kubernetes", "fastapi", "minio", "azure"},
-    "musicgen_ops.jobs.settings": {"torch", "transformers", "kopf", "kubernetes", "fastapi"},
+    "musicgen_ops.contracts.environment": {
+        "torch",
+        "transformers",
+        "numpy",
+        "kopf",
+        "kubernetes",
+        "fastapi",
+        "minio",
+        "azure",
+    },
     "musicgen_ops.serving.service": {"fastapi", "starlette", "torch", "transformers", "kopf", "kubernetes"},
     "musicgen_ops.cli": {"torch", "transformers", "peft", "onnx", "kopf", "kubernetes", "fastapi", "minio"},
 }

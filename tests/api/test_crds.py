@@ -86,7 +86,8 @@ def test_names_short_names_columns():
 
 def test_defaults_enums_and_bounds_reach_the_schema():
     spec = openapi_schema(ALL_KINDS[2])["properties"]["spec"]["properties"]
-    assert spec["durationSeconds"]["minimum"] == 1 and spec["durationSeconds"]["maximum"] == 300
+    assert spec["durationSeconds"]["minimum"] == 0 and spec["durationSeconds"]["exclusiveMinimum"] is True
+    assert spec["durationSeconds"]["maximum"] == 300
     assert spec["temperature"]["maximum"] == 2
     assert spec["outputFormat"]["enum"] == ["wav", "flac"]
     assert spec["resources"]["default"]["gpu"] == 1

@@ -37,7 +37,13 @@ def test_generation_bounds():
     GenerationRequestSpec.model_validate(
         {"model": "m", "prompt": "p", "durationSeconds": 300, "temperature": 2}
     )
-    for bad in ({"durationSeconds": 0.5}, {"temperature": 2.5}, {"key": "H"}, {"outputFormat": "mp3"}):
+    for bad in (
+        {"durationSeconds": 0},
+        {"durationSeconds": 300.5},
+        {"temperature": 2.5},
+        {"key": "H"},
+        {"outputFormat": "mp3"},
+    ):
         with pytest.raises(ValidationError):
             GenerationRequestSpec.model_validate({"model": "m", "prompt": "p", **bad})
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from musicgen_ops.contracts.environment import ServeEnvironment
+
 from .conftest import CHART_DIR, CI_VALUES, NAMESPACE, Render, load_values
 from .manifests import Manifest, container_env, find, one
 
@@ -195,13 +197,16 @@ def test_serving_requests_a_gpu_on_gpu_nodes_with_a_cache_volume(render: Render)
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     env = container_env(dep)
     assert env["HF_HOME"].startswith("/cache/") and env["MUSICGEN_SERVE_CACHE_DIR"].startswith("/cache/")
-    assert env["MUSICGEN_SERVE_MODELS_URI"] == "s3://musicgen/" and env["MUSICGEN_SERVE_MODEL"] == "lofi-v1"
+    # What the server really reads from the rendered env: preload, warm up and serve lofi-v1 on CUDA.
+    settings = ServeEnvironment.from_environ(env)
+    assert settings.models_uri == "s3://musicgen/" and settings.cache_dir.as_posix().startswith("/cache/")
+    assert settings.default_model == "lofi-v1" and settings.preload == ["lofi-v1"]
+    assert (settings.device, settings.dtype) == ("cuda", "bfloat16")
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "musicgen-generator-cache"
     cpu_only = render({"serving": {"enabled": True, "gpus": 0}})
-    assert (
-        "resources"
-        not in one(cpu_only, "Deployment", "musicgen-generator")["spec"]["template"]["spec"]["containers"][0]
-    )
+    cpu_deployment = one(cpu_only, "Deployment", "musicgen-generator")
+    assert "resources" not in cpu_deployment["spec"]["template"]["spec"]["containers"][0]
+    assert ServeEnvironment.from_environ(container_env(cpu_deployment)).device == "cpu"
 
 
 def test_service_monitor_is_optional(render: Render) -> None:

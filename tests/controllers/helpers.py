@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from musicgen_ops.storage.artifacts import publish_model
@@ -33,14 +32,15 @@ def generation_request(name: str, model: str, **spec: object) -> dict:
         "apiVersion": API,
         "kind": "GenerationRequest",
         "metadata": {"name": name},
-        "spec": {"model": model, "prompt": "calm piano", "durationSeconds": 5, **spec},
+        "spec": {"trainedModelId": model, "prompt": "calm piano", "durationSeconds": 5, **spec},
     }
 
 
-def write_progress(artifacts: Path, name: str, **values: object) -> None:
+def write_progress(artifacts: Path, name: str, contract: type, **values: object) -> None:
+    """Write progress.json the way a training Job does: through the contract model."""
     path = artifacts / "runs" / "default" / name / "progress.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(values))
+    path.write_text(contract(**values).model_dump_json())
 
 
 def publish(artifacts: Path, tmp: Path, model_id: str, formats: list[str], loss: float = 1.25) -> None:

@@ -7,6 +7,8 @@ import pytest
 from musicgen_ops.api.generationrequest import GenerationRequestSpec
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
 from musicgen_ops.api.trainingjob import TrainingJobSpec
+from musicgen_ops.contracts.environment import GenerateJobEnvironment, TrainJobEnvironment
+from musicgen_ops.contracts.progress import TrainingProgress
 from musicgen_ops.controllers.builders.deployments import build_generator_deployment, build_generator_service
 from musicgen_ops.controllers.builders.jobs import (
     build_generation_job,
@@ -20,7 +22,6 @@ from musicgen_ops.controllers.failures import failure_reason, job_outcome
 from musicgen_ops.controllers.permissions import cluster_role_rules, rules_for
 from musicgen_ops.controllers.status import set_condition
 from musicgen_ops.controllers.trainingjob import progress_fields
-from musicgen_ops.jobs.settings import GenerateJobSettings, TrainJobSettings
 
 OWNER = Owner("TrainingJob", "piano", "music", "uid-1", {QUEUE_LABEL: "gpu"})
 
@@ -70,11 +71,11 @@ class TestTrainingJob:
         job = build_training_job(OWNER, spec, config)
         for item in job["spec"]["template"]["spec"]["containers"][0]["env"]:
             monkeypatch.setenv(item["name"], item["value"])
-        rebuilt = TrainJobSettings()
+        rebuilt = TrainJobEnvironment.from_environ()
         assert rebuilt == expected
         assert rebuilt.progress_uri == "s3://bucket/root/runs/music/piano/progress.json"
         assert rebuilt.output_uri == "s3://bucket/root/models/piano"
-        assert rebuilt.target_modules == ["q_proj"] and rebuilt.resume is True
+        assert rebuilt.lora.target_modules == ["q_proj"] and rebuilt.lora.r == 8 and rebuilt.resume is True
 
     def test_generation_env_round_trips(self, config, monkeypatch):
         spec = GenerationRequestSpec.model_validate({"model": "m", "prompt": "jazz", "bpm": 90, "key": "C#"})
@@ -84,7 +85,7 @@ class TestTrainingJob:
         assert job["metadata"]["name"] == "g1-generate"
         for item in job["spec"]["template"]["spec"]["containers"][0]["env"]:
             monkeypatch.setenv(item["name"], item["value"])
-        assert GenerateJobSettings() == settings
+        assert GenerateJobEnvironment.from_environ() == settings
         assert settings.result_uri == settings.output_uri + ".json"
 
 
@@ -169,8 +170,12 @@ def test_failure_reason_prefers_oom_and_termination_message():
 
 
 def test_progress_fields():
-    fields = progress_fields({"epoch": 1.5, "step": 3, "total_steps": 12, "loss": 2.0}, total_epochs=4)
+    progress = TrainingProgress(
+        phase="training", epoch=1.5, total_epochs=4, step=3, total_steps=12, loss=2.0, val_loss=float("nan")
+    )
+    fields = progress_fields(progress)
     assert fields == {
+        "trainingPhase": "training",
         "currentEpoch": 1.5,
         "totalEpochs": 4,
         "currentStep": 3,

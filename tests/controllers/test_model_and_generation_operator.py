@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from musicgen_ops.contracts.environment import GenerateJobEnvironment, ServeEnvironment
+from musicgen_ops.contracts.generation import GenerationJobResult, Timings
 from tests.controllers.conftest import unique
 from tests.controllers.helpers import generation_request, job_failed, job_succeeded, publish, trained_model
 
@@ -50,9 +50,10 @@ def test_serving_creates_deployment_and_service_with_probes(cluster, tmp_path):
     assert container["command"] == ["musicgen-ops", "serve"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MUSICGEN_SERVE_MODEL"] == name
-    assert env["MUSICGEN_SERVE_MODELS_URI"] == f"file://{cluster.artifacts}"
+    # What the server really reads from that env: preload and serve this model, CPU pods on CPU.
+    settings = ServeEnvironment.from_environ({e["name"]: e["value"] for e in container["env"]})
+    assert settings.default_model == name and settings.preload == [name]
+    assert settings.models_uri == f"file://{cluster.artifacts}" and settings.device == "cuda"
     service = cluster.get("services", f"{name}-generator")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     # Scaling patches the Deployment in place.
@@ -96,25 +97,28 @@ def test_generation_waits_for_model_then_runs(cluster, tmp_path):
     )
     job = cluster.get("jobs", f"{request}-generate")
     container = job["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = GenerateJobEnvironment.from_environ({e["name"]: e["value"] for e in container["env"]})
     assert container["command"] == ["generate-job"]
-    assert env["MUSICGEN_JOB_PROMPT"] == "calm piano" and env["MUSICGEN_JOB_SEED"] == "7"
-    assert env["MUSICGEN_JOB_MODEL_URI"] == f"file://{cluster.artifacts}/models/{model}"
+    assert settings.parameters.prompt == "calm piano" and settings.parameters.random_seed == 7
+    assert settings.model_uri == f"file://{cluster.artifacts}/models/{model}"
     output = running["status"]["outputUri"]
     assert output.endswith(f"generations/default/{request}/output.flac")
 
     result_path = cluster.artifacts / "generations" / "default" / request / "output.flac.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
-    result_path.write_text(
-        json.dumps(
-            {
-                "seed": 7,
-                "duration_seconds": 5.0,
-                "sample_rate": 32000,
-                "timings": {"load_seconds": 1.5, "generate_seconds": 3.0, "total_seconds": 4.5},
-            }
-        )
+    result = GenerationJobResult(
+        output_uri=output,
+        model_id=model,
+        seed=7,
+        duration_seconds=5.0,
+        sample_rate=32000,
+        num_samples=160_000,
+        conditioning_text="calm piano",
+        audio_sha256="0" * 64,
+        real_time_factor=0.6,
+        timings=Timings(load_seconds=1.5, generate_seconds=3.0, total_seconds=4.5),
     )
+    result_path.write_text(result.model_dump_json())  # as generate-job writes it
     cluster.patch("jobs", f"{request}-generate", job_succeeded(), sub="status")
     done = cluster.wait_status("generationrequests", request, lambda s: s.get("phase") == "Succeeded")
     assert done["status"]["seed"] == 7

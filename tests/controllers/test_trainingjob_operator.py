@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from musicgen_ops.contracts.environment import TrainJobEnvironment
+from musicgen_ops.contracts.progress import TrainingProgress
 from tests.controllers.conftest import unique
 from tests.controllers.helpers import job_failed, job_succeeded, pod_of, training_job, write_progress
 
@@ -29,10 +31,10 @@ def test_create_makes_one_job_with_image_gpu_env_and_owner(cluster):
     assert container["command"] == ["train-job"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["resources"]["limits"]["memory"] == "32Gi"
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MUSICGEN_JOB_DATASET_URI"] == "s3://datasets/piano"
-    assert env["MUSICGEN_JOB_EPOCHS"] == "3"
-    assert env["MUSICGEN_JOB_RESUME"] == "true"
+    # What train-job really reads from that env.
+    settings = TrainJobEnvironment.from_environ({e["name"]: e["value"] for e in container["env"]})
+    assert settings.dataset_uri == "s3://datasets/piano"
+    assert settings.training.epochs == 3 and settings.resume is True and settings.device == "cuda"
     assert container["envFrom"] == [{"secretRef": {"name": "storage-creds"}}]
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("TrainingJob", name, created["metadata"]["uid"])
@@ -51,6 +53,7 @@ def test_progress_then_success_creates_trained_model(cluster):
     write_progress(
         cluster.artifacts,
         name,
+        TrainingProgress,
         epoch=2.5,
         total_epochs=4,
         step=50,

@@ -31,7 +31,8 @@ def run_job_container(cluster: Cluster, job_name: str, scratch: Path) -> subproc
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(scratch),
         "HF_HUB_OFFLINE": "1",
-        "MUSICGEN_JOB_WORKDIR": str(scratch / "work"),
+        # The kubelet mounts the scratch emptyDir at /scratch; here it is a local folder.
+        "MUSICGEN_JOB_WORK_DIR": str(scratch / "work"),
         "MUSICGEN_JOB_CACHE_DIR": str(scratch / "cache"),
         "MUSICGEN_JOB_TERMINATION_LOG": str(scratch / "termination-log"),
     }
@@ -82,7 +83,10 @@ def test_training_to_generated_audio(cluster: Cluster, tmp_path: Path) -> None:
     assert "adapter" in model["status"]["formats"]
 
     request = unique("e2e-gen")
-    cluster.create("generationrequests", generation_request(request, model_name, durationSeconds=2, seed=7))
+    cluster.create(
+        "generationrequests",
+        generation_request(request, model_name, durationSeconds=2, seed=7, resources={"gpu": 0}),
+    )
     gen_job = cluster.wait_status("generationrequests", request, lambda s: s.get("jobName"))["status"][
         "jobName"
     ]

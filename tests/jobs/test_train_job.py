@@ -6,34 +6,36 @@ import json
 
 import pytest
 
+from musicgen_ops.contracts.environment import TrainJobEnvironment
+from musicgen_ops.contracts.progress import TrainingProgress
+from musicgen_ops.contracts.training import LoraParameters, TrainingParameters
 from musicgen_ops.jobs import train_job
-from musicgen_ops.jobs.settings import TrainJobSettings
 from musicgen_ops.pipeline.audio import AudioDataPreprocessor
 from musicgen_ops.pipeline.demo_data import render_demo_dataset
 from musicgen_ops.storage import read_manifest
 
 
-def job_env(monkeypatch, root, **overrides) -> None:
-    env = {
-        "dataset_uri": f"file://{root}/datasets/demo",
-        "base_model": "tiny-random",
-        "model_id": "demo-model",
-        "artifacts_uri": f"file://{root}/artifacts",
-        "output_uri": f"file://{root}/artifacts/models/demo-model",
-        "run_uri": f"file://{root}/artifacts/runs/default/demo",
-        "progress_uri": f"file://{root}/artifacts/runs/default/demo/progress.json",
-        "epochs": "2",
-        "batch_size": "4",
-        "learning_rate": "0.003",
-        "precision": "fp32",
-        "save_steps": "2",
-        "lora_r": "8",
-        "namespace": "default",
-        "resource_name": "demo",
-    } | overrides
-    for key, value in env.items():
-        monkeypatch.setenv(f"MUSICGEN_JOB_{key.upper()}", value)
-    monkeypatch.setenv("MUSICGEN_JOB_TERMINATION_LOG", str(root / "termination-log"))
+def job_env(monkeypatch, root, precision: str = "fp32", **overrides) -> None:
+    """Set the container env exactly as the operator writes it (``TrainJobEnvironment.to_env``)."""
+    values = dict(
+        dataset_uri=f"file://{root}/datasets/demo",
+        base_model="tiny-random",
+        model_id="demo-model",
+        artifacts_uri=f"file://{root}/artifacts",
+        output_uri=f"file://{root}/artifacts/models/demo-model",
+        run_uri=f"file://{root}/artifacts/runs/default/demo",
+        progress_uri=f"file://{root}/artifacts/runs/default/demo/progress.json",
+        lora=LoraParameters(r=8),
+        training=TrainingParameters(
+            epochs=2, batch_size=4, learning_rate=0.003, precision=precision, save_steps=2
+        ),
+        namespace="default",
+        resource_name="demo",
+        termination_log=root / "termination-log",
+    )
+    settings = TrainJobEnvironment(**(values | overrides))
+    for item in settings.to_env():
+        monkeypatch.setenv(item["name"], item["value"])
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +48,22 @@ def raw_dataset(tmp_path_factory):
 
 def test_train_job_publishes_model_and_progress(raw_dataset, tmp_path, monkeypatch):
     job_env(monkeypatch, raw_dataset)
-    monkeypatch.setenv("MUSICGEN_JOB_WORKDIR", str(tmp_path / "scratch"))
-    train_job.train(TrainJobSettings())
+    monkeypatch.setenv("MUSICGEN_JOB_WORK_DIR", str(tmp_path / "scratch"))
+    train_job.train(TrainJobEnvironment.from_environ())
 
     manifest = read_manifest(f"file://{raw_dataset}/artifacts", "demo-model")
     assert manifest is not None and manifest.formats == ["adapter"]
     assert {"adapter_model.safetensors", "training_metadata.json"} <= {f.path for f in manifest.files}
     assert manifest.base_model == "tiny-random" and manifest.metadata["final_loss"] > 0
     progress = json.loads((raw_dataset / "artifacts/runs/default/demo/progress.json").read_text())
-    assert progress["phase"] == "completed" and progress["progress"] == 100.0 and progress["updated_at"]
+    parsed = TrainingProgress.model_validate(progress)  # what the operator reads
+    assert parsed.phase == "completed" and parsed.percent == 100 and parsed.updated_at
     checkpoints = raw_dataset / "artifacts/runs/default/demo/checkpoints"
     assert any((c / ".complete").is_file() for c in checkpoints.glob("checkpoint-*"))
 
     # A new pod (empty scratch) resumes from the mirrored checkpoints instead of starting over.
-    monkeypatch.setenv("MUSICGEN_JOB_WORKDIR", str(tmp_path / "scratch2"))
-    train_job.train(TrainJobSettings())
+    monkeypatch.setenv("MUSICGEN_JOB_WORK_DIR", str(tmp_path / "scratch2"))
+    train_job.train(TrainJobEnvironment.from_environ())
     again = read_manifest(f"file://{raw_dataset}/artifacts", "demo-model")
     assert again.metadata["resumed_from"].endswith(f"checkpoint-{manifest.metadata['steps']}")
 
@@ -75,7 +78,7 @@ def test_bad_dataset_exits_3_with_termination_message(raw_dataset, tmp_path, mon
 
 def test_cpu_bf16_is_a_permanent_error(raw_dataset, tmp_path, monkeypatch):
     job_env(monkeypatch, raw_dataset, precision="bf16", model_id="bf16")
-    monkeypatch.setenv("MUSICGEN_JOB_WORKDIR", str(tmp_path / "scratch"))
+    monkeypatch.setenv("MUSICGEN_JOB_WORK_DIR", str(tmp_path / "scratch"))
     with pytest.raises(SystemExit) as exit_info:
         train_job.main()
     assert exit_info.value.code == 3

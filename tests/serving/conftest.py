@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from musicgen_ops.serving.settings import ServeSettings
+from musicgen_ops.contracts.environment import ServeEnvironment
 
 LORA_TARGETS = r".*decoder\.layers\.\d+\.(self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)"
 
@@ -44,9 +44,9 @@ def trained_model_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def settings(tmp_path, trained_model_dir) -> ServeSettings:
+def settings(tmp_path, trained_model_dir) -> ServeEnvironment:
     """Settings for tests: tiny default model, 0.2 s windows, the trained model under models_root."""
-    return ServeSettings(
+    return ServeEnvironment(
         default_model="tiny-random",
         models_root=trained_model_dir.parent,
         output_dir=tmp_path / "out",

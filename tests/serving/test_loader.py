@@ -11,7 +11,7 @@ import pytest
 
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.inference.base import GenerationEngine
-from musicgen_ops.pipeline.inference.loader import onnx_available, open_engine
+from musicgen_ops.pipeline.inference.loader import locate_format, onnx_available, open_engine
 from musicgen_ops.serving.errors import ModelNotFoundError
 from musicgen_ops.serving.resolver import loadable_folder, resolve_model
 
@@ -55,7 +55,8 @@ def test_resolver_layouts(settings, trained_model_dir, tmp_path):
     assert resolve_model("my-model", settings) == str(trained_model_dir)
     nested = tmp_path / "root" / "nested" / "final_model"
     shutil.copytree(trained_model_dir, nested)
-    assert loadable_folder(nested.parent) == nested
+    assert loadable_folder(nested.parent, settings) == nested.parent
+    assert locate_format(nested.parent) == (nested, "torch")
     with pytest.raises(ModelNotFoundError, match="looked in"):
         resolve_model("absent", settings)
     with pytest.raises(Exception, match="not a model id"):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from musicgen_ops.contracts.base import UnknownEnvironmentError
+from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.pipeline.generation.batch import prepare, validate_parameters
 from musicgen_ops.pipeline.prompting import compose_prompt
-from musicgen_ops.serving.batch import prepare, validate_parameters
 from musicgen_ops.serving.errors import InvalidParametersError
-from musicgen_ops.serving.schemas import GenerationParameters
-from musicgen_ops.serving.settings import ServeSettings
+from musicgen_ops.serving.schemas import GenerateRequest as GenerationParameters
 
 
 class TestComposePrompt:
@@ -88,11 +89,20 @@ class TestSettings:
         monkeypatch.setenv("MUSICGEN_SERVE_MAX_BATCH_SIZE", "4")
         monkeypatch.setenv("MUSICGEN_SERVE_PRELOAD", "tiny-random, my-model")
         monkeypatch.setenv("MUSICGEN_SERVE_MODELS_URI", "s3://bucket/root")
-        settings = ServeSettings()
+        settings = ServeEnvironment.from_environ()
         assert settings.max_batch_size == 4
         assert settings.preload == ["tiny-random", "my-model"]
         assert settings.models_uri == "s3://bucket/root"
 
+    def test_unknown_variable_is_an_error_naming_the_closest_setting(self, monkeypatch):
+        monkeypatch.setenv("MUSICGEN_SERVE_MODEL", "lofi-v1")  # what the builders wrote before
+        with pytest.raises(UnknownEnvironmentError, match="MUSICGEN_SERVE_MODEL .*did you mean"):
+            ServeEnvironment.from_environ()
+
+    def test_engine_must_run_the_model_format(self):
+        with pytest.raises(ValidationError, match="cannot run a onnx-int8 model"):
+            ServeEnvironment(model_format="onnx-int8", engine="fast")
+
     def test_context_must_be_shorter_than_window(self):
         with pytest.raises(ValidationError, match="context_seconds"):
-            ServeSettings(window_seconds=5, context_seconds=5)
+            ServeEnvironment(window_seconds=5, context_seconds=5)

@@ -210,8 +210,8 @@ async def test_preload_and_warmup_make_ready(settings, engine_factory):
 
 
 def test_engine_without_audio_prompts_explains_the_window_limit(tiny_engine):
+    from musicgen_ops.pipeline.generation.windowing import generate_windowed
     from musicgen_ops.pipeline.inference.base import SamplingParams
-    from musicgen_ops.serving.windowing import generate_windowed
 
     class TextOnly:
         sample_rate, frame_rate = 32_000, 50

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from musicgen_ops.contracts.base import Contract
+
 GROUP = "musicgen.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -27,12 +29,17 @@ STORAGE_URI_PATTERN = r"^(s3|az|file)://\S+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
-class CamelModel(BaseModel):
-    """Base of every CRD model: camelCase on the wire, unknown fields refused."""
+#: The configuration of every CRD model; a contract subclassed into a CRD model sets it again, so the
+#: camelCase aliases apply to the fields it inherits.
+CAMEL_CONFIG = ConfigDict(
+    alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True
+)
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True
-    )
+
+class CamelModel(Contract):
+    """Base of every CRD model: camelCase on the wire, unknown fields refused, legacy names accepted."""
+
+    model_config = CAMEL_CONFIG
 
     def to_k8s(self) -> dict:
         """The camelCase dict Kubernetes stores (unset optional fields dropped)."""

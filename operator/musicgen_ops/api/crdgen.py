@@ -46,6 +46,33 @@ def _factory_defaults(model: type[BaseModel], defs: dict[str, Any], seen: set[st
             _factory_defaults(sub, defs, seen)
 
 
+def _legacy_properties(model: type[BaseModel], defs: dict[str, Any], seen: set[str]) -> None:
+    """Publish each of a model's legacy field names as a deprecated property, so objects written with
+    the old name stay valid; a required field becomes "this or its old name" (a CEL rule)."""
+    name = model.__name__
+    if name in seen or name not in defs:
+        return
+    seen.add(name)
+    node = defs[name]
+    props = node.get("properties", {})
+    for old, field_name in getattr(model, "legacy_names", {}).items():
+        new = model.model_fields[field_name].alias or field_name
+        if new not in props:
+            continue
+        props[old] = {**copy.deepcopy(props[new]), "description": f"Deprecated: use {new}."}
+        props[old].pop("default", None)
+        if new in node.get("required", []):
+            node["required"] = [r for r in node["required"] if r != new]
+            if not node["required"]:
+                del node["required"]
+            node.setdefault("x-kubernetes-validations", []).append(
+                {"rule": f"has(self.{new}) || has(self.{old})", "message": f"{new} is required"}
+            )
+    for field in model.model_fields.values():
+        for sub in _models_in(field.annotation):
+            _legacy_properties(sub, defs, seen)
+
+
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """BaseModel classes mentioned in a type annotation (list[X], X | None...)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -105,6 +132,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     defs = raw.get("$defs", {})
     defs[model.__name__] = {k: v for k, v in raw.items() if k != "$defs"}
     _factory_defaults(model, defs, set())
+    _legacy_properties(model, defs, set())
     schema = to_structural(defs[model.__name__], defs)
     conditions = schema.get("properties", {}).get("conditions")
     if conditions is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal
+from typing import ClassVar
 
 from pydantic import Field
 
 from musicgen_ops.api.common import (
     AGE_COLUMN,
+    CAMEL_CONFIG,
     STORAGE_URI_PATTERN,
     CamelModel,
     ComputeResources,
@@ -18,13 +19,7 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
-
-MusicalKey = Literal[
-    "C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb", "B"
-]
-Scale = Literal[
-    "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
-]
+from musicgen_ops.contracts.generation import GenerationParameters, Timings
 
 
 class GenerationPhase(str, Enum):
@@ -37,24 +32,18 @@ class GenerationPhase(str, Enum):
     FAILED = "Failed"
 
 
-class GenerationRequestSpec(CamelModel):
-    """The prompt and sampling parameters."""
+class GenerationRequestSpec(GenerationParameters, CamelModel):
+    """The model, the generation parameters (the contract's, camelCase) and where the Job runs."""
 
-    model: str = Field(min_length=1, description="Name of a TrainedModel in this namespace.")
-    prompt: str = Field(min_length=1, max_length=2000, description="Text description of the music.")
-    duration_seconds: float = Field(10.0, ge=1, le=300, description="Length of the audio (1-300 s).")
-    bpm: int | None = Field(None, ge=20, le=300, description="Tempo, added to the prompt.")
-    style: str | None = Field(None, max_length=200, description="Genre/style, added to the prompt.")
-    key: MusicalKey | None = Field(None, description="Musical key, added to the prompt.")
-    scale: Scale | None = Field(None, description="Scale, added to the prompt.")
-    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature (0-2).")
-    top_k: int = Field(250, ge=0, le=2048, description="Top-k sampling (0: off).")
-    top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling (0: off).")
-    guidance_scale: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance scale.")
-    seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="Random seed (default: chosen and reported)."
+    model_config = CAMEL_CONFIG
+    legacy_names: ClassVar[dict[str, str]] = {
+        **GenerationParameters.legacy_names,
+        "model": "trained_model_id",
+    }
+
+    trained_model_id: str = Field(
+        min_length=1, max_length=253, description="Name of a TrainedModel in this namespace."
     )
-    output_format: Literal["wav", "flac"] = Field("wav", description="Audio container.")
     output_uri: str | None = Field(
         None,
         pattern=STORAGE_URI_PATTERN,
@@ -65,14 +54,10 @@ class GenerationRequestSpec(CamelModel):
     image: str | None = Field(None, description="Generator image override.")
 
 
-class Timings(CamelModel):
-    """Seconds spent in each stage of the generation Job."""
+class JobTimings(Timings, CamelModel):
+    """Seconds spent in each stage of the generation Job (camelCase in the status)."""
 
-    model_config = CamelModel.model_config | {"extra": "ignore"}
-
-    load_seconds: float | None = None
-    generate_seconds: float | None = None
-    total_seconds: float | None = None
+    model_config = CAMEL_CONFIG | {"extra": "ignore"}
 
 
 class GenerationRequestStatus(StatusBase):
@@ -88,7 +73,7 @@ class GenerationRequestStatus(StatusBase):
     audio_seconds: float | None = Field(None, description="Length of the generated audio.")
     sample_rate: int | None = None
     seed: int | None = Field(None, description="Seed actually used.")
-    timings: Timings | None = None
+    timings: JobTimings | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     failure_reason: str | None = None
@@ -103,7 +88,7 @@ GENERATION_REQUEST = ResourceKind(
     status_model=GenerationRequestStatus,
     columns=(
         PrinterColumn("Phase", ".status.phase"),
-        PrinterColumn("Model", ".spec.model"),
+        PrinterColumn("Model", ".spec.trainedModelId"),
         PrinterColumn("Duration", ".spec.durationSeconds", "number", "Requested seconds of audio"),
         PrinterColumn("Output", ".status.outputUri"),
         AGE_COLUMN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -19,7 +19,8 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
-from musicgen_ops.api.trainingjob import ExportFormat
+from musicgen_ops.contracts.environment import EngineName, ModelFormat
+from musicgen_ops.contracts.training import ExportFormat
 
 
 class ModelPhase(str, Enum):
@@ -40,11 +41,14 @@ class DeletionPolicy(str, Enum):
 class ServingSpec(CamelModel):
     """A generator Deployment + Service serving this model over HTTP."""
 
+    legacy_names: ClassVar[dict[str, str]] = {"format": "model_format"}
+
     enabled: bool = Field(False, description="Create the Deployment and Service.")
     replicas: int = Field(1, ge=0, le=50, description="Generator pods.")
-    format: Literal["auto", "adapter", "merged", "torchscript", "onnx", "onnx-int8"] = Field(
-        "auto", description="Which exported format to load (auto: the best available)."
+    model_format: ModelFormat = Field(
+        "auto", description="Which exported format to load (auto: the adapter, merged at load)."
     )
+    engine: EngineName = Field("auto", description="Generation backend (auto: fast on GPU, torch on CPU).")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="Per-pod resources.")
     scheduling: Scheduling = Field(default_factory=Scheduling, description="Node selection.")
     image: str | None = Field(None, description="Generator image override.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from musicgen_ops.api.common import (
     AGE_COLUMN,
+    CAMEL_CONFIG,
     DNS_LABEL_PATTERN,
     STORAGE_URI_PATTERN,
     CamelModel,
@@ -19,8 +19,7 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
-
-ExportFormat = Literal["adapter", "merged", "torchscript", "onnx", "onnx-int8"]
+from musicgen_ops.contracts.training import LoraParameters, TrainingParameters, TrainingRecipe
 
 
 class TrainingPhase(str, Enum):
@@ -33,38 +32,26 @@ class TrainingPhase(str, Enum):
     FAILED = "Failed"
 
 
-class LoraSpec(CamelModel):
-    """LoRA adapter hyper-parameters (decoder self- and cross-attention)."""
+class LoraSpec(LoraParameters, CamelModel):
+    """LoRA adapter hyper-parameters (the contract's, camelCase)."""
 
-    r: int = Field(16, ge=1, le=256, description="LoRA rank (8-32 is typical).")
-    alpha: int = Field(32, ge=1, le=1024, description="Scaling numerator (alpha / r scales the update).")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
-    target_modules: list[str] = Field(
-        default_factory=list, description="Modules to adapt (empty: self- and cross-attention q/k/v/out)."
-    )
+    model_config = CAMEL_CONFIG
 
 
-class TrainingSpec(CamelModel):
-    """Optimisation settings."""
+class TrainingSpec(TrainingParameters, CamelModel):
+    """Optimisation settings (the contract's, camelCase)."""
 
-    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training set.")
-    batch_size: int = Field(4, ge=1, le=512, description="Clips per forward pass.")
-    learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate.")
-    grad_accum: int = Field(1, ge=1, le=1024, description="Forward passes per optimizer step.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="Numeric precision.")
-    backend: Literal["hf", "lightning"] = Field("hf", description="Hugging Face Trainer or Lightning.")
-    seed: int = Field(42, ge=0, description="Seeds data order, LoRA init and dropout.")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of clips held out for validation.")
-    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: all epochs).")
-    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+    model_config = CAMEL_CONFIG
 
 
-class TrainingJobSpec(CamelModel):
+class TrainingJobSpec(TrainingRecipe, CamelModel):
     """What to train, how, and on which hardware."""
+
+    model_config = CAMEL_CONFIG
 
     dataset_uri: str = Field(
         pattern=STORAGE_URI_PATTERN,
-        description="Preprocessed dataset folder (holds manifest.json): s3://, az:// or file://.",
+        description="Dataset folder: preprocessed (holds manifest.json) or raw tracks; s3://, az:// or file://.",
     )
     base_model: str = Field(
         "facebook/musicgen-small", min_length=1, description="Hub id or folder URI of the base model."
@@ -77,11 +64,6 @@ class TrainingJobSpec(CamelModel):
     )
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA hyper-parameters.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
-    export_formats: list[ExportFormat] = Field(
-        default_factory=lambda: ["adapter", "merged"],
-        min_length=1,
-        description="Artifacts to produce (the LoRA adapter, merged weights, TorchScript, ONNX).",
-    )
     resources: ComputeResources = Field(default_factory=ComputeResources, description="Pod resources.")
     scheduling: Scheduling = Field(default_factory=Scheduling, description="Node selection.")
     image: str | None = Field(None, description="Trainer image override.")
@@ -95,13 +77,6 @@ class TrainingJobSpec(CamelModel):
     backoff_limit: int | None = Field(
         None, ge=0, le=20, description="Pod retries (each resumes from the last checkpoint)."
     )
-
-    @field_validator("export_formats")
-    @classmethod
-    def _unique_formats(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"exportFormats lists a format twice: {value}")
-        return value
 
 
 class TrainingJobStatus(StatusBase):

@@ -25,6 +25,7 @@ def demo(
     from rich.table import Table
 
     from musicgen_ops.cli.preprocess import print_preprocess_summary
+    from musicgen_ops.contracts.training import LoraParameters
     from musicgen_ops.pipeline.audio import AudioDataPreprocessor
     from musicgen_ops.pipeline.demo_data import render_demo_dataset
     from musicgen_ops.pipeline.errors import PipelineError
@@ -53,8 +54,7 @@ def demo(
             epochs=epochs,
             batch_size=4,
             learning_rate=3e-3,
-            lora_r=8,
-            lora_alpha=16,
+            lora=LoraParameters(r=8),
             val_fraction=0.15,
             save_steps=10,
             resume=True,
@@ -93,8 +93,8 @@ def _export(model_dir: Path, output_dir: Path) -> list[tuple[str, Path]]:
 
 
 def _generate(model_dir: Path, output_dir: Path, seconds: float) -> list[tuple[str, Path]]:
-    """Generate one track with the trained model through the generation service's batch path."""
-    from musicgen_ops.serving.batch import generate_to_files
+    """Generate one track with the trained model through the pipeline's generation path."""
+    from musicgen_ops.pipeline.generation.batch import generate_to_files
 
     request = {
         "prompt": "upbeat funk groove",

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from musicgen_ops.cli.console import console, exit_with_error
+from musicgen_ops.cli.options import field_option
+from musicgen_ops.contracts.generation import GenerationParameters
 
 
 def _read_requests(path: Path) -> list[dict]:
@@ -30,16 +32,19 @@ def _read_requests(path: Path) -> list[dict]:
     return requests
 
 
+P = GenerationParameters
+
+
 def generate(
     model: str = typer.Option(
         "facebook/musicgen-small",
         "--model",
         "-m",
-        help="Base model, trained checkpoint folder or ONNX export.",
+        help="Base model, trained checkpoint folder, published model folder or export.",
     ),
-    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Text description of the music."),
-    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: random, reported)."),
+    prompt: str | None = field_option(P, "prompt", "-p"),
+    duration_seconds: float = field_option(P, "duration_seconds", "--duration", "-d"),
+    random_seed: int | None = field_option(P, "random_seed", "--seed"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Audio file for a single --prompt."),
     requests_file: Path | None = typer.Option(
         None, "--requests-file", help="JSONL: one object of generation parameters per line."
@@ -47,21 +52,25 @@ def generate(
     output_dir: Path = typer.Option(
         Path("generated"), "--output-dir", help="Folder for --requests-file results."
     ),
-    style: str | None = typer.Option(None, "--style", help="Genre/style folded into the prompt."),
-    bpm: float | None = typer.Option(None, "--bpm", help="Tempo folded into the prompt."),
-    key: str | None = typer.Option(None, "--key", help="Musical key, e.g. C, F#, Bb."),
-    scale: str | None = typer.Option(None, "--scale", help="major, minor, dorian, ..."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (0-2, 0: greedy)."),
-    top_k: int = typer.Option(250, "--top-k", help="Top-k sampling (0: off)."),
-    guidance_scale: float = typer.Option(3.0, "--guidance-scale", help="Classifier-free guidance."),
-    output_format: str = typer.Option(
-        "wav", "--format", help="wav or flac (default for --output: its suffix)."
+    style: str | None = field_option(P, "style"),
+    target_bpm: float | None = field_option(P, "target_bpm", "--bpm"),
+    key: str | None = field_option(P, "key"),
+    scale: str | None = field_option(P, "scale"),
+    temperature: float = field_option(P, "temperature"),
+    top_k: int = field_option(P, "top_k"),
+    top_p: float = field_option(P, "top_p"),
+    guidance_scale: float = field_option(P, "guidance_scale"),
+    output_format: str = field_option(
+        P, "output_format", "--format", help="wav or flac (default for --output: its suffix)."
     ),
     engine: str = typer.Option(
-        "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast or onnx."
+        "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast, onnx or torchscript."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N."),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16 (torch engine)."),
+    model_format: str = typer.Option(
+        "auto", "--model-format", help="Artifact of a model folder: auto, adapter, merged, onnx, onnx-int8..."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
     window_seconds: float = typer.Option(30.0, "--window-seconds", help="Longest single generate() window."),
     context_seconds: float = typer.Option(10.0, "--context-seconds", help="Audio each new window continues."),
@@ -69,8 +78,7 @@ def generate(
 ) -> None:
     """Generate music to files: one track (--prompt, --output) or many (--requests-file, --output-dir)."""
     from musicgen_ops.pipeline.errors import PipelineError
-    from musicgen_ops.serving.batch import generate_to_files, validate_parameters
-    from musicgen_ops.serving.errors import ServingError
+    from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
 
     if (prompt is None) == (requests_file is None):
         exit_with_error("give exactly one of --prompt or --requests-file")
@@ -80,25 +88,25 @@ def generate(
     else:
         if output is not None and output.suffix.lstrip(".").lower() in ("wav", "flac"):
             output_format = output.suffix.lstrip(".").lower()
-        raw = [
-            {
-                "prompt": prompt,
-                "duration_seconds": duration,
-                "random_seed": seed,
-                "style": style,
-                "target_bpm": bpm,
-                "key": key,
-                "scale": scale,
-                "temperature": temperature,
-                "top_k": top_k,
-                "guidance_scale": guidance_scale,
-                "output_format": output_format,
-            }
-        ]
+        options = {
+            "prompt": prompt,
+            "duration_seconds": duration_seconds,
+            "random_seed": random_seed,
+            "style": style,
+            "target_bpm": target_bpm,
+            "key": key,
+            "scale": scale,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "guidance_scale": guidance_scale,
+            "output_format": output_format,
+        }
+        raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")
         audio_paths = [output]
     try:
-        params = [validate_parameters({k: v for k, v in item.items() if v is not None}) for item in raw]
+        params = [validate_parameters(item) for item in raw]
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,
@@ -107,13 +115,14 @@ def generate(
                 engine=engine,
                 device=device,
                 dtype=dtype,
+                model_format=model_format,
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
                 context_seconds=context_seconds,
                 spectrogram=spectrogram,
             )
-    except (ServingError, PipelineError, ValueError) as err:
+    except (PipelineError, ValueError) as err:
         exit_with_error(str(err))
     for result in results:
         console.print(

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from musicgen_ops.cli.console import exit_with_error
+from musicgen_ops.cli.options import describe_option_errors, field_option
+from musicgen_ops.contracts.environment import ServeEnvironment
 
 
 def serve(
@@ -18,11 +20,10 @@ def serve(
     warmup: bool | None = typer.Option(
         None, "--warmup/--no-warmup", help="Generate a short clip with each preloaded model before ready."
     ),
-    engine: str | None = typer.Option(
-        None, "--engine", help="auto (fast on CUDA, else torch), torch, fast or onnx."
-    ),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N."),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16, float16."),
+    engine: str | None = field_option(ServeEnvironment, "engine", default=None),
+    model_format: str | None = field_option(ServeEnvironment, "model_format", default=None),
+    device: str | None = field_option(ServeEnvironment, "device", default=None),
+    dtype: str | None = field_option(ServeEnvironment, "dtype", default=None),
     models_root: Path | None = typer.Option(
         None, "--models-root", help="Local folder of <model-id>/ models."
     ),
@@ -33,11 +34,12 @@ def serve(
 ) -> None:
     """Serve the generation API (POST /v1/generate, /v1/jobs, /v1/models, /healthz, /readyz, /metrics).
 
-    Every option can also come from ``MUSICGEN_SERVE_*`` env vars; options win.
+    Every option can also come from ``MUSICGEN_SERVE_*`` env vars (options win); an unknown
+    ``MUSICGEN_SERVE_*`` variable is an error.
     """
     from pydantic import ValidationError
 
-    from musicgen_ops.serving.settings import ServeSettings
+    from musicgen_ops.contracts.base import UnknownEnvironmentError
 
     overrides = {
         "host": host,
@@ -46,6 +48,7 @@ def serve(
         "engine": engine,
         "device": device,
         "dtype": dtype,
+        "model_format": model_format,
         "models_root": models_root,
         "models_uri": models_uri,
     }
@@ -53,11 +56,11 @@ def serve(
         overrides["preload"] = list(model)
         overrides["default_model"] = model[0]
     try:
-        settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = ServeEnvironment.from_environ(**{k: v for k, v in overrides.items() if v is not None})
+    except UnknownEnvironmentError as err:
+        exit_with_error(str(err))
     except ValidationError as err:
-        exit_with_error(
-            "invalid server settings: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in err.errors())
-        )
+        exit_with_error("invalid server settings: " + describe_option_errors(err))
 
     import uvicorn
 

@@ -6,8 +6,13 @@ import json
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from musicgen_ops.cli.console import console, exit_with_error
+from musicgen_ops.cli.options import describe_option_errors, field_option, split_list
+from musicgen_ops.contracts.training import LoraParameters, TrainingParameters
+
+L, T = LoraParameters, TrainingParameters
 
 
 def train(
@@ -20,29 +25,35 @@ def train(
     base_model: str = typer.Option(
         "facebook/musicgen-small", "--base-model", help="Hub id, local folder, or tiny-random (no download)."
     ),
-    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (the update is scaled by alpha/r)."),
-    lora_dropout: float = typer.Option(0.1, "--lora-dropout", help="Dropout on the LoRA branch."),
-    target_modules: str | None = typer.Option(
-        None,
+    lora_r: int = field_option(L, "r", "--lora-r", help="LoRA rank (8-32 is typical)."),
+    lora_alpha: int | None = field_option(L, "alpha", "--lora-alpha", help="LoRA alpha (default 2*r)."),
+    lora_dropout: float = field_option(L, "dropout", "--lora-dropout", help="Dropout on the LoRA branch."),
+    target_modules: str | None = field_option(
+        L,
+        "target_modules",
         "--target-modules",
         help="Comma-separated decoder projections: q_proj,v_proj or self_attn.q_proj or encoder_attn "
         "(default: self- and cross-attention q/k/v/out).",
     ),
-    epochs: int = typer.Option(10, "--epochs", help="Passes over the training set."),
-    max_steps: int = typer.Option(-1, "--max-steps", help="Stop after N optimizer steps (-1: all epochs)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Clips per forward pass."),
-    learning_rate: float = typer.Option(1e-4, "--lr", help="Peak learning rate."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Forward passes per optimizer step."),
-    lr_scheduler: str = typer.Option("cosine", "--lr-scheduler", help="cosine, linear or constant."),
-    warmup_ratio: float = typer.Option(0.05, "--warmup-ratio", help="Share of steps spent warming up."),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (bf16/fp16 need a GPU)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of clips held out."),
-    seed: int = typer.Option(42, "--seed", help="Seeds data order, LoRA init and dropout."),
-    save_steps: int = typer.Option(50, "--save-steps", help="Checkpoint every N optimizer steps."),
-    backend: str = typer.Option("hf", "--backend", help="hf (Hugging Face Trainer) or lightning."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    epochs: int = field_option(T, "epochs"),
+    max_steps: int = field_option(T, "max_steps"),
+    batch_size: int = field_option(T, "batch_size"),
+    learning_rate: float = field_option(T, "learning_rate", "--lr"),
+    grad_accum: int = field_option(T, "grad_accum"),
+    weight_decay: float = field_option(T, "weight_decay"),
+    optimizer: str = field_option(T, "optimizer"),
+    lr_scheduler: str = field_option(T, "lr_scheduler"),
+    warmup_ratio: float = field_option(T, "warmup_ratio"),
+    max_grad_norm: float = field_option(T, "max_grad_norm"),
+    precision: str = field_option(T, "precision"),
+    val_fraction: float = field_option(T, "val_fraction"),
+    seed: int = field_option(T, "seed"),
+    max_duration_seconds: float = field_option(T, "max_duration_seconds"),
+    save_steps: int = field_option(T, "save_steps"),
+    save_total_limit: int = field_option(T, "save_total_limit"),
+    logging_steps: int = field_option(T, "logging_steps"),
+    backend: str = field_option(T, "backend"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --output-dir."),
     merge: bool = typer.Option(False, "--merge", help="Also write merged full weights (final_model/merged)."),
     progress_file: Path | None = typer.Option(
@@ -51,42 +62,27 @@ def train(
 ) -> None:
     """Fine-tune MusicGen's decoder attention with LoRA; the adapter, processor and training_metadata.json
     go to <output-dir>/final_model/ (what `musicgen-ops export --checkpoint` reads)."""
-    from pydantic import ValidationError
-
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.progress import JsonLinesProgressWriter, MultiReporter, RichProgressReporter
     from musicgen_ops.pipeline.training import TrainConfig, run_training
 
+    values = dict(locals())
     try:
+        lora = LoraParameters(
+            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=split_list(target_modules)
+        )
         config = TrainConfig(
+            **{name: values[name] for name in TrainingParameters.model_fields},
+            lora=lora,
             data_dir=data_dir,
             output_dir=output_dir,
             base_model=base_model,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=[m.strip() for m in target_modules.split(",") if m.strip()]
-            if target_modules
-            else None,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            grad_accum=grad_accum,
-            lr_scheduler=lr_scheduler,
-            warmup_ratio=warmup_ratio,
-            max_grad_norm=max_grad_norm,
-            precision=precision,
-            val_fraction=val_fraction,
-            seed=seed,
-            save_steps=save_steps,
-            backend=backend,
             device=device,
             resume=resume,
             merge=merge,
         )
     except ValidationError as err:
-        exit_with_error("; ".join(_describe(e) for e in err.errors()))
+        exit_with_error(describe_option_errors(err, _OPTION_NAMES))
     try:
         with RichProgressReporter() as bar:
             writer = JsonLinesProgressWriter(progress_file) if progress_file else None
@@ -102,14 +98,8 @@ def train(
     typer.echo(json.dumps(result.to_dict()))
 
 
-def _describe(error: dict) -> str:
-    """One pydantic error as `--option: reason`."""
-    field = ".".join(str(part) for part in error.get("loc", ()))
-    option = _OPTION_NAMES.get(field, field.replace("_", "-"))
-    return f"--{option}: {error.get('msg', 'invalid')}"
-
-
-_OPTION_NAMES = {"learning_rate": "lr"}
+#: Fields whose option is not ``--<field-with-dashes>``.
+_OPTION_NAMES = {"learning_rate": "lr", "r": "lora-r", "alpha": "lora-alpha", "dropout": "lora-dropout"}
 
 
 def register(app: typer.Typer) -> None:

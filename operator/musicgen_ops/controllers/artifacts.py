@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from musicgen_ops.contracts.generation import GenerationJobResult
+from musicgen_ops.contracts.progress import TrainingProgress
 from musicgen_ops.storage.artifacts import MANIFEST_NAME, delete_model, model_prefix, read_manifest
 from musicgen_ops.storage.base import NotFoundError, StorageError
 from musicgen_ops.storage.uri import open_object, open_store
@@ -27,6 +29,18 @@ def read_json(uri: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise StorageError("expected a JSON object", uri=uri)
     return value
+
+
+def read_progress(uri: str) -> TrainingProgress | None:
+    """A training Job's ``progress.json``, or None before the Job wrote one."""
+    value = read_json(uri)
+    return None if value is None else TrainingProgress.model_validate(value)
+
+
+def read_generation_result(uri: str) -> GenerationJobResult | None:
+    """The result a generator Job wrote next to its audio, or None when absent."""
+    value = read_json(uri)
+    return None if value is None else GenerationJobResult.model_validate(value)
 
 
 @dataclass
@@ -50,13 +64,13 @@ def check_model(root_uri: str, model_id: str, required_formats: list[str]) -> Ar
     store = open_store(root_uri).child(model_prefix(model_id))
     present = {info.key for info in store.list("")}
     missing += [f"file {entry.path}" for entry in manifest.files if entry.path not in present]
-    loss = manifest.metadata.get("final_loss")
+    loss = manifest.training.final_loss
     return ArtifactCheck(
         complete=not missing,
         missing=missing,
         formats=list(manifest.formats),
         base_model=manifest.base_model,
-        final_loss=float(loss) if isinstance(loss, (int, float)) else None,
+        final_loss=loss,
         size_bytes=manifest.total_size,
     )
 

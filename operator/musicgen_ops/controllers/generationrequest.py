@@ -11,8 +11,14 @@ import kopf
 from pydantic import ValidationError
 
 from musicgen_ops.api.common import ConditionType
-from musicgen_ops.api.generationrequest import GenerationPhase, GenerationRequestSpec
+from musicgen_ops.api.generationrequest import (
+    GenerationPhase,
+    GenerationRequestSpec,
+    GenerationRequestStatus,
+    JobTimings,
+)
 from musicgen_ops.api.trainedmodel import ModelPhase, TrainedModelSpec
+from musicgen_ops.contracts.generation import GenerationJobResult
 from musicgen_ops.controllers import artifacts, metrics
 from musicgen_ops.controllers.builders.jobs import (
     build_generation_job,
@@ -65,21 +71,23 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
         await _fail(ctx, owner, update, "InvalidSpec", message)
         raise kopf.PermanentError(message) from err
     update.condition(ConditionType.VALIDATED.value, True, "SpecValid", "the spec is valid")
-    model = await ctx.kube.get(TRAINED_MODELS, owner.namespace, spec.model)
+    model = await ctx.kube.get(TRAINED_MODELS, owner.namespace, spec.trained_model_id)
     if model is None:
-        message = f"TrainedModel {spec.model!r} does not exist in namespace {owner.namespace}"
+        message = f"TrainedModel {spec.trained_model_id!r} does not exist in namespace {owner.namespace}"
         update.condition(ConditionType.MODEL_READY.value, False, "ModelNotFound", message)
         await _fail(ctx, owner, update, "ModelNotFound", message)
         raise kopf.PermanentError(message)
     model_phase = (model.get("status") or {}).get("phase")
     if model_phase != ModelPhase.READY.value:
-        message = f"waiting for TrainedModel {spec.model} to be Ready (it is {model_phase or 'Pending'})"
+        message = (
+            f"waiting for TrainedModel {spec.trained_model_id} to be Ready (it is {model_phase or 'Pending'})"
+        )
         update.condition(ConditionType.MODEL_READY.value, False, "ModelNotReady", message)
         update.phase(GenerationPhase.WAITING.value, "WaitingForModel", message)
         await _write(ctx, owner, update)
         raise kopf.TemporaryError(message, delay=ctx.config.progress_poll_seconds)
     model_spec = TrainedModelSpec.model_validate(dict(model.get("spec") or {}))
-    model_id = model_spec.model_id or spec.model
+    model_id = model_spec.model_id or spec.trained_model_id
     folder = model_uri(model_spec.artifacts_uri or ctx.config.artifacts_uri, model_id)
     settings = generate_settings(owner, spec, model_id, folder, model_spec.base_model, ctx.config)
     manifest = build_generation_job(owner, spec, settings, ctx.config)
@@ -100,23 +108,16 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
     await _write(ctx, owner, update)
 
 
-def result_fields(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Status fields from the result JSON a generator Job writes next to the audio."""
-    timings = result.get("timings") or {}
-    fields = {
-        "seed": result.get("seed"),
-        "audioSeconds": result.get("duration_seconds"),
-        "sampleRate": result.get("sample_rate"),
-        "timings": {
-            "loadSeconds": timings.get("load_seconds"),
-            "generateSeconds": timings.get("generate_seconds"),
-            "totalSeconds": timings.get("total_seconds"),
-        },
-    }
-    fields["timings"] = {k: v for k, v in fields["timings"].items() if v is not None} or None
-    if result.get("output_uri"):
-        fields["outputUri"] = result["output_uri"]
-    return {k: v for k, v in fields.items() if v is not None}
+def result_fields(result: GenerationJobResult) -> dict[str, Any]:
+    """Status fields (camelCase) from the result a generator Job writes next to the audio."""
+    status = GenerationRequestStatus(
+        output_uri=result.output_uri,
+        seed=result.seed,
+        audio_seconds=result.duration_seconds,
+        sample_rate=result.sample_rate,
+        timings=JobTimings.pick(result.timings),
+    )
+    return status.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
 
 
 async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
@@ -131,11 +132,11 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
     update = StatusUpdate(body)
     if outcome == "Succeeded":
         result = (
-            await asyncio.to_thread(artifacts.read_json, status["resultUri"])
+            await asyncio.to_thread(artifacts.read_generation_result, status["resultUri"])
             if status.get("resultUri")
             else None
         )
-        if result:
+        if result is not None:
             update.set(**result_fields(result))
         update.set(completionTime=now())
         update.condition(
@@ -144,7 +145,7 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
         update.phase(
             GenerationPhase.SUCCEEDED.value, "Succeeded", f"audio written to {status.get('outputUri')}"
         )
-        total = (result or {}).get("timings", {}).get("total_seconds")
+        total = result.timings.total_seconds if result is not None else None
         metrics.GENERATION_SECONDS.labels("succeeded").observe(float(total or 0))
         await _write(ctx, owner, update)
         return False

@@ -12,7 +12,8 @@ import kopf
 from pydantic import ValidationError
 
 from musicgen_ops.api.common import API_VERSION, ConditionType
-from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingPhase
+from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
+from musicgen_ops.contracts.progress import TrainingProgress
 from musicgen_ops.controllers import artifacts, metrics
 from musicgen_ops.controllers.builders.jobs import (
     build_training_job,
@@ -100,33 +101,26 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
     await _write(ctx, owner, update)
 
 
-def progress_fields(progress: Mapping[str, Any], total_epochs: int | None) -> dict[str, Any]:
-    """Status fields from a progress.json document (missing keys are left out)."""
-    epoch = progress.get("epoch")
-    total = progress.get("total_epochs") or total_epochs
-    step, total_steps = progress.get("step"), progress.get("total_steps")
-    fields: dict[str, Any] = {
-        "currentEpoch": round(float(epoch), 2) if epoch is not None else None,
-        "totalEpochs": total,
-        "currentStep": step,
-        "totalSteps": total_steps,
-        "currentLoss": _rounded(progress.get("loss")),
-        "validationLoss": _rounded(progress.get("val_loss")),
-        "etaSeconds": int(progress["eta_seconds"]) if progress.get("eta_seconds") is not None else None,
-        "trainingPhase": progress.get("phase"),
-        "lastProgressTime": progress.get("updated_at"),
-    }
-    if step is not None and total_steps:
-        fields["progressPercent"] = max(0, min(100, int(100 * step / total_steps)))
-    elif progress.get("progress") is not None:
-        fields["progressPercent"] = max(0, min(100, int(progress["progress"])))
-    if epoch is not None and total:
-        fields["epochs"] = f"{int(float(epoch))}/{total}"
-    return {k: v for k, v in fields.items() if v is not None}
+def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
+    """Status fields (camelCase) from a training Job's ``progress.json``."""
+    status = TrainingJobStatus(
+        current_epoch=round(progress.epoch, 2),
+        total_epochs=progress.total_epochs or None,
+        epochs=f"{int(progress.epoch)}/{progress.total_epochs}" if progress.total_epochs else None,
+        current_step=progress.step,
+        total_steps=progress.total_steps or None,
+        progress_percent=progress.percent if progress.total_steps else None,
+        current_loss=_rounded(progress.loss),
+        validation_loss=_rounded(progress.val_loss),
+        eta_seconds=int(progress.eta_seconds) if progress.eta_seconds is not None else None,
+        training_phase=progress.phase,
+        last_progress_time=progress.updated_at,
+    )
+    return status.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
 
 
-def _rounded(value: Any) -> float | None:
-    return round(float(value), 5) if isinstance(value, (int, float)) else None
+def _rounded(value: float | None) -> float | None:
+    return round(value, 5) if value is not None else None
 
 
 async def _create_trained_model(ctx: Context, owner: Owner, spec: TrainingJobSpec, body: Mapping) -> str:
@@ -177,12 +171,12 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
     outcome = job_outcome(job)
     uri = progress_uri(ctx.config.artifacts_uri, owner.namespace, owner.name)
     try:
-        progress = await asyncio.to_thread(artifacts.read_json, uri)
-    except Exception as err:  # storage hiccups must not stop following the Job
+        progress = await asyncio.to_thread(artifacts.read_progress, uri)
+    except Exception as err:  # storage hiccups and half-written files must not stop following the Job
         logger.warning("cannot read %s: %s", uri, err)
         progress = None
-    if progress:
-        update.set(**progress_fields(progress, spec.training.epochs))
+    if progress is not None:
+        update.set(**progress_fields(progress))
     if outcome == "Succeeded":
         model_id = await _create_trained_model(ctx, owner, spec, body)
         update.set(

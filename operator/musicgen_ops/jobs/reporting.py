@@ -35,8 +35,12 @@ class StorageProgressReporter:
 
     def write(self, event: ProgressEvent) -> None:
         """Write one event now."""
-        payload = event.to_dict() | {"updated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        stamped = event.model_copy(
+            update={"updated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        )
         try:
-            self.store.put_json(self.key, payload)
+            self.store.put_bytes(
+                self.key, stamped.model_dump_json().encode(), content_type="application/json"
+            )
         except StorageError as err:
             logger.warning("could not write progress to %s: %s", self.store.uri(self.key), err)

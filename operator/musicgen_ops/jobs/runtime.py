@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from musicgen_ops.jobs.settings import EXIT_CODE_INVALID_INPUT, TERMINATION_LOG
+from musicgen_ops.contracts.environment import EXIT_CODE_INVALID_INPUT, TERMINATION_LOG, JobEnvironment
 from musicgen_ops.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ EXIT_CODE_RETRYABLE = 1
 
 def termination_log_path() -> Path:
     """Where the failure reason goes (overridable for local runs and tests)."""
-    return Path(os.environ.get("MUSICGEN_JOB_TERMINATION_LOG", TERMINATION_LOG))
+    variable = JobEnvironment.variable_names()["termination_log"]
+    return Path(os.environ.get(variable, TERMINATION_LOG))
 
 
 def write_termination_message(message: str) -> None:

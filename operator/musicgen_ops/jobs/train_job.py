@@ -1,6 +1,6 @@
 """`train-job`: the training Job's container — pull data, preprocess, LoRA-train, export, publish.
 
-Reads :class:`~musicgen_ops.jobs.settings.TrainJobSettings` from ``MUSICGEN_JOB_*`` env. Steps:
+Reads :class:`~musicgen_ops.contracts.environment.TrainJobEnvironment` from ``MUSICGEN_JOB_*`` env. Steps:
 
 1. download ``dataset_uri``; a folder without ``manifest.json`` holds raw tracks and is preprocessed;
 2. restore checkpoints from ``<run_uri>/checkpoints`` (a restarted pod resumes, not restarts);
@@ -11,28 +11,27 @@ Reads :class:`~musicgen_ops.jobs.settings.TrainJobSettings` from ``MUSICGEN_JOB_
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from musicgen_ops.contracts.environment import TrainJobEnvironment
+from musicgen_ops.contracts.manifest import TrainingSummary
 from musicgen_ops.jobs.checkpoints import CheckpointMirror
 from musicgen_ops.jobs.reporting import StorageProgressReporter
 from musicgen_ops.jobs.runtime import run_job
-from musicgen_ops.jobs.settings import TrainJobSettings
 
 logger = logging.getLogger(__name__)
 
 
-def work_dir() -> Path:
-    """Local scratch space (an emptyDir volume in the pod; ``MUSICGEN_JOB_WORKDIR``)."""
-    root = os.environ.get("MUSICGEN_JOB_WORKDIR")
-    path = Path(root) if root else Path(tempfile.mkdtemp(prefix="train-job-"))
+def work_dir(settings: TrainJobEnvironment) -> Path:
+    """Local scratch space (an emptyDir volume in the pod; ``MUSICGEN_JOB_WORK_DIR``)."""
+    path = settings.work_dir or Path(tempfile.mkdtemp(prefix="train-job-"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def prepare_dataset(settings: TrainJobSettings, scratch: Path) -> Path:
+def prepare_dataset(settings: TrainJobEnvironment, scratch: Path) -> Path:
     """Download the dataset and preprocess it unless it already is (has ``manifest.json``)."""
     from musicgen_ops.pipeline.audio import AudioDataPreprocessor
     from musicgen_ops.pipeline.errors import DatasetError
@@ -55,7 +54,7 @@ def prepare_dataset(settings: TrainJobSettings, scratch: Path) -> Path:
     return result.output_dir
 
 
-def export_formats(settings: TrainJobSettings, final_model: Path, publish: Path) -> list[str]:
+def export_formats(settings: TrainJobEnvironment, final_model: Path, publish: Path) -> list[str]:
     """Copy the adapter into ``publish`` and export the other requested formats beside it."""
     shutil.copytree(final_model, publish, dirs_exist_ok=True)
     extra = [f for f in settings.export_formats if f != "adapter"]
@@ -68,18 +67,24 @@ def export_formats(settings: TrainJobSettings, final_model: Path, publish: Path)
     return ["adapter", *extra]
 
 
-def train(settings: TrainJobSettings) -> None:
+def train(settings: TrainJobEnvironment) -> None:
     """Run the whole training Job."""
     from musicgen_ops.pipeline.progress import MultiReporter
     from musicgen_ops.pipeline.training import TrainConfig, run_training
     from musicgen_ops.storage import open_store, publish_model
 
-    scratch = work_dir()
+    scratch = work_dir(settings)
     progress = StorageProgressReporter(settings.progress_uri)
     data_dir = prepare_dataset(settings, scratch)
-    # TrainJobSettings uses TrainConfig's field names, so the shared ones carry over as they are.
-    shared = settings.model_dump(include=set(TrainConfig.model_fields))
-    config = TrainConfig(**shared, data_dir=data_dir, output_dir=scratch / "output")
+    config = TrainConfig(
+        **settings.training.model_dump(),
+        lora=settings.lora,
+        base_model=settings.base_model,
+        device=settings.device,
+        resume=settings.resume,
+        data_dir=data_dir,
+        output_dir=scratch / "output",
+    )
     mirror = CheckpointMirror(config.checkpoint_dir, open_store(settings.run_uri).child("checkpoints"))
     if settings.resume:
         mirror.restore()
@@ -94,15 +99,15 @@ def train(settings: TrainJobSettings) -> None:
         base_model=settings.base_model,
         formats=formats,
         overwrite=True,
-        metadata={
-            "final_loss": result.final_train_loss,
-            "validation_loss": result.val_loss,
-            "steps": result.steps,
-            "train_loss_per_epoch": result.train_loss_per_epoch,
-            "dataset_uri": settings.dataset_uri,
-            "training_job": f"{settings.namespace}/{settings.resource_name}",
-            "resumed_from": result.resumed_from,
-        },
+        metadata=TrainingSummary(
+            final_loss=result.final_train_loss,
+            validation_loss=result.val_loss,
+            steps=result.steps,
+            train_loss_per_epoch=result.train_loss_per_epoch,
+            dataset_uri=settings.dataset_uri,
+            training_job=f"{settings.namespace}/{settings.resource_name}",
+            resumed_from=result.resumed_from,
+        ).model_dump(mode="json"),
     )
     logger.info(
         "published model %s (%d files, %s)", settings.model_id, len(manifest.files), ", ".join(formats)
@@ -111,7 +116,7 @@ def train(settings: TrainJobSettings) -> None:
 
 def main() -> None:
     """Console script ``train-job``."""
-    run_job("train-job", lambda: train(TrainJobSettings()))
+    run_job("train-job", lambda: train(TrainJobEnvironment.from_environ()))
 
 
 if __name__ == "__main__":

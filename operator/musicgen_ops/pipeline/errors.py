@@ -11,6 +11,10 @@ class ModelNotAvailableError(PipelineError):
     """A base model or checkpoint cannot be found or loaded."""
 
 
+class DeviceNotAvailableError(PipelineError):
+    """The requested device (e.g. CUDA) is not there."""
+
+
 class AudioDecodeError(PipelineError):
     """An audio file cannot be decoded, is empty, silent or in an unsupported format."""
 
@@ -25,3 +29,12 @@ class TrainingError(PipelineError):
 
 class ExportError(PipelineError):
     """A model cannot be exported (not a checkpoint, unsupported opset, missing processor)."""
+
+
+class InvalidParametersError(PipelineError, ValueError):
+    """Generation parameters out of range or malformed; ``fields`` has one line per bad field."""
+
+    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or [message]

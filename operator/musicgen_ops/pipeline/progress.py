@@ -1,47 +1,28 @@
 """Training progress: one event type, a protocol for whoever listens, and two listeners.
 
 The trainer calls ``reporter.on_progress(event)`` after each optimizer step, each evaluation and at
-the end. The CLI shows a rich progress bar; the Kubernetes job forwards events to object storage (see
+the end. Events are the ``progress.json`` contract
+(:class:`~musicgen_ops.contracts.progress.TrainingProgress`).
+The CLI shows a rich progress bar; the Kubernetes job forwards events to object storage (see
 ``musicgen_ops.jobs.reporting``); :class:`JsonLinesProgressWriter` appends them to a local file.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-Phase = Literal["starting", "training", "evaluating", "saving", "completed", "failed"]
+from musicgen_ops.contracts.progress import TrainingPhase as Phase
+from musicgen_ops.contracts.progress import TrainingProgress as ProgressEvent
 
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """Where training stands."""
-
-    phase: Phase
-    epoch: float
-    total_epochs: int
-    step: int
-    total_steps: int
-    loss: float | None = None
-    val_loss: float | None = None
-    learning_rate: float | None = None
-    samples_per_second: float | None = None
-    eta_seconds: float | None = None
-    elapsed_seconds: float = 0.0
-    message: str = ""
-    time: float = field(default_factory=time.time)
-
-    @property
-    def fraction(self) -> float:
-        """Completed share of the optimizer steps, 0..1."""
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    def to_dict(self) -> dict:
-        """JSON-ready fields, plus ``progress`` in percent."""
-        return asdict(self) | {"progress": round(100 * self.fraction, 2)}
+__all__ = [
+    "JsonLinesProgressWriter",
+    "MultiReporter",
+    "Phase",
+    "ProgressEvent",
+    "ProgressReporter",
+    "RichProgressReporter",
+]
 
 
 @runtime_checkable
@@ -60,7 +41,7 @@ class JsonLinesProgressWriter:
 
     def on_progress(self, event: ProgressEvent) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event.to_dict()) + "\n")
+            handle.write(event.model_dump_json() + "\n")
 
 
 class RichProgressReporter:

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from musicgen_ops import __version__
+from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.serving.errors import register_exception_handlers
 from musicgen_ops.serving.routes import api_router, health
 from musicgen_ops.serving.service import EngineFactory, GenerationService
-from musicgen_ops.serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(
-    settings: ServeSettings | None = None,
+    settings: ServeEnvironment | None = None,
     *,
     engine_factory: EngineFactory | None = None,
 ) -> FastAPI:
@@ -41,7 +41,7 @@ def create_app(
         settings: server settings.
         engine_factory: ``model reference -> engine`` override (tests share one engine).
     """
-    settings = settings or ServeSettings()
+    settings = settings or ServeEnvironment.from_environ()
     service = GenerationService(settings, engine_factory=engine_factory)
 
     @contextlib.asynccontextmanager

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.serving.metrics import ServingMetrics
 from musicgen_ops.serving.service import GenerationService
-from musicgen_ops.serving.settings import ServeSettings
 
 
 def get_service(request: Request) -> GenerationService:
@@ -16,7 +16,7 @@ def get_service(request: Request) -> GenerationService:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> ServeSettings:
+def get_settings(request: Request) -> ServeEnvironment:
     """The app's settings."""
     return request.app.state.service.settings
 
@@ -27,5 +27,5 @@ def get_metrics(request: Request) -> ServingMetrics:
 
 
 ServiceDep = Annotated[GenerationService, Depends(get_service)]
-SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+SettingsDep = Annotated[ServeEnvironment, Depends(get_settings)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]

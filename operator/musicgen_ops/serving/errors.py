@@ -9,12 +9,26 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from musicgen_ops.pipeline.errors import ModelNotAvailableError, PipelineError
+from musicgen_ops.pipeline.errors import InvalidParametersError, ModelNotAvailableError, PipelineError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 logger = logging.getLogger(__name__)
+
+
+__all__ = [
+    "InferenceError",
+    "InvalidParametersError",
+    "JobNotFinishedError",
+    "JobNotFoundError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ServiceBusyError",
+    "ServingError",
+    "register_exception_handlers",
+    "status_for",
+]
 
 
 class ServingError(Exception):
@@ -27,13 +41,6 @@ class ServingError(Exception):
         super().__init__(message)
         self.message = message
         self.fields = fields
-
-
-class InvalidParametersError(ServingError, ValueError):
-    """Request parameters out of range or malformed; ``fields`` lists every bad one."""
-
-    status_code = 422
-    code = "InvalidParameters"
 
 
 class ModelNotFoundError(ServingError):
@@ -86,6 +93,8 @@ def status_for(err: BaseException) -> tuple[int, str]:
     """HTTP status and error code for any exception the service may raise."""
     if isinstance(err, ServingError):
         return err.status_code, err.code
+    if isinstance(err, InvalidParametersError):
+        return 422, "InvalidParameters"
     if isinstance(err, ModelNotAvailableError):
         return 404, "ModelNotFound"
     if isinstance(err, PipelineError):
@@ -125,11 +134,11 @@ def register_exception_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in item.get("loc", ()) if p != "body"]
             fields.append(f"{'.'.join(loc) or 'body'}: {item.get('msg')} (got {item.get('input')!r})")
         body = ErrorBody(
-            error=InvalidParametersError.code,
+            error="InvalidParameters",
             message=f"{len(fields)} invalid parameter(s): " + "; ".join(fields),
             fields=fields,
         )
-        return JSONResponse(body.model_dump(), status_code=InvalidParametersError.status_code)
+        return JSONResponse(body.model_dump(), status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     for error_type in (ServingError, PipelineError):

@@ -10,9 +10,8 @@ Order of lookup for a ``trained_model_id``:
 An absolute local path is accepted too when ``allow_local_paths`` is set (off by default: HTTP
 callers should not pick files on the server).
 
-Inside a model folder the loadable part is the folder itself when it holds a checkpoint
-(``adapter_config.json``) or a full model (``config.json``), else its ``final_model/`` or ``merged/``
-subfolder; with the ONNX engine, the folder (or its ``onnx/`` subfolder) holding ``*.onnx`` files.
+Inside a model folder, ``model_format`` picks the artifact (adapter, merged/, torchscript/, onnx/);
+see ``musicgen_ops.pipeline.inference.loader.locate_format``.
 """
 
 from __future__ import annotations
@@ -21,30 +20,30 @@ import logging
 import re
 from pathlib import Path
 
+from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.pipeline.errors import ModelNotAvailableError
+from musicgen_ops.pipeline.inference.loader import locate_format
 from musicgen_ops.pipeline.models import RANDOM_PRESETS
 from musicgen_ops.serving.errors import InvalidParametersError, ModelNotFoundError
-from musicgen_ops.serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SUBFOLDERS = ("final_model", "merged", "model")
 
 
-def loadable_folder(folder: Path, engine: str = "torch") -> Path | None:
-    """The folder under ``folder`` that ``open_engine`` can load, or None."""
-    if engine == "onnx":
-        for candidate in (folder, folder / "onnx"):
-            if candidate.is_dir() and any(candidate.glob("*.onnx")):
-                return candidate
+def loadable_folder(folder: Path, settings: ServeEnvironment) -> Path | None:
+    """``folder`` when it holds the model format the server loads (see ``locate_format``), else None."""
+    fmt = settings.model_format
+    if fmt == "auto" and settings.engine in ("onnx", "torchscript"):
+        fmt = settings.engine
+    try:
+        locate_format(folder, fmt)
+    except ModelNotAvailableError:
         return None
-    for candidate in (folder, *(folder / name for name in _SUBFOLDERS)):
-        if (candidate / "adapter_config.json").is_file() or (candidate / "config.json").is_file():
-            return candidate
-    return None
+    return folder
 
 
-def resolve_model(model_id: str | None, settings: ServeSettings) -> str:
+def resolve_model(model_id: str | None, settings: ServeEnvironment) -> str:
     """The reference ``open_engine`` loads for ``model_id`` (None: the default model).
 
     The default model may also be a hub id or a path (passed to ``load_base_model`` unchanged when
@@ -61,9 +60,9 @@ def resolve_model(model_id: str | None, settings: ServeSettings) -> str:
         return model_id
     path = Path(model_id).expanduser()
     if path.is_absolute() and (settings.allow_local_paths or is_default):
-        found = loadable_folder(path, settings.engine) if path.is_dir() else None
+        found = loadable_folder(path, settings) if path.is_dir() else None
         if found is None and not is_default:
-            raise ModelNotFoundError(f"model path {model_id} holds no loadable {settings.engine} model")
+            raise ModelNotFoundError(f"model path {model_id} holds no loadable {settings.model_format} model")
         return str(found or path)
     if not _MODEL_ID.match(model_id):
         if is_default:
@@ -76,18 +75,18 @@ def resolve_model(model_id: str | None, settings: ServeSettings) -> str:
     local = settings.models_root / model_id
     looked.append(str(local))
     if local.is_dir():
-        found = loadable_folder(local, settings.engine)
+        found = loadable_folder(local, settings)
         if found is not None:
             return str(found)
         raise ModelNotFoundError(
-            f"model {model_id!r}: {local} exists but holds no loadable {settings.engine} model "
-            "(expected adapter_config.json, config.json or *.onnx)"
+            f"model {model_id!r}: {local} exists but holds no loadable {settings.model_format} model "
+            "(expected adapter_config.json, merged/, torchscript/ or *.onnx)"
         )
     if settings.models_uri:
         looked.append(f"{settings.models_uri.rstrip('/')}/models/{model_id}")
         folder = _download(model_id, settings)
         if folder is not None:
-            found = loadable_folder(folder, settings.engine)
+            found = loadable_folder(folder, settings)
             if found is not None:
                 return str(found)
     if is_default:
@@ -95,7 +94,7 @@ def resolve_model(model_id: str | None, settings: ServeSettings) -> str:
     raise ModelNotFoundError(f"model {model_id!r} not found; looked in {', '.join(looked)}")
 
 
-def _download(model_id: str, settings: ServeSettings) -> Path | None:
+def _download(model_id: str, settings: ServeEnvironment) -> Path | None:
     """Fetch ``models/<model-id>/`` from the artifact store into the cache; None when absent there."""
     from musicgen_ops.storage import NotFoundError, download_model
 
@@ -105,7 +104,7 @@ def _download(model_id: str, settings: ServeSettings) -> Path | None:
         return None
 
 
-def available_models(settings: ServeSettings) -> dict[str, str]:
+def available_models(settings: ServeEnvironment) -> dict[str, str]:
     """Model ids that can be loaded, with where from (local folders and the artifact store)."""
     found: dict[str, str] = {}
     if settings.models_uri:
@@ -118,6 +117,6 @@ def available_models(settings: ServeSettings) -> dict[str, str]:
             logger.warning("cannot list models in %s: %s", settings.models_uri, err)
     if settings.models_root.is_dir():
         for folder in sorted(settings.models_root.iterdir()):
-            if folder.is_dir() and _MODEL_ID.match(folder.name) and loadable_folder(folder, settings.engine):
+            if folder.is_dir() and _MODEL_ID.match(folder.name) and loadable_folder(folder, settings):
                 found[folder.name] = str(folder)
     return found

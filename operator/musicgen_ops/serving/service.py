@@ -29,21 +29,29 @@ from typing import Any
 
 import numpy as np
 
-from musicgen_ops.serving.batch import PreparedRequest, batch_key, prepare, run_batch, validate_parameters
+from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.pipeline.errors import InvalidParametersError
+from musicgen_ops.pipeline.generation.batch import (
+    PreparedRequest,
+    batch_key,
+    prepare,
+    run_batch,
+    validate_parameters,
+)
+from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.errors import InferenceError, JobNotFoundError, ServiceBusyError, ServingError
 from musicgen_ops.serving.metrics import ServingMetrics
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
-    GenerationParameters,
+    GenerateRequest,
     GenerationResult,
     JobState,
     JobStatus,
     ModelInfo,
     ModelList,
 )
-from musicgen_ops.serving.settings import ServeSettings
-from musicgen_ops.serving.writer import write_result
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +86,7 @@ class GenerationService:
 
     def __init__(
         self,
-        settings: ServeSettings,
+        settings: ServeEnvironment,
         *,
         metrics: ServingMetrics | None = None,
         engine_factory: EngineFactory | None = None,
@@ -121,7 +129,7 @@ class GenerationService:
         if callable(capture := getattr(engine, "warmup", None)):
             report = await asyncio.to_thread(capture)
             logger.info("model %s: engine warm-up %s", model_id, report)
-        params = GenerationParameters(prompt="warm up", duration_seconds=0.2, random_seed=0)
+        params = GenerateRequest(prompt="warm up", duration_seconds=0.2, random_seed=0)
         request = prepare(params, engine.sample_rate)
         await asyncio.to_thread(
             run_batch, engine, [request], window_seconds=self.settings.window_seconds, context_seconds=0
@@ -140,14 +148,14 @@ class GenerationService:
         from musicgen_ops.pipeline.inference.loader import open_engine
 
         s = self.settings
-        return open_engine(reference, s.engine, s.device, dtype=s.dtype)
+        return open_engine(reference, s.engine, s.device, dtype=s.dtype, model_format=s.model_format)
 
     def _load(self, model_key: str) -> tuple[Any, str]:
         reference = resolve_model(model_key, self.settings)
         return self._engine_factory(reference), reference
 
     @staticmethod
-    def model_key(params: GenerationParameters, settings: ServeSettings) -> str:
+    def model_key(params: GenerateRequest, settings: ServeEnvironment) -> str:
         """Cache key of the model a request uses."""
         return params.trained_model_id or settings.default_model
 
@@ -190,7 +198,7 @@ class GenerationService:
 
     async def generate_track(
         self,
-        parameters: GenerationParameters | dict[str, Any],
+        parameters: GenerateRequest | dict[str, Any],
         output_dir: str | Path | None = None,
         *,
         name: str | None = None,
@@ -210,15 +218,17 @@ class GenerationService:
         finally:
             self._release()
 
-    def _validate(self, parameters: GenerationParameters | dict[str, Any]) -> GenerationParameters:
+    def _validate(self, parameters: GenerateRequest | dict[str, Any]) -> GenerateRequest:
         try:
-            return validate_parameters(parameters, max_duration_seconds=self.settings.max_duration_seconds)
-        except ServingError:
+            return validate_parameters(
+                parameters, model=GenerateRequest, max_duration_seconds=self.settings.max_duration_seconds
+            )
+        except InvalidParametersError:
             self.metrics.requests.labels(outcome="invalid").inc()
             raise
 
     async def _generate(
-        self, params: GenerationParameters, output_dir: Path, name: str | None
+        self, params: GenerateRequest, output_dir: Path, name: str | None
     ) -> GenerationResult:
         started = time.perf_counter()
         try:
@@ -236,7 +246,7 @@ class GenerationService:
                 result_id=name or request.request_id,
                 model_id=model_key,
                 conditioning_text=request.conditioning_text,
-                parameters=params.model_dump(mode="json"),
+                parameters=GenerationParameters.pick(params),
                 seed=request.seed,
                 output_format=params.output_format,
                 windows=outcome.windows,
@@ -286,7 +296,9 @@ class GenerationService:
             except Exception as err:
                 logger.exception("batch of %d failed", len(items))
                 failure = (
-                    err if isinstance(err, ServingError) else InferenceError(f"generation failed: {err}")
+                    err
+                    if isinstance(err, (ServingError, InvalidParametersError))
+                    else InferenceError(f"generation failed: {err}")
                 )
                 for _, future in items:
                     if not future.done():
@@ -303,7 +315,7 @@ class GenerationService:
         return task
 
     # -- asynchronous jobs -----------------------------------------------------------------------
-    def submit_job(self, parameters: GenerationParameters | dict[str, Any]) -> JobStatus:
+    def submit_job(self, parameters: GenerateRequest | dict[str, Any]) -> JobStatus:
         """Admit a request and generate it in the background; poll ``get_job`` for the result."""
         params = self._validate(parameters)
         self._admit()
@@ -315,7 +327,7 @@ class GenerationService:
         self._spawn(self._run_job(job, params))
         return job
 
-    async def _run_job(self, job: JobStatus, params: GenerationParameters) -> None:
+    async def _run_job(self, job: JobStatus, params: GenerateRequest) -> None:
         try:
             job.state = JobState.RUNNING
             job.result = await self._generate(params, self._job_dir(job.job_id), job.job_id)

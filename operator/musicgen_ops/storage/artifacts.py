@@ -8,8 +8,6 @@ a second download of the same model transfers no files.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import shutil
@@ -18,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
+from musicgen_ops.contracts.manifest import MANIFEST_NAME, ManifestFile, ModelManifest
 from musicgen_ops.storage.base import (
     ArtifactStore,
     IntegrityError,
@@ -36,43 +35,8 @@ from musicgen_ops.storage.uri import open_store
 logger = logging.getLogger(__name__)
 
 MODELS_PREFIX = "models"
-MANIFEST_NAME = "manifest.json"
 _COMPLETE_MARKER = ".complete"
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ManifestFile(BaseModel):
-    """One file of a model artifact."""
-
-    path: str = Field(description="'/'-separated path relative to the model folder")
-    size: int = Field(ge=0, description="Size in bytes")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the content")
-
-
-class ModelManifest(BaseModel):
-    """The ``manifest.json`` of ``models/<model-id>/``; its presence marks a complete artifact."""
-
-    schema_version: int = 1
-    model_id: str
-    base_model: str
-    formats: list[str] = Field(default_factory=list, description="e.g. adapter, merged, torchscript, onnx")
-    files: list[ManifestFile]
-    created: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def total_size(self) -> int:
-        """Sum of the file sizes in bytes."""
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> bytes:
-        """Canonical JSON (sorted keys), the bytes that are stored and hashed."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode()
-
-    @property
-    def digest(self) -> str:
-        """sha256 of the canonical JSON: changes whenever any file, format or metadata changes."""
-        return hashlib.sha256(self.to_json()).hexdigest()
 
 
 def validate_model_id(model_id: str) -> str:

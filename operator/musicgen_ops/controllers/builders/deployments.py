@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
+from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.controllers.builders.labels import Owner, child_labels, child_name, selector_labels
 from musicgen_ops.controllers.builders.pods import (
     CONTAINER_SECURITY,
     POD_SECURITY,
+    SCRATCH_MODEL_CACHE,
     SCRATCH_MOUNTS,
     SCRATCH_VOLUMES,
     container_resources,
+    device_for,
     env_from,
     pod_scheduling,
 )
@@ -28,6 +31,24 @@ def serving_url(owner: Owner, spec: TrainedModelSpec) -> str:
     return f"http://{server_name(owner.name)}.{owner.namespace}.svc.cluster.local:{spec.serving.port}"
 
 
+def serve_settings(spec: TrainedModelSpec, model_id: str, artifacts_root: str) -> ServeEnvironment:
+    """The server environment that preloads, warms up and serves ``model_id`` in the requested format,
+    on CUDA in bfloat16 when the pods request GPUs."""
+    serving = spec.serving
+    device = device_for(serving.resources.gpu)
+    return ServeEnvironment.serving(
+        model_id,
+        port=serving.port,
+        models_uri=artifacts_root,
+        model_format=serving.model_format,
+        engine=serving.engine,
+        device=device,
+        dtype="bfloat16" if device == "cuda" else "float32",
+        cache_dir=SCRATCH_MODEL_CACHE,
+        output_dir="/scratch/output",
+    )
+
+
 def build_generator_deployment(
     owner: Owner, spec: TrainedModelSpec, model_id: str, artifacts_root: str, config: OperatorConfig
 ) -> dict:
@@ -42,10 +63,7 @@ def build_generator_deployment(
         "imagePullPolicy": config.image_pull_policy,
         "command": ["musicgen-ops", "serve"],
         "env": [
-            {"name": "MUSICGEN_SERVE_MODEL", "value": model_id},
-            {"name": "MUSICGEN_SERVE_MODELS_URI", "value": artifacts_root},
-            {"name": "MUSICGEN_SERVE_FORMAT", "value": serving.format},
-            {"name": "MUSICGEN_SERVE_PORT", "value": str(port)},
+            *serve_settings(spec, model_id, artifacts_root).to_env(),
             {"name": "HOME", "value": "/scratch"},
             {"name": "HF_HOME", "value": "/scratch/hf"},
         ],

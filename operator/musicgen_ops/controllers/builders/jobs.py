@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from musicgen_ops.api.generationrequest import GenerationRequestSpec
 from musicgen_ops.api.trainingjob import TrainingJobSpec
+from musicgen_ops.contracts.environment import (
+    EXIT_CODE_INVALID_INPUT,
+    TERMINATION_LOG,
+    GenerateJobEnvironment,
+    TrainJobEnvironment,
+)
+from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.contracts.training import LoraParameters, TrainingParameters
 from musicgen_ops.controllers.builders.labels import Owner, child_labels, child_name
 from musicgen_ops.controllers.builders.pods import (
     CONTAINER_SECURITY,
     POD_SECURITY,
+    SCRATCH_MODEL_CACHE,
     SCRATCH_MOUNTS,
     SCRATCH_VOLUMES,
+    SCRATCH_WORK_DIR,
     container_resources,
+    device_for,
     env_from,
     pod_scheduling,
 )
 from musicgen_ops.controllers.config import OperatorConfig
-from musicgen_ops.jobs.settings import (
-    EXIT_CODE_INVALID_INPUT,
-    TERMINATION_LOG,
-    GenerateJobSettings,
-    TrainJobSettings,
-)
 
 TRAINER_CONTAINER = "trainer"
 GENERATOR_CONTAINER = "generator"
@@ -66,10 +71,10 @@ def generation_job_name(name: str) -> str:
     return child_name(name, "generate")
 
 
-def train_settings(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) -> TrainJobSettings:
-    """The train-job settings for a TrainingJob (becomes the container env)."""
+def train_settings(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) -> TrainJobEnvironment:
+    """The train-job environment for a TrainingJob (becomes the container env)."""
     model_id = spec.model_id or owner.name
-    return TrainJobSettings(
+    return TrainJobEnvironment(
         namespace=owner.namespace,
         resource_name=owner.name,
         dataset_uri=spec.dataset_uri,
@@ -79,21 +84,12 @@ def train_settings(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) 
         output_uri=model_uri(config.artifacts_uri, model_id),
         run_uri=run_uri(config.artifacts_uri, owner.namespace, owner.name),
         progress_uri=progress_uri(config.artifacts_uri, owner.namespace, owner.name),
-        lora_r=spec.lora.r,
-        lora_alpha=spec.lora.alpha,
-        lora_dropout=spec.lora.dropout,
-        target_modules=spec.lora.target_modules or None,
-        epochs=spec.training.epochs,
-        batch_size=spec.training.batch_size,
-        learning_rate=spec.training.learning_rate,
-        grad_accum=spec.training.grad_accum,
-        precision=spec.training.precision,
-        backend=spec.training.backend,
-        seed=spec.training.seed,
-        val_fraction=spec.training.val_fraction,
-        max_steps=spec.training.max_steps,
-        save_steps=spec.training.save_steps,
+        lora=LoraParameters.pick(spec.lora),
+        training=TrainingParameters.pick(spec.training),
         export_formats=list(spec.export_formats),
+        device=device_for(spec.resources.gpu),
+        work_dir=SCRATCH_WORK_DIR,
+        cache_dir=SCRATCH_MODEL_CACHE,
         resume=True,
     )
 
@@ -212,36 +208,28 @@ def generate_settings(
     model_folder: str,
     base_model: str,
     config: OperatorConfig,
-) -> GenerateJobSettings:
-    """The generate-job settings for a GenerationRequest."""
+) -> GenerateJobEnvironment:
+    """The generate-job environment for a GenerationRequest."""
     output = spec.output_uri or generation_output_uri(
         config.artifacts_uri, owner.namespace, owner.name, spec.output_format
     )
-    return GenerateJobSettings(
+    return GenerateJobEnvironment(
         namespace=owner.namespace,
         resource_name=owner.name,
         model_id=model_id,
         model_uri=model_folder,
         base_model=base_model,
-        prompt=spec.prompt,
-        duration_seconds=spec.duration_seconds,
-        bpm=spec.bpm,
-        style=spec.style,
-        key=spec.key,
-        scale=spec.scale,
-        temperature=spec.temperature,
-        top_k=spec.top_k,
-        top_p=spec.top_p,
-        guidance_scale=spec.guidance_scale,
-        seed=spec.seed,
-        output_format=spec.output_format,
+        parameters=GenerationParameters.pick(spec),
+        device=device_for(spec.resources.gpu),
+        work_dir=SCRATCH_WORK_DIR,
+        cache_dir=SCRATCH_MODEL_CACHE,
         output_uri=output,
         result_uri=result_uri_for(output),
     )
 
 
 def build_generation_job(
-    owner: Owner, spec: GenerationRequestSpec, settings: GenerateJobSettings, config: OperatorConfig
+    owner: Owner, spec: GenerationRequestSpec, settings: GenerateJobEnvironment, config: OperatorConfig
 ) -> dict:
     """The batch/v1 Job that runs ``generate-job`` for a GenerationRequest."""
     container = _container(

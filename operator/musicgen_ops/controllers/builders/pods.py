@@ -52,4 +52,14 @@ SCRATCH_VOLUMES = [
     {"name": "scratch", "emptyDir": {}},
     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
 ]
+#: Where Job and server containers work and keep downloaded models (on the scratch emptyDir).
+SCRATCH_WORK_DIR = "/scratch/work"
+SCRATCH_MODEL_CACHE = "/scratch/models"
+
+
+def device_for(gpus: int) -> str:
+    """The device a container is told to use: CUDA when its pod requests GPUs (never a silent CPU)."""
+    return "cuda" if gpus > 0 else "cpu"
+
+
 SCRATCH_MOUNTS = [{"name": "scratch", "mountPath": "/scratch"}, {"name": "dshm", "mountPath": "/dev/shm"}]

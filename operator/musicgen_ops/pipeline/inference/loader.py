@@ -17,13 +17,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from musicgen_ops.pipeline.errors import ModelNotAvailableError
+from musicgen_ops.pipeline.errors import DeviceNotAvailableError, ModelNotAvailableError
 from musicgen_ops.pipeline.inference.base import GenerationEngine
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "fast", "onnx")
+ENGINES = ("auto", "torch", "fast", "onnx", "torchscript")
 METADATA_NAME = "training_metadata.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ONNX_ENGINE_MODULE = "musicgen_ops.pipeline.inference.onnx_engine"
@@ -97,37 +97,135 @@ def load_model(model_ref: str | Path) -> LoadedModel:
     return load_base_model(str(model_ref))
 
 
+#: Sub-folders of a published model or training output that hold a loadable torch model.
+_TORCH_SUBFOLDERS = ("final_model", "model")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda[:N]`` must exist (never a silent CPU).
+
+    Raises:
+        DeviceNotAvailableError: a CUDA device was asked for and torch sees none.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceNotAvailableError(
+            f"device {device} requested but torch sees no CUDA GPU (torch {torch.__version__}, "
+            f"CUDA build: {torch.version.cuda or 'no'}): run on a GPU node or ask for device cpu"
+        )
+    return device
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str | None:
+    """``auto`` -> ``bfloat16`` on CUDA, ``float32`` elsewhere; None stays None (float32)."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if str(device).startswith("cuda") else "float32"
+
+
+def locate_format(folder: str | Path, model_format: str = "auto") -> tuple[Path, str]:
+    """Where in a model folder the requested format lives, and which engine family loads it.
+
+    A model folder is what training publishes (``models/<id>/``): the adapter at its root (or in
+    ``final_model/``), exported formats in ``merged/``, ``torchscript/`` and ``onnx/``.
+
+    Returns:
+        ``(path, family)`` with family ``torch`` (torch/fast engines), ``torchscript`` or ``onnx``.
+
+    Raises:
+        ModelNotAvailableError: the folder holds no such format; the message lists what it holds.
+    """
+    folder = Path(folder).expanduser()
+
+    def torch_model(names: tuple[str, ...], marker: str) -> Path | None:
+        for candidate in (folder, *(folder / n for n in names)):
+            if (candidate / marker).is_file():
+                return candidate
+        return None
+
+    found: dict[str, Path | None] = {
+        "adapter": torch_model(_TORCH_SUBFOLDERS, ADAPTER_CONFIG),
+        "merged": torch_model(("merged",), "config.json"),
+        "torchscript": folder / "torchscript" if (folder / "torchscript").is_dir() else None,
+        "onnx": next((c for c in (folder, folder / "onnx") if c.is_dir() and any(c.glob("*.onnx"))), None),
+    }
+    found["onnx-int8"] = found["onnx"]
+    if model_format == "auto":
+        for name in ("adapter", "merged", "onnx", "torchscript"):
+            if found[name] is not None:
+                model_format = name
+                break
+        else:
+            raise ModelNotAvailableError(
+                f"{folder} holds no loadable model (expected {ADAPTER_CONFIG}, config.json, "
+                "torchscript/ or *.onnx)"
+            )
+    if model_format not in found:
+        raise ValueError(f"unknown model format {model_format!r}; choose one of {', '.join(found)}")
+    path = found[model_format]
+    if path is None:
+        present = [name for name, where in found.items() if where is not None]
+        raise ModelNotAvailableError(
+            f"{folder} holds no {model_format} model (present: {', '.join(present) or 'none'})"
+        )
+    family = {"onnx": "onnx", "onnx-int8": "onnx", "torchscript": "torchscript"}.get(model_format, "torch")
+    return path, family
+
+
 def open_engine(
     model_ref: str | Path,
     engine: str = "auto",
     device: str = "cpu",
     *,
     dtype: str | None = None,
+    model_format: str = "auto",
     processor_path: str | Path | None = None,
 ) -> GenerationEngine:
     """Open a generation engine for a model reference.
 
     Args:
-        model_ref: base model name/path, trained checkpoint folder, or (``engine="onnx"``) ONNX export.
+        model_ref: base model name/path, trained checkpoint folder, published model folder, or an
+            ONNX/TorchScript export.
         engine: ``torch`` (Hugging Face ``generate``), ``fast`` (static KV cache + CUDA graphs, see
-            ``fast_engine``), ``onnx`` (ONNX Runtime), or ``auto``: ``fast`` on CUDA, ``torch`` elsewhere.
-        device: ``cpu`` or ``cuda[:N]``; for ONNX, any ``cuda`` device selects the CUDA provider.
-        dtype: torch dtype name for the torch engine (``float32``, ``bfloat16``, ``float16``).
+            ``fast_engine``), ``onnx`` (ONNX Runtime), ``torchscript``, or ``auto``: the one the
+            format needs, and for torch models ``fast`` on CUDA, ``torch`` elsewhere.
+        device: ``auto``, ``cpu`` or ``cuda[:N]``; for ONNX, any ``cuda`` device selects the CUDA provider.
+        dtype: torch dtype name (``auto``, ``float32``, ``bfloat16``, ``float16``) for torch and fast.
+        model_format: which artifact of a model folder to load (see :func:`locate_format`);
+            ``onnx-int8`` selects the INT8 ONNX files.
         processor_path: ONNX only: folder holding the processor when it is not beside the export.
 
     Raises:
-        ValueError: unknown engine.
+        ValueError: unknown engine, or an engine that cannot run the format.
         ModelNotAvailableError: the model cannot be found or loaded, or the ONNX engine is not installed.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    path = Path(model_ref).expanduser()
+    family = "onnx" if engine == "onnx" else "torchscript" if engine == "torchscript" else "torch"
+    if path.is_dir() and not (engine in ("onnx", "torchscript") and model_format == "auto"):
+        path, family = locate_format(path, model_format if model_format != "auto" else _default(engine))
+        model_ref = path
     if engine == "auto":
-        engine = "fast" if str(device).startswith("cuda") else "torch"
+        engine = family if family != "torch" else ("fast" if device.startswith("cuda") else "torch")
+    elif not (engine in ("torch", "fast") if family == "torch" else engine == family):
+        raise ValueError(f"engine {engine!r} cannot run a {model_format} model; use engine auto or {family}")
     if engine == "fast":
         from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
 
         # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
         return FastGenerationEngine(load_model(model_ref), device=device, dtype=dtype)
+    if engine == "torchscript":
+        from musicgen_ops.pipeline.inference.torchscript_engine import TorchScriptInferenceEngine
+
+        return TorchScriptInferenceEngine(
+            model_ref, processor_path=processor_path, use_gpu=device.startswith("cuda")
+        )
     if engine == "onnx":
         if not onnx_available():
             raise ModelNotAvailableError(
@@ -136,14 +234,19 @@ def open_engine(
             )
         from musicgen_ops.pipeline.inference.onnx_engine import ONNXInferenceEngine
 
-        path = Path(model_ref).expanduser()
         if not path.exists():
             raise ModelNotAvailableError(f"ONNX model {path} does not exist")
         return ONNXInferenceEngine(
             str(path),
             processor_path=str(processor_path) if processor_path else None,
             use_gpu=device.startswith("cuda"),
+            precision={"onnx": "fp32", "onnx-int8": "int8"}.get(model_format, "auto"),
         )
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
     return TorchEngine(load_model(model_ref), device=device, dtype=dtype)
+
+
+def _default(engine: str) -> str:
+    """The format an engine loads from a model folder when none is named."""
+    return {"onnx": "onnx", "torchscript": "torchscript"}.get(engine, "auto")

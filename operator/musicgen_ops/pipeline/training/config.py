@@ -1,53 +1,40 @@
-"""Training configuration: validated once, shared by the CLI, the Python API and the Kubernetes job."""
+"""Training configuration: the training contract plus where this run reads and writes, validated once."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
+from typing_extensions import Self
+
+from musicgen_ops.contracts.environment import DEVICE_PATTERN
+from musicgen_ops.contracts.training import LoraParameters, TrainingParameters
 
 
-class TrainConfig(BaseModel):
-    """Everything one LoRA fine-tuning run needs; saved as ``train_config.json`` beside the adapter."""
+class TrainConfig(TrainingParameters):
+    """Everything one LoRA fine-tuning run needs; saved as ``train_config.json`` beside the adapter.
 
-    model_config = ConfigDict(extra="forbid")
+    The optimisation fields and ``lora`` are the contract's (:mod:`musicgen_ops.contracts.training`),
+    shared with the TrainingJob spec, the train-job environment and the ``train`` CLI.
+    """
 
     data_dir: Path | None = Field(None, description="Preprocessed dataset folder (holds manifest.json).")
     output_dir: Path = Field(description="Checkpoints, logs, loss curve and final_model/ go here.")
     base_model: str = Field("facebook/musicgen-small", description="Hub id, local folder or tiny-random.")
-    lora_r: int = Field(16, ge=1, le=256, description="LoRA rank (8-32 is typical).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (alpha / r scales the update).")
-    lora_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
-    target_modules: list[str] | None = Field(
-        None,
-        description="Decoder attention projections to adapt (default: self- and cross-attention q/k/v/out).",
-    )
-    epochs: int = Field(10, ge=1, description="Passes over the training set.")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
-    batch_size: int = Field(4, ge=1, description="Clips per forward pass.")
-    grad_accum: int = Field(1, ge=1, description="Forward passes per optimizer step.")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
-    weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW (default) or plain SGD.")
-    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
-        "cosine", description="Decay after warm-up."
-    )
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16/bf16 need a GPU.")
-    seed: int = Field(42, description="Seeds data order, LoRA init and dropout.")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of clips held out for validation.")
-    max_duration_seconds: float = Field(30.0, gt=0, le=30.0, description="Longer clips are truncated.")
-    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
-    save_total_limit: int = Field(3, ge=1, description="Checkpoints kept (oldest removed first).")
-    logging_steps: int = Field(1, ge=1)
-    backend: Literal["hf", "lightning"] = Field(
-        "hf", description="Hugging Face Trainer or PyTorch Lightning."
-    )
+    lora: LoraParameters = Field(default_factory=LoraParameters, description="LoRA hyper-parameters.")
     resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
     merge: bool = Field(False, description="Also write merged full weights to final_model/merged/.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda or cuda:N.")
+
+    @model_validator(mode="after")
+    def _resolve_precision(self) -> Self:
+        """``auto`` becomes bf16 on a GPU that supports it, fp32 otherwise (recorded as resolved)."""
+        if self.precision == "auto":
+            import torch
+
+            gpu = self.device != "cpu" and torch.cuda.is_available()
+            self.precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
+        return self
 
     @property
     def final_model_dir(self) -> Path:

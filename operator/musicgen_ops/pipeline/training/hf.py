@@ -114,7 +114,7 @@ def train_with_hf_trainer(
     reporter: ProgressReporter | None = None,
 ) -> dict[str, Any]:
     """Run the Trainer; returns the log history and throughput. Resumes when ``config.resume``."""
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    use_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
     has_val = val_dataset is not None and len(val_dataset) > 0
     args = TrainingArguments(
         output_dir=str(config.checkpoint_dir),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import torch
 
+from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
@@ -73,6 +74,9 @@ class MusicGenLoRATrainer:
         loaded: LoadedModel | None = None,
     ) -> None:
         self.base_model_name = base_model_name
+        self.lora = LoraParameters(
+            r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules or []
+        )
         self.loaded = loaded or load_base_model(base_model_name)
         self.lora_settings = {
             "r": lora_r,
@@ -124,6 +128,7 @@ class MusicGenLoRATrainer:
         config = TrainConfig(
             output_dir=Path(output_dir),
             base_model=self.base_model_name,
+            lora=options.pop("lora", self.lora),
             epochs=num_epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -291,10 +296,10 @@ def run_training(
         raise TrainingError("no dataset folder given (data_dir)")
     trainer = MusicGenLoRATrainer(
         config.base_model,
-        config.lora_r,
-        config.lora_alpha,
-        config.lora_dropout,
-        config.target_modules,
+        config.lora.r,
+        config.lora.scaling_alpha,
+        config.lora.dropout,
+        config.lora.target_modules or None,
         seed=config.seed,
         loaded=loaded,
     )
@@ -308,7 +313,13 @@ def run_training(
     result = trainer.train_with_config(train_set, val_set, config, reporter)
     if reporter:
         reporter.on_progress(
-            ProgressEvent("saving", float(config.epochs), config.epochs, result.steps, result.steps)
+            ProgressEvent(
+                phase="saving",
+                epoch=float(config.epochs),
+                total_epochs=config.epochs,
+                step=result.steps,
+                total_steps=result.steps,
+            )
         )
     result.final_model_dir = trainer.save_model(
         config.final_model_dir,
@@ -318,11 +329,11 @@ def run_training(
     if reporter:  # the last event: the model is on disk
         reporter.on_progress(
             ProgressEvent(
-                "completed",
-                float(config.epochs),
-                config.epochs,
-                result.steps,
-                result.steps,
+                phase="completed",
+                epoch=float(config.epochs),
+                total_epochs=config.epochs,
+                step=result.steps,
+                total_steps=result.steps,
                 loss=result.final_train_loss,
                 val_loss=result.val_loss,
                 elapsed_seconds=result.wall_seconds,

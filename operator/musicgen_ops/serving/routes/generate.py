@@ -13,7 +13,7 @@ from musicgen_ops.serving.deps import ServiceDep
 from musicgen_ops.serving.errors import JobNotFinishedError
 from musicgen_ops.serving.schemas import (
     ErrorBody,
-    GenerationParameters,
+    GenerateRequest,
     GenerationResult,
     JobAccepted,
     JobState,
@@ -64,7 +64,7 @@ def result_headers(result: GenerationResult) -> dict[str, str]:
     },
 )
 async def generate(
-    params: GenerationParameters,
+    params: GenerateRequest,
     service: ServiceDep,
     mode: Literal["auto", "sync", "async"] = Query(
         "auto", description="auto: a job for tracks longer than the server's sync limit; sync; async."

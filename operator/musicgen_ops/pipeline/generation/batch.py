@@ -1,4 +1,4 @@
-"""The synchronous generation path shared by the server and batch (Job) mode.
+"""The synchronous generation path shared by the CLI, the generate-job and the generator server.
 
 ``prepare`` turns validated parameters into a ``PreparedRequest`` (conditioning text, seed, length,
 sampling); ``batch_key`` says which requests may share one batched forward pass; ``run_batch``
@@ -19,19 +19,22 @@ import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
+from musicgen_ops.contracts.base import describe_validation_error
+from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
+from musicgen_ops.pipeline.errors import InvalidParametersError
+from musicgen_ops.pipeline.generation.windowing import generate_windowed, num_samples_for, supports_item_seeds
+from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.inference.base import SamplingParams
 from musicgen_ops.pipeline.prompting import compose_prompt
-from musicgen_ops.serving.errors import InvalidParametersError
-from musicgen_ops.serving.schemas import GenerationParameters, GenerationResult, describe_validation_error
-from musicgen_ops.serving.windowing import generate_windowed, num_samples_for, supports_item_seeds
-from musicgen_ops.serving.writer import write_result
 
 logger = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=GenerationParameters)
 
 
 @dataclass
@@ -47,12 +50,16 @@ class PreparedRequest:
 
 
 def validate_parameters(
-    params: GenerationParameters | dict[str, Any], *, max_duration_seconds: float | None = None
-) -> GenerationParameters:
-    """Validated parameters; every bad field is listed in one ``InvalidParametersError``."""
-    if not isinstance(params, GenerationParameters):
+    params: P | dict[str, Any],
+    *,
+    model: type[P] = GenerationParameters,  # type: ignore[assignment]
+    max_duration_seconds: float | None = None,
+) -> P:
+    """Validated parameters (``model`` or a subclass of it, e.g. an HTTP body); every bad field is
+    listed in one ``InvalidParametersError``."""
+    if not isinstance(params, model):
         try:
-            params = GenerationParameters.model_validate(params)
+            params = model.model_validate(params)
         except ValidationError as err:
             fields = describe_validation_error(err)
             raise InvalidParametersError(
@@ -138,6 +145,7 @@ def generate_to_files(
     engine: str = "auto",
     device: str = "cpu",
     dtype: str | None = None,
+    model_format: str = "auto",
     audio_paths: Sequence[str | Path] | None = None,
     max_batch_size: int = 8,
     window_seconds: float = 30.0,
@@ -148,10 +156,10 @@ def generate_to_files(
     """Generate every request with one model and write each result's files (batch/Job mode).
 
     Args:
-        params_list: requests (their ``trained_model_id`` is ignored: ``model_ref`` is used).
+        params_list: the tracks to generate, all with ``model_ref``.
         model_ref: base model, checkpoint folder or ONNX export for ``open_engine``, or an open engine.
         output_dir: where ``track-<n>.<format>`` (+ ``.json``, ``.png``) go unless ``audio_paths``.
-        engine, device, dtype: passed to ``open_engine``.
+        engine, device, dtype, model_format: passed to ``open_engine``.
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
         window_seconds, context_seconds: windowed continuation beyond the model's window.
@@ -167,7 +175,7 @@ def generate_to_files(
     if isinstance(model_ref, (str, Path)):
         from musicgen_ops.pipeline.inference.loader import open_engine
 
-        gen = open_engine(model_ref, engine, device, dtype=dtype)
+        gen = open_engine(model_ref, engine, device, dtype=dtype, model_format=model_format)
         model_id = model_id or str(model_ref)
     else:
         gen = model_ref
@@ -199,14 +207,14 @@ def generate_to_files(
                     result_id=path.stem,
                     model_id=model_id,
                     conditioning_text=request.conditioning_text,
-                    parameters=request.params.model_dump(mode="json"),
+                    parameters=GenerationParameters.pick(request.params),
                     seed=request.seed,
                     output_format=fmt,
                     windows=windows,
                     batch_size=len(chunk),
                     started=started,
                     clock=time.perf_counter,
-                    spectrogram=bool(request.params.spectrogram) or spectrogram,
+                    spectrogram=spectrogram,
                 )
                 logger.info("wrote %s (%.2f s, seed %d)", path, results[index].duration_seconds, request.seed)
     return [results[i] for i in range(len(prepared))]

@@ -13,11 +13,10 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from musicgen_ops.serving.schemas import GenerationResult
+from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 
 #: soundfile container and sample format per output format (FLAC has no float samples).
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
@@ -73,7 +72,7 @@ def write_result(
     result_id: str,
     model_id: str,
     conditioning_text: str,
-    parameters: dict[str, Any],
+    parameters: GenerationParameters,
     seed: int,
     output_format: str,
     windows: int,

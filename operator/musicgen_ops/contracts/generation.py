@@ -1,0 +1,104 @@
+"""Generation: what a caller asks for, the sidecar of a written track, and a generate-job's result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from musicgen_ops.contracts.base import Contract
+
+MusicalKey = Literal[
+    "C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb", "B"
+]
+Scale = Literal[
+    "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
+]
+OutputFormat = Literal["wav", "flac"]
+
+#: Longest track any request may ask for (a server may set a lower limit of its own).
+MAX_DURATION_SECONDS = 300.0
+#: Longest free-text prompt.
+MAX_PROMPT_CHARS = 2000
+#: Largest seed (seeds are unsigned 32-bit, as numpy's and audiocraft's).
+MAX_SEED = 2**32 - 1
+
+
+class GenerationParameters(Contract):
+    """One track to generate: the same fields in HTTP, the CLI, a GenerationRequest and generate-job."""
+
+    legacy_names: ClassVar[dict[str, str]] = {"bpm": "target_bpm", "seed": "random_seed"}
+
+    prompt: str = Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS, description="Text description of the music."
+    )
+    duration_seconds: float = Field(
+        10.0, gt=0, le=MAX_DURATION_SECONDS, description="Length of the audio in seconds."
+    )
+    target_bpm: float | None = Field(None, ge=20, le=300, description="Tempo, folded into the prompt.")
+    style: str | None = Field(None, max_length=200, description="Genre/style, e.g. 'lofi hip hop'.")
+    key: MusicalKey | None = Field(None, description="Musical key, e.g. 'C', 'F#', 'Bb'.")
+    scale: Scale | None = Field(None, description="Scale: major, minor, dorian, ...")
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    top_k: int = Field(250, ge=0, le=2048, description="Top-k sampling (0: off).")
+    top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling (0: off).")
+    guidance_scale: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance (<=1: off).")
+    random_seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Seed; chosen at random (and reported) when absent."
+    )
+    output_format: OutputFormat = Field("wav", description="Audio container (16-bit PCM).")
+
+
+class GenerationResult(BaseModel):
+    """A written track: files and how it was made (the JSON sidecar beside the audio)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Result id (also the file stem for server-side results).")
+    audio_path: str
+    sidecar_path: str
+    spectrogram_path: str | None = None
+    model_id: str = Field(description="The trained model id, or the base model used.")
+    conditioning_text: str = Field(description="The text the model was conditioned on (fields folded in).")
+    parameters: GenerationParameters = Field(description="The validated request parameters.")
+    seed: int = Field(description="Seed actually used (reuse it to get the same audio).")
+    sample_rate: int
+    duration_seconds: float
+    num_samples: int
+    output_format: OutputFormat
+    windows: int = Field(description="generate() windows used (more than 1 beyond the model's window).")
+    batch_size: int = Field(description="Requests generated together in the same forward pass.")
+    wall_seconds: float = Field(description="Seconds from start of generation to files written.")
+    real_time_factor: float = Field(
+        description="wall_seconds / duration_seconds (below 1: faster than real time)."
+    )
+    audio_sha256: str
+    created: datetime
+
+
+class Timings(BaseModel):
+    """Seconds spent in each stage of a generation Job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    load_seconds: float | None = Field(None, description="Fetching and loading the model.")
+    generate_seconds: float | None = Field(None, description="Generating and writing the audio.")
+    total_seconds: float | None = Field(None, description="The whole Job.")
+
+
+class GenerationJobResult(BaseModel):
+    """The JSON a generate-job writes next to the audio (``<output>.json``); the operator reads it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_uri: str = Field(description="The audio.")
+    model_id: str
+    seed: int = Field(description="Seed actually used.")
+    duration_seconds: float = Field(description="Length of the audio.")
+    sample_rate: int
+    num_samples: int
+    conditioning_text: str
+    audio_sha256: str
+    real_time_factor: float
+    timings: Timings

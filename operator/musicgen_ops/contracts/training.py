@@ -1,0 +1,87 @@
+"""Training: the LoRA adapter's shape and the optimisation settings of one fine-tuning run.
+
+The TrainingJob spec (``spec.lora``, ``spec.training``), the train-job environment
+(``MUSICGEN_JOB_LORA``, ``MUSICGEN_JOB_TRAINING``), the ``train`` CLI and the pipeline's
+``TrainConfig`` all use these two models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from musicgen_ops.contracts.base import Contract
+
+ExportFormat = Literal["adapter", "merged", "torchscript", "onnx", "onnx-int8"]
+#: Every export format, in the order they are produced.
+EXPORT_FORMATS: tuple[str, ...] = ("adapter", "merged", "torchscript", "onnx", "onnx-int8")
+#: ``auto``: bf16 where the GPU supports it, fp32 on CPU.
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+TrainingBackend = Literal["hf", "lightning"]
+
+
+class LoraParameters(Contract):
+    """The LoRA adapter on MusicGen's decoder (self- and cross-attention by default)."""
+
+    r: int = Field(16, ge=1, le=256, description="LoRA rank (8-32 is typical).")
+    alpha: int | None = Field(
+        None, ge=1, le=4096, description="Scaling numerator: the update is scaled by alpha/r (default 2*r)."
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: list[str] = Field(
+        default_factory=list,
+        description="Decoder projections to adapt, e.g. q_proj,v_proj (empty: self- and cross-attention "
+        "q/k/v/out).",
+    )
+
+    @property
+    def scaling_alpha(self) -> int:
+        """``alpha``, or ``2 * r`` when unset."""
+        return self.alpha if self.alpha is not None else 2 * self.r
+
+
+class TrainingParameters(Contract):
+    """Optimisation settings of one run."""
+
+    epochs: int = Field(10, ge=1, le=1000, description="Passes over the training set.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: all epochs).")
+    batch_size: int = Field(4, ge=1, le=512, description="Clips per forward pass.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Forward passes per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="AdamW (default) or plain SGD.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Learning-rate decay after warm-up."
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    precision: Precision = Field(
+        "auto", description="auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16."
+    )
+    backend: TrainingBackend = Field("hf", description="Hugging Face Trainer (hf) or PyTorch Lightning.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seeds data order, LoRA init and dropout.")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out for validation.")
+    max_duration_seconds: float = Field(30.0, gt=0, le=30.0, description="Longer clips are truncated.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+    save_total_limit: int = Field(3, ge=1, le=100, description="Checkpoints kept (oldest removed first).")
+    logging_steps: int = Field(1, ge=1, description="Log the loss every N optimizer steps.")
+
+
+class TrainingRecipe(Contract):
+    """What one training run produces from a dataset: adapter shape, optimisation, export formats."""
+
+    lora: LoraParameters = Field(default_factory=LoraParameters, description="LoRA hyper-parameters.")
+    training: TrainingParameters = Field(default_factory=TrainingParameters, description="Optimisation.")
+    export_formats: list[ExportFormat] = Field(
+        default_factory=lambda: ["adapter", "merged"],
+        min_length=1,
+        description="Artifacts to produce (the LoRA adapter, merged weights, TorchScript, ONNX, INT8 ONNX).",
+    )
+
+    @field_validator("export_formats")
+    @classmethod
+    def _unique_formats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a format is listed twice: {value}")
+        return value
