@@ -219,3 +219,14 @@ def test_every_bottleneck_of_the_unet_keeps_the_shape(variant):
 def test_unknown_unet_keys_are_refused():
     with pytest.raises(ValueError, match="diffusion_unet: unknown key"):
         UnetConfig.from_dict({"hidden": 8, "wings": 2})
+
+
+def test_the_condition_reaches_the_output_through_the_deepest_skip_even_without_a_bottleneck():
+    # audiocraft adds the codec latent to the bottleneck in place, so the deepest skip carries it: with
+    # no transformer or LSTM (bottleneck zeroed) the output still depends on the condition.
+    unet = DiffusionUnet(1, 1000, UnetConfig(hidden=8, depth=2, growth=2.0, codec_dim=16)).eval()
+    x = torch.randn(1, 1, 1000)
+    with torch.no_grad():
+        first = unet(x, 10, condition=torch.zeros(1, 16, 2))
+        second = unet(x, 10, condition=torch.ones(1, 16, 2))
+    assert (first - second).abs().max() > 1e-4

@@ -242,6 +242,8 @@ class DiffusionUnet(nn.Module):
                 )
             else:
                 z = z + F.interpolate(condition_emb, z.shape[-1])
+                # audiocraft adds in place, so the deepest skip connection carries the condition too.
+                skips[-1] = z
         if self.transformer is not None:
             z = self.transformer(z.permute(0, 2, 1), cross_source).permute(0, 2, 1)
         elif self.bilstm is not None:
