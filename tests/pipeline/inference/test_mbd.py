@@ -179,6 +179,17 @@ def test_checkpoints_with_missing_keys_are_refused_naming_the_key(musicgen, save
     assert str(caught.value).startswith(f"error: {saved}")
 
 
+def test_training_config_sections_decoding_does_not_need_are_left_unresolved(musicgen, saved):
+    def add_training_only_keys(checkpoint):
+        for index in range(4):
+            checkpoint[index]["cfg"]["dora"] = {"dir": "${hydra:runtime.output_dir}/xps"}
+            checkpoint[index]["cfg"]["device"] = "${missing_device}"
+
+    _resave(saved, add_training_only_keys)
+    decoder = MultiBandDiffusionDecoder.from_musicgen(musicgen, saved, sampling_steps=STEPS)
+    assert len(decoder.bands) == 4
+
+
 def test_checkpoints_holding_code_objects_are_refused(musicgen, saved):
     _resave(saved, lambda c: c.update(extra=SimpleNamespace(run="anything")))
     with pytest.raises(MbdWeightsError, match="not a readable MBD checkpoint"):

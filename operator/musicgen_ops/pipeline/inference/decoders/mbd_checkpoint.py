@@ -126,16 +126,31 @@ def load_mbd_checkpoint(
     return checkpoint, str(path)
 
 
+#: The parts of a band's training config that decoding needs.
+CONFIG_SECTIONS = ("channels", "schedule", "diffusion_unet", "processor")
+
+
 def _config_dict(value: Any, where: str) -> dict[str, Any]:
+    """The decoding sections of a band's config as plain values.
+
+    Only these sections are resolved: the rest of a training config may hold interpolations (paths,
+    hydra resolvers) that cannot be resolved outside the training run.
+    """
     if isinstance(value, dict):
-        return dict(value)
+        return {key: value[key] for key in CONFIG_SECTIONS if key in value}
     try:
         from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
+    except ImportError:  # pragma: no cover - omegaconf is in the pipeline extra
+        OmegaConf = None  # noqa: N806
+    if OmegaConf is not None and OmegaConf.is_config(value):
+        sections = {}
+        for key in CONFIG_SECTIONS:
+            if key in value:
+                item = value[key]
+                sections[key] = (
+                    OmegaConf.to_container(item, resolve=True) if OmegaConf.is_config(item) else item
+                )
+        return sections
     raise MbdWeightsError(f"error: {where} is not a mapping ({type(value).__name__})")
 
 
@@ -173,7 +188,7 @@ def bands_from_checkpoint(
 
 
 def _build_band(cfg: dict, sample_rate: int, model_state: dict, processor_state: dict) -> DiffusionBand:
-    for key in ("channels", "schedule", "diffusion_unet", "processor"):
+    for key in CONFIG_SECTIONS:
         if key not in cfg:
             raise KeyError(f"cfg lacks {key!r}")
     schedule = ScheduleConfig.from_dict(cfg["schedule"], "cfg.schedule")
