@@ -241,3 +241,12 @@ def test_the_condition_reaches_the_output_through_the_deepest_skip_even_without_
         first = unet(x, 10, condition=torch.zeros(1, 16, 2))
         second = unet(x, 10, condition=torch.ones(1, 16, 2))
     assert (first - second).abs().max() > 1e-4
+
+
+def test_a_half_precision_codec_still_gives_float32_audio(fresh_tiny_model):
+    model = fresh_tiny_model.model
+    model.audio_encoder.to(torch.bfloat16)
+    decoder = MultiBandDiffusionDecoder.from_musicgen(model, "tiny-random", sampling_steps=STEPS, eq_bands=8)
+    audio = decoder.decode(random_codes(1, 3), seeds=1)
+    assert audio.dtype == torch.float32 and audio.shape == (1, 1, 3 * HOP)
+    assert torch.isfinite(audio).all()

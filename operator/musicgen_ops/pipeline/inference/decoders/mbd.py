@@ -139,7 +139,7 @@ class MultiBandDiffusionDecoder:
     @torch.inference_mode()
     def _encodec_reference(self, codes: torch.Tensor, samples: int) -> torch.Tensor:
         reference = self.audio_encoder.decode(codes.to(self.device)[None], [None]).audio_values
-        reference = reference[..., :samples]
+        reference = reference[..., :samples].float()  # the codec may run in half precision
         return nn.functional.pad(reference, (0, samples - reference.shape[-1]))
 
     def equalise(
