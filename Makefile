@@ -62,6 +62,7 @@ bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see do
 	$(BIN)/python bench/export_speed.py
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/generate_fast.py --device cpu --threads 1
+	$(BIN)/python bench/decode.py --threads 1
 
 clean:  ## Remove the virtual environment, tools and outputs
 	rm -rf $(VENV) .tools $(DEMO_DIR) .pytest_cache .ruff_cache
