@@ -21,13 +21,20 @@ def train(
         "facebook/musicgen-small", "--base-model", help="Hub id, local folder, or tiny-random (no download)."
     ),
     lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank."),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA alpha (the update is scaled by alpha/r)."),
+    lora_alpha: int | None = typer.Option(
+        None, "--lora-alpha", help="LoRA alpha (the update is scaled by alpha/r); default 2 x --lora-r."
+    ),
     lora_dropout: float = typer.Option(0.1, "--lora-dropout", help="Dropout on the LoRA branch."),
     target_modules: str | None = typer.Option(
         None,
         "--target-modules",
-        help="Comma-separated decoder projections: q_proj,v_proj or self_attn.q_proj or encoder_attn "
-        "(default: self- and cross-attention q/k/v/out).",
+        help="Comma-separated decoder modules: q_proj,v_proj or self_attn.q_proj or encoder_attn, and the "
+        "feed-forward fc1,fc2 (feed_forward: both); default: self- and cross-attention q/k/v/out.",
+    ),
+    condition_dropout: float = typer.Option(
+        0.3,
+        "--condition-dropout",
+        help="Share of training clips trained without their prompt (keeps classifier-free guidance working).",
     ),
     epochs: int = typer.Option(10, "--epochs", help="Passes over the training set."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after N optimizer steps (-1: all epochs)."),
@@ -38,11 +45,16 @@ def train(
     warmup_ratio: float = typer.Option(0.05, "--warmup-ratio", help="Share of steps spent warming up."),
     max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (bf16/fp16 need a GPU)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of clips held out."),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Share of tracks held out for validation (never split across sides)."
+    ),
     seed: int = typer.Option(42, "--seed", help="Seeds data order, LoRA init and dropout."),
     save_steps: int = typer.Option(50, "--save-steps", help="Checkpoint every N optimizer steps."),
     backend: str = typer.Option("hf", "--backend", help="hf (Hugging Face Trainer) or lightning."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    encode_batch_size: int = typer.Option(
+        16, "--encode-batch-size", help="Clips EnCodec encodes at once when building the code cache."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --output-dir."),
     merge: bool = typer.Option(False, "--merge", help="Also write merged full weights (final_model/merged)."),
     progress_file: Path | None = typer.Option(
@@ -68,6 +80,7 @@ def train(
             target_modules=[m.strip() for m in target_modules.split(",") if m.strip()]
             if target_modules
             else None,
+            condition_dropout=condition_dropout,
             epochs=epochs,
             max_steps=max_steps,
             batch_size=batch_size,
@@ -82,6 +95,7 @@ def train(
             save_steps=save_steps,
             backend=backend,
             device=device,
+            encode_batch_size=encode_batch_size,
             resume=resume,
             merge=merge,
         )
@@ -95,8 +109,10 @@ def train(
         exit_with_error(str(err))
     losses = ", ".join(f"{x:.4f}" for x in result.train_loss_per_epoch)
     console.print(f"train loss per epoch: {losses}")
-    if result.val_loss is not None:
-        console.print(f"validation loss: {result.val_loss:.4f}")
+    if result.val_loss is not None and result.base_val_loss is not None:
+        console.print(
+            f"validation loss: base model {result.base_val_loss:.4f} -> fine-tuned {result.val_loss:.4f}"
+        )
     console.print(f"{result.steps} steps in {result.wall_seconds:.1f} s")
     console.print(f"model saved to [bold]{result.final_model_dir}[/]")
     typer.echo(json.dumps(result.to_dict()))

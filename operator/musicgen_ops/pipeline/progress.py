@@ -7,6 +7,7 @@ the end. The CLI shows a rich progress bar; the Kubernetes job forwards events t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ class ProgressEvent:
     total_steps: int
     loss: float | None = None
     val_loss: float | None = None
+    base_val_loss: float | None = None  # the base model's validation loss, measured before training
     learning_rate: float | None = None
     samples_per_second: float | None = None
     eta_seconds: float | None = None
@@ -114,3 +116,14 @@ class MultiReporter:
     def on_progress(self, event: ProgressEvent) -> None:
         for reporter in self.reporters:
             reporter.on_progress(event)
+
+
+class BaselineStamp:
+    """Forwards events with the base model's validation loss filled in, so every progress snapshot has it."""
+
+    def __init__(self, reporter: ProgressReporter, base_val_loss: float | None) -> None:
+        self.reporter = reporter
+        self.base_val_loss = base_val_loss
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        self.reporter.on_progress(dataclasses.replace(event, base_val_loss=self.base_val_loss))

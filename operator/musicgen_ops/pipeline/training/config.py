@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TrainConfig(BaseModel):
@@ -17,11 +17,22 @@ class TrainConfig(BaseModel):
     output_dir: Path = Field(description="Checkpoints, logs, loss curve and final_model/ go here.")
     base_model: str = Field("facebook/musicgen-small", description="Hub id, local folder or tiny-random.")
     lora_r: int = Field(16, ge=1, le=256, description="LoRA rank (8-32 is typical).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (alpha / r scales the update).")
+    lora_alpha: int | None = Field(
+        None, ge=1, description="LoRA scaling numerator (updates scale by alpha / r); default 2 x lora_r."
+    )
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: list[str] | None = Field(
         None,
-        description="Decoder attention projections to adapt (default: self- and cross-attention q/k/v/out).",
+        description="Decoder layers to adapt: attention projections (q_proj, self_attn, "
+        "encoder_attn.v_proj, ...) and/or the feed-forward fc1, fc2 (feed_forward = both); "
+        "default: self- and cross-attention q/k/v/out.",
+    )
+    condition_dropout: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of training clips whose text condition is replaced by the unconditional (null) "
+        "one, so classifier-free guidance keeps working (audiocraft's text-to-music recipe uses 0.3).",
     )
     epochs: int = Field(10, ge=1, description="Passes over the training set.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
@@ -37,7 +48,12 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp16/bf16 need a GPU.")
     seed: int = Field(42, description="Seeds data order, LoRA init and dropout.")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of clips held out for validation.")
+    val_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of tracks held out for validation (a track's clips stay together).",
+    )
     max_duration_seconds: float = Field(30.0, gt=0, le=30.0, description="Longer clips are truncated.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     save_total_limit: int = Field(3, ge=1, description="Checkpoints kept (oldest removed first).")
@@ -48,6 +64,16 @@ class TrainConfig(BaseModel):
     resume: bool = Field(False, description="Continue from the last checkpoint in output_dir.")
     merge: bool = Field(False, description="Also write merged full weights to final_model/merged/.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    encode_batch_size: int = Field(
+        16, ge=1, le=1024, description="Clips EnCodec encodes at once when building the code cache."
+    )
+
+    @model_validator(mode="after")
+    def _default_lora_alpha(self) -> TrainConfig:
+        """``lora_alpha`` defaults to twice the rank (alpha / r = 2 at every rank)."""
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_r
+        return self
 
     @property
     def final_model_dir(self) -> Path:
