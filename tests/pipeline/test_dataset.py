@@ -206,6 +206,9 @@ def test_validation_split_keeps_every_track_on_one_side(multi_clip_dir, tiny_mod
         held_out.add(frozenset(val_tracks))
     assert len(held_out) > 1  # the seed chooses which tracks are held out
     assert len(train_val_split(dataset, 0.1, seed=0)[1]) == 3  # at least one track
+    first_nine = torch.utils.data.Subset(dataset, list(range(9)))  # three tracks, seen through the Subset
+    train, val = train_val_split(first_nine, 0.34, seed=0)
+    assert len(val) == 3 and len({dataset.tracks[first_nine.indices[i]] for i in val.indices}) == 1
     with pytest.raises(ValueError, match="track names"):
         train_val_split(dataset, 0.2, tracks=["a"])
 

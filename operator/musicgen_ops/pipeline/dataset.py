@@ -323,7 +323,7 @@ def train_val_split(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     size = len(dataset)
     if tracks is None:
-        tracks = list(getattr(dataset, "tracks", None) or [str(i) for i in range(size)])
+        tracks = _tracks_of(dataset) or [str(i) for i in range(size)]
     if len(tracks) != size:
         raise ValueError(f"{len(tracks)} track names for {size} items")
     names = sorted(set(tracks))
@@ -334,3 +334,12 @@ def train_val_split(
     train = [i for i in range(size) if tracks[i] not in held_out]
     val = [i for i in range(size) if tracks[i] in held_out]
     return Subset(dataset, train), Subset(dataset, val)
+
+
+def _tracks_of(dataset: Dataset) -> list[str] | None:
+    """Each item's track, looking through ``Subset`` wrappers; None when the dataset does not say."""
+    if isinstance(dataset, Subset):
+        inner = _tracks_of(dataset.dataset)
+        return [inner[i] for i in dataset.indices] if inner is not None else None
+    tracks = getattr(dataset, "tracks", None)
+    return list(tracks) if tracks is not None else None
