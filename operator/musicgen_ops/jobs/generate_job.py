@@ -51,10 +51,14 @@ def generate(settings: GenerateJobSettings) -> dict:
     import torch
 
     from musicgen_ops.pipeline.inference.loader import open_engine
+    from musicgen_ops.pipeline.models import set_base_model_resolver
     from musicgen_ops.serving.batch import generate_to_files
     from musicgen_ops.serving.schemas import GenerationParameters
     from musicgen_ops.storage import download_model, open_object
+    from musicgen_ops.storage.base_models import resolve_base_model
 
+    # The checkpoint's base model, when mirrored, loads from the node cache instead of the hub.
+    set_base_model_resolver(resolve_base_model)
     started = time.perf_counter()
     # The job settings use the CRD's names; GenerationParameters accepts them (bpm, seed) as aliases.
     params = GenerationParameters(**settings.model_dump(include=set(GENERATION_FIELDS)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from musicgen_ops.api.common import ComputeResources, Scheduling
 from musicgen_ops.controllers.config import OperatorConfig
+from musicgen_ops.storage.base_models import CACHE_ENV, MIRROR_ENV
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
@@ -53,3 +54,24 @@ SCRATCH_VOLUMES = [
     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
 ]
 SCRATCH_MOUNTS = [{"name": "scratch", "mountPath": "/scratch"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+
+#: Where Job and server containers cache mirrored base models (one download per volume, not per pod).
+BASE_MODEL_CACHE_PATH = "/cache/base-models"
+BASE_MODEL_CACHE_VOLUME = "base-models"
+HF_TOKEN_KEY = "HF_TOKEN"
+
+
+def base_model_cache(config: OperatorConfig) -> tuple[dict, dict, list[dict]]:
+    """(volume, mount, env) for base models: an emptyDir or the configured PVC, the mirror, HF_TOKEN."""
+    if config.base_model_cache_pvc:
+        source: dict = {"persistentVolumeClaim": {"claimName": config.base_model_cache_pvc}}
+    else:
+        source = {"emptyDir": {}}
+    env: list[dict] = [{"name": CACHE_ENV, "value": BASE_MODEL_CACHE_PATH}]
+    if config.base_model_mirror:
+        env.append({"name": MIRROR_ENV, "value": config.base_model_mirror})
+    if config.hf_token_secret:
+        ref = {"name": config.hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}
+        env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": ref}})
+    volume = {"name": BASE_MODEL_CACHE_VOLUME, **source}
+    return volume, {"name": BASE_MODEL_CACHE_VOLUME, "mountPath": BASE_MODEL_CACHE_PATH}, env
