@@ -63,3 +63,12 @@ def test_bad_mirror_uri_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MUSICGEN_OPERATOR_BASE_MODEL_MIRROR", "ftp://mirror")
     with pytest.raises(ConfigurationError, match="MUSICGEN_OPERATOR_BASE_MODEL_MIRROR"):
         load_config()
+
+
+def test_gpu_pods_get_the_configured_runtime_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUSICGEN_OPERATOR_DEFAULT_RUNTIME_CLASS", "nvidia")
+    config = load_config()
+    gpu = TrainingJobSpec.model_validate({"datasetUri": "s3://d/x", "resources": {"gpu": 1}})
+    cpu = TrainingJobSpec.model_validate({"datasetUri": "s3://d/x", "resources": {"gpu": 0}})
+    assert build_training_job(OWNER, gpu, config)["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    assert "runtimeClassName" not in build_training_job(OWNER, cpu, config)["spec"]["template"]["spec"]

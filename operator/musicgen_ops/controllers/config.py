@@ -43,6 +43,8 @@ class OperatorConfig(BaseSettings):
     default_node_selector: dict[str, str] = Field(default_factory=dict)
     #: JSON list of tolerations added to every pod.
     default_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    #: RuntimeClass of GPU pods (e.g. "nvidia" for the NVIDIA GPU operator's runtime; "" : cluster default).
+    default_runtime_class: str = ""
     #: ttlSecondsAfterFinished of finished Jobs (artifacts and TrainedModels stay).
     job_ttl_seconds: int = Field(86400, ge=0)
     #: Default backoffLimit of training Jobs (each retry resumes from the last checkpoint).

@@ -18,7 +18,7 @@ def container_resources(resources: ComputeResources, config: OperatorConfig) -> 
 
 
 def pod_scheduling(resources: ComputeResources, scheduling: Scheduling, config: OperatorConfig) -> dict:
-    """nodeSelector (operator defaults, then GPU product, then the spec), tolerations and priority class."""
+    """nodeSelector (defaults, GPU product, spec), tolerations, priority class, GPU runtime class."""
     selector = dict(config.default_node_selector)
     if resources.gpu and resources.gpu_type:
         selector[GPU_PRODUCT_LABEL] = resources.gpu_type
@@ -31,6 +31,8 @@ def pod_scheduling(resources: ComputeResources, scheduling: Scheduling, config: 
         result["tolerations"] = tolerations
     if scheduling.priority_class_name:
         result["priorityClassName"] = scheduling.priority_class_name
+    if resources.gpu and config.default_runtime_class:
+        result["runtimeClassName"] = config.default_runtime_class
     if config.job_service_account:
         result["serviceAccountName"] = config.job_service_account
     return result
