@@ -132,3 +132,26 @@ def test_mirror_refuses_to_overwrite_unless_asked(tiny_folder: Path, tmp_path: P
         mirror_base_model(str(tiny_folder), tmp_path / "mirror")
     again = mirror_base_model(str(tiny_folder), tmp_path / "mirror", overwrite=True)
     assert again.manifest.files
+
+
+def test_cli_mirror_prints_the_uri_and_pull_reuses_the_cache(tiny_folder: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from musicgen_ops import __version__
+    from musicgen_ops.cli import app
+
+    runner = CliRunner()
+    mirror = (tmp_path / "mirror").as_uri()
+    result = runner.invoke(app, ["models", "mirror", str(tiny_folder), "--to", mirror, "--name", "org/tiny"])
+    assert result.exit_code == 0, result.output
+    uri = result.stdout.strip().splitlines()[-1]
+    assert uri == f"{mirror}/models/org--tiny"
+    pulled = runner.invoke(
+        app, ["models", "pull", "org/tiny", "--mirror", mirror, "--cache-dir", str(tmp_path / "c")]
+    )
+    assert pulled.exit_code == 0, pulled.output
+    assert (Path(pulled.stdout.strip().splitlines()[-1]) / WEIGHTS).is_file()
+    again = runner.invoke(app, ["models", "mirror", str(tiny_folder), "--to", mirror, "--name", "org/tiny"])
+    assert again.exit_code == 1 and "error:" in again.output and "already exists" in again.output
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.strip() == f"musicgen-ops {__version__}"
