@@ -85,7 +85,7 @@ def test_backoff_limit_default_agrees_across_values_operator_and_docs() -> None:
     default = OperatorConfig.model_fields["job_backoff_limit"].default
     assert values["jobs"]["backoffLimit"] == default
     for doc in (REPO_ROOT / "docs").glob("*.md"):
-        for found in re.findall(r"backoffLimit[`:= ]+(\d+)", doc.read_text()):
+        for found in re.findall(r"(?:backoffLimit|JOB_BACKOFF_LIMIT)[^\d\n]{0,6}(\d+)", doc.read_text()):
             assert int(found) == default, f"{doc.name} says backoffLimit {found}, the default is {default}"
 
 

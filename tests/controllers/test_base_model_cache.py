@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from musicgen_ops.api.generationrequest import GenerationRequestSpec
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
 from musicgen_ops.api.trainingjob import TrainingJobSpec
+from musicgen_ops.controllers.builders import pods as pod_builders
 from musicgen_ops.controllers.builders.deployments import build_generator_deployment
 from musicgen_ops.controllers.builders.jobs import build_generation_job, build_training_job, generate_settings
 from musicgen_ops.controllers.builders.labels import Owner
 from musicgen_ops.controllers.config import ConfigurationError, load_config
+from musicgen_ops.storage.base_models import mirror_base_model, resolve_base_model
 
 OWNER = Owner("TrainingJob", "piano", "music", "uid-1")
 
@@ -72,3 +76,24 @@ def test_gpu_pods_get_the_configured_runtime_class(monkeypatch: pytest.MonkeyPat
     cpu = TrainingJobSpec.model_validate({"datasetUri": "s3://d/x", "resources": {"gpu": 0}})
     assert build_training_job(OWNER, gpu, config)["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
     assert "runtimeClassName" not in build_training_job(OWNER, cpu, config)["spec"]["template"]["spec"]
+
+
+def test_job_env_is_what_the_resolver_in_the_pod_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seam round trip: the container env the builder writes makes storage.base_models find the mirror."""
+    folder = tmp_path / "musicgen-small"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    mirror = (tmp_path / "mirror").as_uri()
+    mirror_base_model(str(folder), mirror, name="facebook/musicgen-small")
+    monkeypatch.setattr(pod_builders, "BASE_MODEL_CACHE_PATH", str(tmp_path / "node-cache"))
+    monkeypatch.setenv("MUSICGEN_OPERATOR_BASE_MODEL_MIRROR", mirror)
+    container = pods(load_config())["train"]["containers"][0]
+    for item in container["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "base-models")
+    resolved = Path(resolve_base_model("facebook/musicgen-small"))
+    assert resolved.parent == Path(mount["mountPath"]) / "facebook--musicgen-small"
+    assert (resolved / "config.json").read_text() == "{}"
