@@ -155,3 +155,17 @@ def test_cli_mirror_prints_the_uri_and_pull_reuses_the_cache(tiny_folder: Path, 
     assert again.exit_code == 1 and "error:" in again.output and "already exists" in again.output
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.stdout.strip() == f"musicgen-ops {__version__}"
+
+
+def test_hub_download_failure_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(
+        StorageError, match="cannot download 'org/not-cached' from the Hugging Face hub"
+    ) as err:
+        mirror_base_model("org/not-cached", tmp_path / "mirror")
+    assert "mirror a local save_pretrained folder instead" in str(err.value)
+    assert not (tmp_path / "mirror").exists()

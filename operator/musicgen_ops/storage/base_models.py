@@ -89,7 +89,6 @@ def _local_model_folder(source: Path) -> Path:
 def _download_from_hub(hub_id: str, target: Path, revision: str | None, token: str | None) -> Path:
     """Snapshot a hub repository into ``target`` (``HF_TOKEN`` for gated/private models)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         snapshot_download(
@@ -99,7 +98,7 @@ def _download_from_hub(hub_id: str, target: Path, revision: str | None, token: s
             token=token or os.environ.get("HF_TOKEN") or None,
             ignore_patterns=_HUB_IGNORE,
         )
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
+    except Exception as err:  # any hub, HTTP or file error: one message that says what to do instead
         raise StorageError(
             f"cannot download {hub_id!r} from the Hugging Face hub ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); on an air-gapped machine mirror a local "
@@ -112,7 +111,7 @@ def _download_from_hub(hub_id: str, target: Path, revision: str | None, token: s
 
 def mirror_base_model(
     source: str,
-    mirror_uri: str,
+    mirror_uri: str | Path,
     *,
     name: str | None = None,
     revision: str | None = None,
@@ -149,12 +148,17 @@ def mirror_base_model(
 
 
 def _publish(
-    folder: Path, mirror_uri: str, name: str, origin: str, overwrite: bool, revision: str | None = None
+    folder: Path,
+    mirror_uri: str | Path,
+    name: str,
+    origin: str,
+    overwrite: bool,
+    revision: str | None = None,
 ) -> MirroredModel:
     metadata = {"source": origin, **({"revision": revision} if revision else {})}
     manifest = publish_model(
         folder,
-        mirror_uri,
+        str(mirror_uri),
         name,
         base_model=origin,
         formats=[BASE_FORMAT],
