@@ -88,16 +88,17 @@ def _local_model_folder(source: Path) -> Path:
 
 def _download_from_hub(hub_id: str, target: Path, revision: str | None, token: str | None) -> Path:
     """Snapshot a hub repository into ``target`` (``HF_TOKEN`` for gated/private models)."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
 
+    token = token or os.environ.get("HF_TOKEN") or None
     try:
-        snapshot_download(
-            hub_id,
-            revision=revision,
-            local_dir=target,
-            token=token or os.environ.get("HF_TOKEN") or None,
-            ignore_patterns=_HUB_IGNORE,
-        )
+        ignore = list(_HUB_IGNORE)
+        if any(
+            f.endswith(".safetensors")
+            for f in HfApi().list_repo_files(hub_id, revision=revision, token=token)
+        ):
+            ignore.append("pytorch_model*.bin")  # the same weights again, in the older format
+        snapshot_download(hub_id, revision=revision, local_dir=target, token=token, ignore_patterns=ignore)
     except Exception as err:  # any hub, HTTP or file error: one message that says what to do instead
         raise StorageError(
             f"cannot download {hub_id!r} from the Hugging Face hub ({type(err).__name__}: "
