@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from musicgen_ops.jobs import generate_job, train_job
 from musicgen_ops.jobs.settings import GenerateJobSettings, TrainJobSettings
 from musicgen_ops.pipeline.models import build_random_musicgen, set_base_model_resolver
@@ -15,7 +13,6 @@ from musicgen_ops.storage.base_models import CACHE_ENV, mirror_base_model
 from tests.jobs.test_train_job import job_env, raw_dataset  # noqa: F401 - the module-scoped dataset fixture
 
 
-@pytest.mark.slow
 def test_mirrored_base_model_is_downloaded_once_per_node(raw_dataset, tmp_path, monkeypatch):  # noqa: F811
     folder = tmp_path / "musicgen-tiny"
     loaded = build_random_musicgen("tiny-random", seed=3)
