@@ -10,6 +10,7 @@ LOCK   := requirements/lock.txt
 # Extra pip options for torch: on a machine whose indexes hold no CPU build of torch, pass
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" (PyPI's Linux torch is the CUDA build).
 TORCH_PIP_ARGS ?=
+LOCK_ARGS ?=
 # One version for the package, the chart and the image tags: musicgen_ops.__version__.
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/musicgen_ops/__init__.py)
 IMAGE_PREFIX ?= ghcr.io/musicgen-ops
@@ -34,9 +35,10 @@ $(AZURITE):
 
 install: $(STAMP) $(AZURITE)  ## Create .venv and install everything for development
 
+# Keeps the current pins where pyproject.toml allows them; `make lock LOCK_ARGS=--upgrade` takes the newest.
 lock: $(STAMP)  ## Regenerate requirements/lock.txt from pyproject.toml and requirements/lock.in (uv)
 	$(BIN)/uv pip compile pyproject.toml requirements/lock.in --extra dev --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o $(LOCK)
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(LOCK_ARGS) -o $(LOCK)
 
 demo: $(STAMP)  ## Run the whole pipeline on one machine with the tiny model (no cluster, no cloud)
 	$(BIN)/musicgen-ops demo --output-dir $(DEMO_DIR)
