@@ -69,10 +69,14 @@ def export_formats(settings: TrainJobEnvironment, final_model: Path, publish: Pa
 
 def train(settings: TrainJobEnvironment) -> None:
     """Run the whole training Job."""
+    from musicgen_ops.pipeline.models import set_base_model_resolver
     from musicgen_ops.pipeline.progress import MultiReporter
     from musicgen_ops.pipeline.training import TrainConfig, run_training
     from musicgen_ops.storage import open_store, publish_model
+    from musicgen_ops.storage.base_models import resolve_base_model
 
+    # A mirrored base model (URI, or hub id with MUSICGEN_BASE_MODEL_MIRROR) loads from the node cache.
+    set_base_model_resolver(resolve_base_model)
     scratch = work_dir(settings)
     progress = StorageProgressReporter(settings.progress_uri)
     data_dir = prepare_dataset(settings, scratch)
