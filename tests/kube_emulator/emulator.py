@@ -164,7 +164,7 @@ class KubeEmulator:
             raise ApiError(
                 422,
                 "Invalid",
-                f"{rtype.kind} \"\" is invalid: metadata.name: Required value: "
+                f'{rtype.kind} "" is invalid: metadata.name: Required value: '
                 "name or generateName is required",
             )
         check_name(rtype, meta["name"])

@@ -13,7 +13,7 @@ Key = tuple[str, str]  # (group, plural)
 ObjectKey = tuple[str, str]  # (namespace or "", name)
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     """One open watch: what it wants, and a queue the store feeds."""
 
