@@ -45,10 +45,9 @@ def parse_json(raw: bytes, what: str = "body") -> Any:
     """Decode a request body the way Go's encoding/json does: NaN and Infinity are not JSON."""
 
     def refuse(constant: str) -> Any:
+        where = "in numeric literal" if constant.startswith("-") else "looking for beginning of value"
         raise ApiError(
-            400,
-            "BadRequest",
-            f"error decoding {what}: invalid character '{constant[0]}' looking for beginning of value",
+            400, "BadRequest", f"error decoding {what}: invalid character '{constant.lstrip('-')[0]}' {where}"
         )
 
     try:
