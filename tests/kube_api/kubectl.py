@@ -1,0 +1,67 @@
+"""Run the real ``kubectl`` against an emulator, with its own kubeconfig and discovery cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.kube_emulator import write_kubeconfig
+
+logger = logging.getLogger("kubectl")
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl is not on PATH: the kubectl tests run the real binary"
+)
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Kubectl:
+    """``kubectl`` pointed at one emulator; every call and its output go to the test log."""
+
+    def __init__(self, url: str, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = write_kubeconfig(home / "kubeconfig", url)
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(home),
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(home / "cache"),
+        }
+
+    def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``kubectl args`` from the repository root; fail with its stderr when ``check``."""
+        assert KUBECTL is not None
+        process = subprocess.run(
+            [KUBECTL, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        logger.info(
+            "$ kubectl %s  (exit %d)\n%s%s",
+            " ".join(args),
+            process.returncode,
+            process.stdout,
+            process.stderr,
+        )
+        if check:
+            assert process.returncode == 0, f"kubectl {' '.join(args)} failed:\n{process.stderr}"
+        return process
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        """Start ``kubectl args`` in the background (e.g. ``wait``)."""
+        assert KUBECTL is not None
+        return subprocess.Popen(
+            [KUBECTL, *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, *args: str) -> str:
+        """stdout of a successful ``kubectl args``."""
+        return self.run(*args).stdout
