@@ -136,8 +136,6 @@ def _run_operator(ready: threading.Event, stop: threading.Event, box: dict) -> N
 
     @kopf.on.startup()
     def _test_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # The namespaces are given explicitly: no need to scan for them.
-        settings.scanning.disabled = True
         settings.queueing.idle_timeout = 0.3
         settings.watching.reconnect_backoff = 0.2
 
