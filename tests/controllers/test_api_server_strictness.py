@@ -1,0 +1,54 @@
+"""What a real API server refuses, met by the operator: each test here fails against today's operator
+(issue 13) and is kept as a strict xfail so it flips to a failure the day the operator is fixed.
+The refusals themselves are the emulator's (tests/kube_api/test_emulator_fidelity.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.controllers.conftest import Cluster, unique
+from tests.controllers.helpers import publish, trained_model, training_job, write_progress
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="operator bug: a NaN loss goes into the status patch and the API server refuses the whole patch "
+    "with 400, so progress never reaches the status (issue 13)",
+)
+def test_a_nan_loss_does_not_block_progress(cluster: Cluster) -> None:
+    name = unique("tj")
+    cluster.create("trainingjobs", training_job(name))
+    job = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))["status"]["jobName"]
+    cluster.patch("jobs", job, {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}}, sub="status")
+    write_progress(
+        cluster.artifacts,
+        name,
+        epoch=1,
+        total_epochs=10,
+        step=7,
+        total_steps=70,
+        loss=float("nan"),
+        phase="training",
+        updated_at="2026-01-01T00:01:00Z",
+    )
+    status = cluster.wait_status("trainingjobs", name, lambda s: s.get("currentStep") == 7, timeout=6)[
+        "status"
+    ]
+    assert status.get("currentLoss") is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="operator bug: a TrainedModel named '1-x' makes a Service name that is not a DNS-1035 label; "
+    "the API server refuses it (422) and kopf retries forever instead of failing the model (issue 13)",
+)
+def test_a_model_name_that_cannot_name_a_service_fails_the_model(cluster: Cluster, tmp_path) -> None:
+    name = f"1-{unique('x')}"
+    publish(cluster.artifacts, tmp_path, name, ["merged"])
+    cluster.create("trainedmodels", trained_model(name, serving={"enabled": True}))
+    status = cluster.wait_status(
+        "trainedmodels", name, lambda s: s.get("phase") in ("Failed", "Invalid"), timeout=6
+    )["status"]
+    assert "DNS-1035" in (status.get("message") or "")
