@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,6 +65,28 @@ class Kubectl:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+    def watch(self, *args: str, until: str, action: Callable[[], object], timeout: float = 15) -> list[str]:
+        """Start ``kubectl args`` (a ``-w``), run ``action`` once it printed its first line, and return the
+        lines printed until one contains ``until``."""
+        process = self.popen(*args)
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+        reader.start()
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while not any(until in line for line in seen):
+                seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+                if len(seen) == 1:
+                    action()
+        except queue.Empty:
+            raise AssertionError(f"kubectl {' '.join(args)} never printed {until!r}: {seen}") from None
+        finally:
+            process.terminate()
+            process.wait(10)
+            logger.info("$ kubectl %s\n%s", " ".join(args), "".join(seen))
+        return [line.rstrip("\n") for line in seen]
 
     def __call__(self, *args: str) -> str:
         """stdout of a successful ``kubectl args``."""

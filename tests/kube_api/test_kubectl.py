@@ -157,6 +157,19 @@ def test_describe_shows_conditions_and_events(kubectl, api):
     )
 
 
+def test_get_watch_prints_changes_as_rows(kubectl, api):
+    def progress() -> None:
+        patch = {"status": {"epochs": "3/10", "progressPercent": 30}}
+        api.patch(
+            f"{TJ}/piano-lora/status", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+        )
+
+    lines = kubectl.watch("get", "tj", "-w", until="3/10", action=progress)
+    assert lines[0].split() == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "AGE"]
+    assert lines[1].split()[:5] == ["piano-lora", "Running", "2/10", "20", "2.5"]
+    assert lines[-1].split()[:5] == ["piano-lora", "Running", "3/10", "30", "2.5"]
+
+
 def test_wait_for_a_condition(kubectl, api):
     waiting = kubectl.popen("wait", "--for=condition=Succeeded", "tj/piano-lora", "--timeout=20s")
     done = {

@@ -60,7 +60,6 @@ class Routes:
     def __init__(self, emulator: KubeEmulator) -> None:
         self.emulator = emulator
         self.stopping = asyncio.Event()
-        self.watch_count = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Dispatch one request; API errors become Status bodies."""
@@ -292,8 +291,14 @@ class Routes:
                 gone = True
             else:
                 initial = [(e.type, e.object) for e in replay if watcher.accepts(e.object)]
+        as_table = _wants_table(request)
+
+        def encode(kind: str, obj: dict[str, Any]) -> bytes:
+            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = render_table(rtype, [obj], obj["metadata"]["resourceVersion"])
+            return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+
         store.watchers.add(watcher)
-        self.watch_count += 1
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         timeout = float(query.get("timeoutSeconds") or 3600)
@@ -307,7 +312,7 @@ class Routes:
                 )
                 return response
             for kind, obj in initial:
-                await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                await response.write(encode(kind, obj))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             stop = asyncio.ensure_future(self.stopping.wait())
@@ -324,8 +329,7 @@ class Routes:
                         break
                     event = getter.result()
                     if watcher.accepts(event.object):
-                        line = json.dumps({"type": event.type, "object": event.object}).encode() + b"\n"
-                        await response.write(line)
+                        await response.write(encode(event.type, event.object))
             finally:
                 stop.cancel()
         except ConnectionResetError:
