@@ -1,11 +1,13 @@
 """A user's path with the real kubectl, against the operator running on the emulator: apply the example
-TrainingJob, watch its phase move in ``kubectl get tj``, ``kubectl wait`` for Succeeded, then find the
-model with ``kubectl get trainedmodels``. The test plays the Job controller and the trainer's uploads.
-Every kubectl call and its output is in the test log.
+TrainingJob, watch its phase move in ``kubectl get tj``, ``kubectl wait`` for Succeeded, find the model
+with ``kubectl get trainedmodels``, apply the example GenerationRequest and read its output URI with
+``-o jsonpath``. The test plays the Job controller and the Jobs' uploads. Every kubectl call and its
+output is in the test log.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,21 @@ def test_apply_watch_wait_and_find_the_model(cluster: Cluster, tmp_path: Path) -
     described = kubectl("describe", "tj", "piano-lora")
     for reason in ("JobCreated", "Running", "Succeeded", "TrainedModelCreated"):
         assert reason in described.split("Events:")[1], reason
+
+    assert kubectl("apply", "-f", "examples/generationrequest.yaml").strip() == (
+        "generationrequest.musicgen.io/calm-piano-1 created"
+    )
+    gen_job = cluster.wait_status("generationrequests", "calm-piano-1", lambda s: s.get("jobName"))["status"][
+        "jobName"
+    ]
+    header, *rows = _rows(kubectl("get", "mgr"))
+    request = dict(zip(header, next(r for r in rows if r[0] == "calm-piano-1"), strict=True))
+    assert (request["PHASE"], request["MODEL"], request["DURATION"]) == ("Running", "piano-lora-v1", "30")
+    output = cluster.artifacts / "generations" / "default" / "calm-piano-1" / "output.flac"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = {"seed": 1234, "duration_seconds": 30.0, "sample_rate": 32000}
+    (output.parent / "output.flac.json").write_text(json.dumps(result))
+    cluster.patch("jobs", gen_job, job_succeeded(), sub="status")
+    kubectl("wait", "--for=condition=Succeeded", "mgr/calm-piano-1", "--timeout=30s")
+    uri = kubectl("get", "mgr", "calm-piano-1", "-o", "jsonpath={.status.outputUri}")
+    assert uri == f"file://{output}"
