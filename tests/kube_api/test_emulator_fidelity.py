@@ -277,3 +277,73 @@ def test_request_cost_does_not_grow_with_history(api):
         api.get("/api/v1/namespaces/default/configmaps")
     late = timed(100)
     assert late < max(3 * early, 0.01), (early, late)
+
+
+def test_built_in_kinds_come_back_defaulted(api):
+    container = {
+        "name": "c",
+        "image": "registry.test/generator:1",
+        "ports": [{"containerPort": 8000}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8000}},
+    }
+    template = {"metadata": {"labels": {"app": "g"}}, "spec": {"containers": [container]}}
+    deployment = _post(
+        api,
+        "/apis/apps/v1/namespaces/default/deployments",
+        {
+            "metadata": {"name": "g"},
+            "spec": {"selector": {"matchLabels": {"app": "g"}}, "template": template},
+        },
+    ).json()["spec"]
+    assert (
+        deployment["replicas"],
+        deployment["revisionHistoryLimit"],
+        deployment["progressDeadlineSeconds"],
+    ) == (1, 10, 600)
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+    }
+    pod = deployment["template"]["spec"]
+    assert (pod["restartPolicy"], pod["dnsPolicy"], pod["terminationGracePeriodSeconds"]) == (
+        "Always",
+        "ClusterFirst",
+        30,
+    )
+    (live,) = pod["containers"]
+    assert live["imagePullPolicy"] == "IfNotPresent" and live["ports"][0]["protocol"] == "TCP"
+    assert live["readinessProbe"] == {
+        "httpGet": {"path": "/readyz", "port": 8000, "scheme": "HTTP"},
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+
+    job = _post(
+        api,
+        "/apis/batch/v1/namespaces/default/jobs",
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [dict(container, image="t:latest")]}
+                }
+            },
+        },
+    ).json()
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "j"
+    assert (job["spec"]["backoffLimit"], job["spec"]["completions"], job["spec"]["suspend"]) == (6, 1, False)
+    assert job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+
+    service = _post(
+        api,
+        SERVICES,
+        {"metadata": {"name": "g"}, "spec": {"selector": {"app": "g"}, "ports": [{"port": 8000}]}},
+    ).json()
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["clusterIP"].startswith("10.96.")
+    assert service["spec"]["ports"] == [{"port": 8000, "protocol": "TCP", "targetPort": 8000}]
+    patched = _patch(api, f"{SERVICES}/g", {"spec": {"ports": [{"port": 9000}]}}).json()["spec"]
+    assert patched["clusterIP"] == service["spec"]["clusterIP"] and patched["ports"][0]["targetPort"] == 9000

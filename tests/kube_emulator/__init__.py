@@ -5,11 +5,12 @@ It serves the built-in kinds the chart and operator use plus every kind a CRD de
 ``crds/`` or created through the API), with the API server's rules: server-owned metadata, generation,
 the status subresource, strict JSON, name validation, CRD structural schemas and ``self == oldSelf``
 rules, RFC 7386 merge-patch, JSON-patch guards (422), watches that resume from a resourceVersion,
-garbage collection by owner references, Tables from printer columns and /openapi/v3.
+garbage collection by owner references, defaulting of Deployments, Jobs and Services, Tables from
+printer columns and /openapi/v3.
 
 Not emulated: controllers (no Job, Deployment or kubelet behaviour; tests play them), authentication
 and authorisation, server-side apply, strategic-merge list semantics (treated as merge-patch), defaulting
-of built-in kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf.
+of other built-in kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf.
 """
 
 from __future__ import annotations

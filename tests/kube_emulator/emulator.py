@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tests.kube_emulator.defaults import apply_defaults
 from tests.kube_emulator.patches import apply_patch
 from tests.kube_emulator.resources import BUILTINS, ResourceType, types_from_crd
 from tests.kube_emulator.store import Key, Store
@@ -181,6 +182,7 @@ class KubeEmulator:
             meta.pop(server_owned, None)
         warnings = self._admit(rtype, obj, None, field_validation)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+        apply_defaults(rtype.key, obj)
         if rtype.key == CRD_KEY:
             obj["status"] = _established(obj)
         if dry_run:
@@ -245,6 +247,11 @@ class KubeEmulator:
                 meta[immutable] = old["metadata"][immutable]
             else:
                 meta.pop(immutable, None)
+        if rtype.key == ("", "services") and isinstance(new.get("spec"), dict):
+            for allocated in ("clusterIP", "clusterIPs"):  # allocated once; an update without it keeps it
+                if allocated in (old.get("spec") or {}) and not new["spec"].get(allocated):
+                    new["spec"][allocated] = old["spec"][allocated]
+        apply_defaults(rtype.key, new)
         warnings = self._admit(rtype, new, old, field_validation)
         ignored = {"metadata", "status"} if "status" in rtype.subresources else {"metadata"}
         changed = any(
