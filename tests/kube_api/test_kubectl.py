@@ -191,3 +191,20 @@ def test_wait_for_a_condition(kubectl, api):
     assert out.strip() == "trainingjob.musicgen.io/piano-lora condition met"
     assert "deleted" in kubectl("delete", "-f", "examples/trainingjob.yaml")
     assert "No resources found" in kubectl.run("get", "tj").stderr
+
+
+def test_server_side_apply_creates_then_updates(kubectl, tmp_path):
+    applied = kubectl("apply", "--server-side", "-f", "crds/")
+    assert (
+        "customresourcedefinition.apiextensions.k8s.io/trainingjobs.musicgen.io serverside-applied" in applied
+    )
+    manifest = tmp_path / "ssa.yaml"
+    manifest.write_text(
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}})
+    )
+    assert (
+        kubectl("apply", "--server-side", "-f", str(manifest)).strip() == "configmap/ssa serverside-applied"
+    )
+    manifest.write_text(manifest.read_text().replace('"1"', '"2"'))
+    kubectl("apply", "--server-side", "-f", str(manifest))
+    assert kubectl("get", "configmap", "ssa", "-o", "jsonpath={.data.a}") == "2"

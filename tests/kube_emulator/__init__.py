@@ -9,7 +9,8 @@ garbage collection by owner references, defaulting of Deployments, Jobs and Serv
 printer columns and /openapi/v3.
 
 Not emulated: controllers (no Job, Deployment or kubelet behaviour; tests play them), authentication
-and authorisation, server-side apply, strategic-merge list semantics (treated as merge-patch), defaulting
+and authorisation, field ownership in server-side apply (an apply creates or merge-patches),
+strategic-merge list semantics (treated as merge-patch), defaulting
 of other built-in kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf.
 """
 

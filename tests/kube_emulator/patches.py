@@ -4,6 +4,8 @@
 - ``application/json-patch+json``: RFC 6902 via ``jsonpatch``; a failed ``test`` op is 422.
 - ``application/strategic-merge-patch+json``: approximated by RFC 7386 (no list merge keys, no
   ``$patch`` directives); documented as a limit of the emulator.
+- ``application/apply-patch+yaml`` (server-side apply): approximated by RFC 7386 onto the live object
+  (no field ownership or conflicts); creating a missing object is the emulator's.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def apply_patch(current: dict[str, Any], patch: Any, content_type: str) -> dict[str, Any]:
     """The object after ``patch``; ApiError for unsupported types or failing JSON-patch guards."""
     kind = content_type.split(";")[0].strip()
-    if kind in (MERGE, STRATEGIC):
+    if kind in (MERGE, STRATEGIC, APPLY):
         if not isinstance(patch, dict):
             raise ApiError(400, "BadRequest", "error decoding patch: a merge patch must be a JSON object")
         return merge_patch(copy.deepcopy(current), patch)
@@ -56,5 +58,5 @@ def apply_patch(current: dict[str, Any], patch: Any, content_type: str) -> dict[
         415,
         "UnsupportedMediaType",
         f"the body of the request was in an unknown format - accepted media types include: "
-        f"{JSON_PATCH}, {MERGE}, {STRATEGIC} (got {kind!r}; server-side apply is not emulated)",
+        f"{JSON_PATCH}, {MERGE}, {STRATEGIC}, {APPLY} (got {kind!r})",
     )

@@ -10,10 +10,12 @@ import asyncio
 import json
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from tests.kube_emulator import openapi
 from tests.kube_emulator.emulator import KubeEmulator, Recorded
+from tests.kube_emulator.patches import APPLY
 from tests.kube_emulator.resources import ResourceType
 from tests.kube_emulator.selectors import field_selector, label_selector
 from tests.kube_emulator.store import Watcher
@@ -235,8 +237,18 @@ class Routes:
             return _json(obj, 200, warnings)
         if method == "PATCH":
             self._record(request, "patch", rtype, ns, name, sub)
-            patch = parse_json(await request.read(), "patch")
             content_type = request.headers.get("Content-Type", "")
+            raw = await request.read()
+            if content_type.startswith(APPLY) and not raw.lstrip().startswith(b"{"):
+                patch = yaml.safe_load(raw)
+            else:
+                patch = parse_json(raw, "patch")
+            if content_type.startswith(APPLY) and emulator.store.get(rtype.key, ns, name) is None:
+                if sub is not None or not isinstance(patch, dict):
+                    raise ApiError(404, "NotFound", f'{rtype.qualified} "{name}" not found')
+                patch.setdefault("metadata", {})["name"] = name
+                obj, warnings = emulator.create(rtype, ns, patch, field_validation, dry_run)
+                return _json(obj, 201, warnings)
             obj, warnings = emulator.patch(
                 rtype, ns, name, patch, content_type, sub, field_validation, dry_run
             )
