@@ -193,6 +193,13 @@ class Routes:
         self, request: web.Request, rtype: ResourceType, ns: str | None, name: str | None, sub: str | None
     ) -> web.StreamResponse:
         method, query = request.method, request.query
+        if "protobuf" in request.headers.get("Content-Type", ""):
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml (the emulator does not decode protobuf)",
+            )
         field_validation = query.get("fieldValidation", "Warn")
         dry_run = query.get("dryRun") == "All"
         emulator = self.emulator
