@@ -15,8 +15,7 @@ import yaml
 
 from tests.controllers.conftest import Cluster
 from tests.controllers.helpers import job_succeeded, publish, write_progress
-from tests.kube_api.kubectl import REPO, Kubectl, needs_kubectl
-from tests.kube_api.test_kubectl import _rows
+from tests.kube_api.kubectl import REPO, Kubectl, needs_kubectl, table_rows
 
 pytestmark = [pytest.mark.emulator, needs_kubectl]
 
@@ -33,7 +32,7 @@ def _example(tmp_path: Path) -> Path:
 
 
 def _tj_row(kubectl: Kubectl) -> dict[str, str]:
-    header, *rows = _rows(kubectl("get", "tj"))
+    header, *rows = table_rows(kubectl("get", "tj"))
     (row,) = [r for r in rows if r[0] == "piano-lora"]
     return dict(zip(header, row, strict=True))
 
@@ -83,7 +82,7 @@ def test_apply_watch_wait_and_find_the_model(cluster: Cluster, tmp_path: Path) -
     assert (done["PHASE"], done["PROGRESS"], done["MODEL"]) == ("Succeeded", "100", "piano-lora-v1")
 
     cluster.wait_status("trainedmodels", "piano-lora-v1", lambda s: s.get("phase") == "Ready")
-    header, *rows = _rows(kubectl("get", "trainedmodels.musicgen.io"))
+    header, *rows = table_rows(kubectl("get", "trainedmodels.musicgen.io"))
     model = dict(zip(header, next(r for r in rows if r[0] == "piano-lora-v1"), strict=True))
     assert (model["PHASE"], model["BASE"], model["FORMATS"], model["LOSS"]) == (
         "Ready",
@@ -101,7 +100,7 @@ def test_apply_watch_wait_and_find_the_model(cluster: Cluster, tmp_path: Path) -
     gen_job = cluster.wait_status("generationrequests", "calm-piano-1", lambda s: s.get("jobName"))["status"][
         "jobName"
     ]
-    header, *rows = _rows(kubectl("get", "mgr"))
+    header, *rows = table_rows(kubectl("get", "mgr"))
     request = dict(zip(header, next(r for r in rows if r[0] == "calm-piano-1"), strict=True))
     assert (request["PHASE"], request["MODEL"], request["DURATION"]) == ("Running", "piano-lora-v1", "30")
     output = cluster.artifacts / "generations" / "default" / "calm-piano-1" / "output.flac"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -91,3 +92,11 @@ class Kubectl:
     def __call__(self, *args: str) -> str:
         """stdout of a successful ``kubectl args``."""
         return self.run(*args).stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """kubectl's table as cells, cut at the header's column starts (empty cells stay empty)."""
+    lines = output.rstrip().splitlines()
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s{2}))\S", lines[0])]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [[line[a:b].strip() for a, b in bounds] for line in lines]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.kube_api.conftest import JSON_PATCH, MERGE, TJ, training_job
 from tests.kube_emulator import EmulatorThread, KubeEmulator
+from tests.kube_emulator.tables import human_duration, jsonpath
 
 SERVICES = "/api/v1/namespaces/default/services"
 
@@ -347,3 +348,39 @@ def test_built_in_kinds_come_back_defaulted(api):
     assert service["spec"]["ports"] == [{"port": 8000, "protocol": "TCP", "targetPort": 8000}]
     patched = _patch(api, f"{SERVICES}/g", {"spec": {"ports": [{"port": 9000}]}}).json()["spec"]
     assert patched["clusterIP"] == service["spec"]["clusterIP"] and patched["ports"][0]["targetPort"] == 9000
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".status.phase", "Running"),
+        (".status.conditions[1].type", "Ready"),
+        ('.status.conditions[?(@.type=="Ready")].status', "False"),
+        (".status.missing.deeper", None),
+    ],
+)
+def test_printer_column_paths(path, expected):
+    obj = {
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Validated", "status": "True"}, {"type": "Ready", "status": "False"}],
+        }
+    }
+    assert jsonpath(obj, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (59, "59s"),
+        (130, "2m10s"),
+        (700, "11m"),
+        (4 * 3600 + 60, "4h1m"),
+        (30 * 3600, "30h"),
+        (3 * 86400, "3d"),
+        (400 * 86400, "400d"),
+        (3 * 365 * 86400, "3y"),
+    ],
+)
+def test_ages_read_like_kubectl(seconds, text):
+    assert human_duration(seconds) == text

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.kube_api.kubectl import Kubectl, needs_kubectl
+from tests.kube_api.kubectl import Kubectl, needs_kubectl, table_rows
 from tests.kube_emulator import EmulatorThread, KubeEmulator
 
 pytestmark = needs_kubectl
@@ -53,16 +53,8 @@ def api(bare: EmulatorThread) -> Iterator[httpx.Client]:
         yield client
 
 
-def _rows(output: str) -> list[list[str]]:
-    """kubectl's table as cells, cut at the header's column starts (empty cells stay empty)."""
-    lines = output.rstrip().splitlines()
-    starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s{2}))\S", lines[0])]
-    bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    return [[line[a:b].strip() for a, b in bounds] for line in lines]
-
-
 def test_api_resources_lists_the_kinds_with_short_names(kubectl):
-    rows = {row[0]: row for row in _rows(kubectl("api-resources", "--api-group=musicgen.io"))[1:]}
+    rows = {row[0]: row for row in table_rows(kubectl("api-resources", "--api-group=musicgen.io"))[1:]}
     assert rows["trainingjobs"][1:] == ["mtj,tj", "musicgen.io/v1alpha1", "true", "TrainingJob"]
     assert rows["trainedmodels"][1:] == ["mtm", "musicgen.io/v1alpha1", "true", "TrainedModel"]
     assert rows["generationrequests"][1:] == ["mgr", "musicgen.io/v1alpha1", "true", "GenerationRequest"]
@@ -84,18 +76,18 @@ def test_apply_get_and_printer_columns(kubectl, api):
         == 200
     )
     for resource in ("tj", "trainingjobs.musicgen.io", "mtj"):
-        header, row = _rows(kubectl("get", resource))
+        header, row = table_rows(kubectl("get", resource))
         assert header == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "AGE"]
         assert row[:6] == ["piano-lora", "Running", "2/10", "20", "2.5", ""]  # no model yet: empty
         assert re.fullmatch(r"\d+s", row[6])
-    wide_header = _rows(kubectl("get", "tj", "-o", "wide"))[0]
+    wide_header = table_rows(kubectl("get", "tj", "-o", "wide"))[0]
     assert wide_header == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "ETA", "AGE"]
     assert kubectl("get", "tj", "piano-lora", "-o", "jsonpath={.spec.lora.r}") == "16"
 
     assert "trainedmodel.musicgen.io/piano-lora-v1 created" in kubectl(
         "apply", "-f", "examples/trainedmodel.yaml"
     )
-    header, row = _rows(kubectl("get", "trainedmodels"))
+    header, row = table_rows(kubectl("get", "trainedmodels"))
     assert header == ["NAME", "PHASE", "BASE", "FORMATS", "LOSS", "URL", "AGE"]
     assert row[:3] == ["piano-lora-v1", "", "facebook/musicgen-small"]
     everything = kubectl("get", "musicgen")
@@ -157,7 +149,7 @@ def test_describe_shows_conditions_and_events(kubectl, api):
     )
 
 
-def test_get_watch_prints_changes_as_rows(kubectl, api):
+def test_get_watch_prints_changes_astable_rows(kubectl, api):
     def progress() -> None:
         patch = {"status": {"epochs": "3/10", "progressPercent": 30}}
         api.patch(

@@ -23,9 +23,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tests.kube_api.kubectl import REPO, Kubectl, needs_kubectl
+from tests.kube_api.kubectl import REPO, Kubectl, needs_kubectl, table_rows
 from tests.kube_api.kubelet import Kubelet
-from tests.kube_api.test_kubectl import _rows
 from tests.kube_emulator import EmulatorThread, KubeEmulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator, needs_kubectl]
@@ -130,7 +129,7 @@ def test_readme_cluster_path(cluster, tmp_path: Path) -> None:
         "trainedmodels.musicgen.io/piano-lora-v1",
         "--timeout=60s",
     )
-    header, *rows = _rows(kubectl("get", "trainedmodels.musicgen.io"))
+    header, *rows = table_rows(kubectl("get", "trainedmodels.musicgen.io"))
     model = dict(zip(header, rows[0], strict=True))
     assert (model["NAME"], model["PHASE"], model["BASE"], model["FORMATS"]) == (
         "piano-lora-v1",
@@ -142,7 +141,7 @@ def test_readme_cluster_path(cluster, tmp_path: Path) -> None:
     # kubectl apply -f examples/generationrequest.yaml; kubectl get mgr
     assert "generationrequest.musicgen.io/calm-piano-1 created" in kubectl("apply", "-f", str(generation))
     kubectl("wait", "--for=condition=Succeeded", "mgr/calm-piano-1", "--timeout=240s")
-    header, *rows = _rows(kubectl("get", "mgr"))
+    header, *rows = table_rows(kubectl("get", "mgr"))
     request = dict(zip(header, rows[0], strict=True))
     assert (request["PHASE"], request["MODEL"], request["DURATION"]) == ("Succeeded", "piano-lora-v1", "2")
 
