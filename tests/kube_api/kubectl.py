@@ -41,6 +41,9 @@ class Kubectl:
     def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run ``kubectl args`` from the repository root; fail with its stderr when ``check``."""
         assert KUBECTL is not None
+        for arg in args:  # kubectl's own --timeout (e.g. of `wait`) bounds the call, plus a margin
+            if match := re.fullmatch(r"--timeout=(\d+)s", arg):
+                timeout = max(timeout, int(match.group(1)) + 10)
         process = subprocess.run(
             [KUBECTL, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )

@@ -5,8 +5,9 @@ What it does as a kubelet would: the container's ``command`` (else the image's E
 namespace/name, secretKeyRef, configMapKeyRef) and ``envFrom`` (Secrets and ConfigMaps); a Job's status
 (active, then succeeded or failed) as the Job controller would.
 What it does differently: no images (the processes run this checkout's code from the test's Python
-environment), no service-account token (the operator gets a kubeconfig for the emulator instead), and
-the pod's scratch volumes are folders under ``scratch`` passed through the jobs' path variables.
+environment), the ServiceAccount token (from the TokenRequest API) is handed over in a kubeconfig
+rather than a mounted file, and the pod's scratch volumes are folders under ``scratch`` passed through
+the jobs' path variables.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.kube_emulator import write_kubeconfig
 
 logger = logging.getLogger("kubelet")
 REPO = Path(__file__).resolve().parents[2]
@@ -47,9 +50,8 @@ class PodError(Exception):
 class Kubelet:
     """Runs pods of the emulator behind ``url`` as processes under ``scratch``."""
 
-    def __init__(self, url: str, kubeconfig: Path, scratch: Path) -> None:
+    def __init__(self, url: str, scratch: Path) -> None:
         self.api = httpx.Client(base_url=url, headers={"User-Agent": AGENT}, timeout=30)
-        self.kubeconfig = kubeconfig
         self.scratch = scratch
         self.processes: list[subprocess.Popen] = []
         self.errors: list[str] = []
@@ -117,7 +119,21 @@ class Kubelet:
             "args", []
         )
         env = self._process_env(self.environment(namespace, f"{name}-0", container), self.scratch / name)
-        env["KUBECONFIG"] = str(self.kubeconfig)  # instead of the service account's token
+        # The pod's ServiceAccount token (TokenRequest, as a kubelet projects it), in a kubeconfig: the
+        # operator's requests are then authorised by the chart's RBAC.
+        account = pod.get("serviceAccountName") or "default"
+        response = self.api.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )
+        assert response.status_code == 201, response.text
+        kubeconfig = write_kubeconfig(
+            self.scratch / name / "kubeconfig",
+            str(self.api.base_url).rstrip("/"),
+            namespace,
+            token=response.json()["status"]["token"],
+        )
+        env["KUBECONFIG"] = str(kubeconfig)
         logger.info("kubelet: starting %s/%s: %s", namespace, name, " ".join(command))
         process = subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         self.processes.append(process)

@@ -384,3 +384,78 @@ def test_printer_column_paths(path, expected):
 )
 def test_ages_read_like_kubectl(seconds, text):
     assert human_duration(seconds) == text
+
+
+def test_service_account_tokens_are_authorised_by_rbac(api, server):
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/default"
+    _post(api, "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "op"}})
+    _post(
+        api,
+        f"{rbac}/roles",
+        {
+            "metadata": {"name": "jobs"},
+            "rules": [
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "create"]},
+                {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["patch"]},
+            ],
+        },
+    )
+    _post(
+        api,
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        {
+            "metadata": {"name": "view-cm", "labels": {"aggregate-to-op": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+        },
+    )
+    _post(
+        api,
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        {
+            "metadata": {"name": "op-aggregated"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"aggregate-to-op": "true"}}]},
+        },
+    )
+    subject = [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]
+    _post(
+        api,
+        f"{rbac}/rolebindings",
+        {
+            "metadata": {"name": "op"},
+            "subjects": subject,
+            "roleRef": {"kind": "Role", "name": "jobs", "apiGroup": "rbac.authorization.k8s.io"},
+        },
+    )
+    _post(
+        api,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "metadata": {"name": "op"},
+            "subjects": subject,
+            "roleRef": {
+                "kind": "ClusterRole",
+                "name": "op-aggregated",
+                "apiGroup": "rbac.authorization.k8s.io",
+            },
+        },
+    )
+    token = _post(api, "/api/v1/namespaces/default/serviceaccounts/op/token", {"spec": {}}).json()["status"][
+        "token"
+    ]
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as pod:
+        assert pod.get(jobs).status_code == 200
+        assert pod.get("/api/v1/configmaps").status_code == 200  # through the aggregated ClusterRole
+        assert pod.post(jobs, json={"metadata": {"name": "rbac-job"}}).status_code == 201
+        assert _patch(pod, f"{jobs}/rbac-job/status", {"status": {"active": 1}}).status_code == 200
+        denied = pod.delete(f"{jobs}/rbac-job")
+        assert denied.status_code == 403
+        assert denied.json()["message"] == (
+            'jobs.batch "rbac-job" is forbidden: User "system:serviceaccount:default:op" cannot delete '
+            'resource "jobs" in API group "batch" in the namespace "default"'
+        )
+        assert pod.get("/api/v1/namespaces/kube-system/configmaps").status_code == 200
+        assert pod.get("/api/v1/namespaces/default/secrets").status_code == 403
+        assert (
+            pod.get("/apis/batch/v1/namespaces/kube-system/jobs").status_code == 403
+        )  # Role is per namespace

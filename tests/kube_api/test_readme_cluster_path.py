@@ -5,7 +5,8 @@ Deviations from a real cluster, each forced by the test machine and kept small:
   with ``kubectl apply`` (the emulator has no Helm release storage); CRDs first, as Helm does.
 - Storage is a ``file://`` folder instead of MinIO (no MinIO server here); the liveness and metrics ports
   are free ports (the pods share the test machine's network).
-- The operator Deployment and the Jobs run as local processes (the test kubelet, tests/kube_api/kubelet.py).
+- The operator Deployment and the Jobs run as local processes (the test kubelet, tests/kube_api/kubelet.py);
+  the operator's requests carry its ServiceAccount's token, so the chart's RBAC is enforced.
 - examples/trainingjob.yaml points at a small local dataset with the tiny random model on CPU and
   without the Kueue queue label (no Kueue here); examples/generationrequest.yaml asks for 2 s of audio.
 Every kubectl call and its output is in the test log.
@@ -80,7 +81,7 @@ def _examples(tmp_path: Path, dataset: Path) -> tuple[Path, Path]:
 def cluster(tmp_path: Path) -> Iterator[tuple[EmulatorThread, Kubectl, Kubelet]]:
     with EmulatorThread(KubeEmulator(crds=None)) as server:
         kubectl = Kubectl(server.url, tmp_path / "kubectl")
-        kubelet = Kubelet(server.url, kubectl.kubeconfig, tmp_path / "pods")
+        kubelet = Kubelet(server.url, tmp_path / "pods")
         try:
             yield server, kubectl, kubelet
         finally:
@@ -160,3 +161,5 @@ def test_readme_cluster_path(cluster, tmp_path: Path) -> None:
     described = kubectl("describe", "tj", "piano-lora")
     assert "Succeeded" in described.split("Events:")[1]
     assert kubelet.errors == []
+    assert server.emulator.authorizer.denied == []  # the chart's RBAC allowed every operator request
+    assert operator.poll() is None, "the operator exited"

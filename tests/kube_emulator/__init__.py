@@ -4,14 +4,15 @@ over HTTP on a loopback port.
 It serves the built-in kinds the chart and operator use plus every kind a CRD defines (CRDs loaded from
 ``crds/`` or created through the API), with the API server's rules: server-owned metadata, generation,
 the status subresource, strict JSON, name validation, CRD structural schemas and ``self == oldSelf``
-rules, RFC 7386 merge-patch, JSON-patch guards (422), watches that resume from a resourceVersion,
-garbage collection by owner references, defaulting of Deployments, Jobs and Services, Tables from
-printer columns and /openapi/v3.
+rules, RBAC for ServiceAccount tokens (TokenRequest), RFC 7386 merge-patch, JSON-patch guards (422),
+watches that resume from a resourceVersion, garbage collection by owner references, defaulting of
+Deployments, Jobs and Services, Tables from printer columns and /openapi/v3.
 
 Not emulated: controllers (no Job, Deployment or kubelet behaviour; tests play them), authentication
-and authorisation, field ownership in server-side apply (an apply creates or merge-patches),
-strategic-merge list semantics (treated as merge-patch), defaulting
-of other built-in kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf.
+(any other token is cluster-admin), field ownership in server-side apply (an apply creates or
+merge-patches), strategic-merge list semantics (treated as merge-patch), defaulting of other built-in
+kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf bodies (415: typed
+``kubectl create <kind>`` commands send protobuf; ``kubectl apply`` sends JSON).
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class EmulatorThread:
         self.stop()
 
 
-def write_kubeconfig(path: Path, url: str, namespace: str = "default") -> Path:
-    """A kubeconfig whose current context points at ``url`` (token auth, no TLS)."""
+def write_kubeconfig(path: Path, url: str, namespace: str = "default", token: str = "test-token") -> Path:
+    """A kubeconfig whose current context points at ``url`` (token auth, no TLS); the default token is
+    the test's cluster-admin, a TokenRequest token acts as its ServiceAccount."""
     path.write_text(
         yaml.safe_dump(
             {
@@ -106,7 +108,7 @@ def write_kubeconfig(path: Path, url: str, namespace: str = "default") -> Path:
                 "kind": "Config",
                 "current-context": "emulator",
                 "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "users": [{"name": "tester", "user": {"token": token}}],
                 "contexts": [
                     {
                         "name": "emulator",

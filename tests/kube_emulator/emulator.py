@@ -19,6 +19,7 @@ import yaml
 
 from tests.kube_emulator.defaults import apply_defaults
 from tests.kube_emulator.patches import apply_patch
+from tests.kube_emulator.rbac import Authorizer
 from tests.kube_emulator.resources import BUILTINS, ResourceType, types_from_crd
 from tests.kube_emulator.store import Key, Store
 from tests.kube_emulator.validation import ApiError, admit_custom_object, check_name
@@ -71,6 +72,7 @@ class KubeEmulator:
         self.types: dict[Key, ResourceType] = {}
         self.versions: dict[tuple[str, str, str], ResourceType] = {}
         self.recorded: list[Recorded] = []
+        self.authorizer = Authorizer(self.store)
         for rtype in BUILTINS:
             self._register(rtype)
         for namespace in namespaces:

@@ -122,7 +122,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         subresources=("status",),
         name_rule="dns1035",
     ),
-    _builtin("v1", "serviceaccounts", "ServiceAccount", short=("sa",)),
+    _builtin("v1", "serviceaccounts", "ServiceAccount", short=("sa",), subresources=("token",)),
     _builtin("v1", "secrets", "Secret"),
     _builtin("v1", "configmaps", "ConfigMap", short=("cm",)),
     _builtin("v1", "events", "Event", short=("ev",)),

@@ -56,6 +56,15 @@ def _truthy(value: str | None) -> bool:
     return value in ("true", "1", "True")
 
 
+def _verb(method: str, name: str | None, watching: bool) -> str:
+    """The RBAC verb of a request."""
+    if method == "GET":
+        return "get" if name else "watch" if watching else "list"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
 class Routes:
     """The aiohttp handler; one instance per emulator."""
 
@@ -203,20 +212,35 @@ class Routes:
         field_validation = query.get("fieldValidation", "Warn")
         dry_run = query.get("dryRun") == "All"
         emulator = self.emulator
+        watching = method == "GET" and name is None and _truthy(query.get("watch"))
+        verb = _verb(method, name, watching)
+        self._record(request, verb, rtype, ns, name, sub)
+        authorization = request.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else None
+        resource = f"{rtype.plural}/{sub}" if sub else rtype.plural
+        emulator.authorizer.check(token, verb, rtype.group, resource, ns, name)
+        if rtype.key == ("", "serviceaccounts") and sub == "token" and method == "POST":
+            emulator.get(rtype, ns, name or "")
+            token = emulator.authorizer.issue(ns or "", name or "")
+            return _json(
+                {
+                    "kind": "TokenRequest",
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "metadata": {},
+                    "status": {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"},
+                },
+                201,
+            )
         if method == "GET" and name is None:
-            watching = _truthy(query.get("watch"))
-            self._record(request, "watch" if watching else "list", rtype, ns, None, None)
             if watching:
                 return await self._watch(request, rtype, ns)
             return _json(self._list(request, rtype, ns))
         if method == "POST" and name is None:
-            self._record(request, "create", rtype, ns, None, None)
             body = parse_json(await request.read())
             obj, warnings = emulator.create(rtype, ns, body, field_validation, dry_run)
             return _json(obj, 201, warnings)
         if name is None:
             if method == "DELETE":
-                self._record(request, "deletecollection", rtype, ns, None, None)
                 selected = self._select(request, rtype, ns)
                 for obj in selected:
                     emulator.delete(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"])
@@ -232,18 +256,15 @@ class Routes:
                 405, "MethodNotAllowed", f"the server does not allow this method on {request.path}"
             )
         if method == "GET":
-            self._record(request, "get", rtype, ns, name, sub)
             obj = emulator.get(rtype, ns, name)
             if _wants_table(request):
                 return _json(render_table(rtype, [obj], obj["metadata"]["resourceVersion"]))
             return _json(obj)
         if method == "PUT":
-            self._record(request, "update", rtype, ns, name, sub)
             body = parse_json(await request.read())
             obj, warnings = emulator.update(rtype, ns, name, body, sub, field_validation, dry_run)
             return _json(obj, 200, warnings)
         if method == "PATCH":
-            self._record(request, "patch", rtype, ns, name, sub)
             content_type = request.headers.get("Content-Type", "")
             raw = await request.read()
             if content_type.startswith(APPLY) and not raw.lstrip().startswith(b"{"):
@@ -261,7 +282,6 @@ class Routes:
             )
             return _json(obj, 200, warnings)
         if method == "DELETE" and sub is None:
-            self._record(request, "delete", rtype, ns, name, None)
             raw = await request.read()
             return _json(emulator.delete(rtype, ns, name, parse_json(raw) if raw else None))
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {request.path}")
