@@ -64,15 +64,6 @@ class EmulatorThread:
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    def call(self, function, *args):  # noqa: ANN001, ANN201  (any callable, any result)
-        """Run ``function(*args)`` in the emulator's loop (the store is not thread-safe) and return."""
-        assert self._loop is not None
-
-        async def run():  # noqa: ANN202
-            return function(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
-
     def start(self) -> EmulatorThread:
         """Start serving; returns once the port is open."""
         self._thread.start()
