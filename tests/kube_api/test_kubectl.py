@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -200,3 +201,31 @@ def test_server_side_apply_creates_then_updates(kubectl, tmp_path):
     manifest.write_text(manifest.read_text().replace('"1"', '"2"'))
     kubectl("apply", "--server-side", "-f", str(manifest))
     assert kubectl("get", "configmap", "ssa", "-o", "jsonpath={.data.a}") == "2"
+
+
+def test_typed_create_commands_for_core_kinds(kubectl):
+    """Typed ``kubectl create namespace|secret|configmap|serviceaccount`` sends protobuf (docs/cluster.md)."""
+    assert kubectl("create", "namespace", "musicgen").strip() == "namespace/musicgen created"
+    created = kubectl(
+        "-n",
+        "musicgen",
+        "create",
+        "secret",
+        "generic",
+        "musicgen-s3",
+        "--from-literal=AWS_ACCESS_KEY_ID=minio",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=minio123",
+    )
+    assert created.strip() == "secret/musicgen-s3 created"
+    key = kubectl(
+        "-n", "musicgen", "get", "secret", "musicgen-s3", "-o", "jsonpath={.data.AWS_ACCESS_KEY_ID}"
+    )
+    assert base64.b64decode(key) == b"minio"
+    assert kubectl("-n", "musicgen", "get", "secret", "musicgen-s3", "-o", "jsonpath={.type}") == "Opaque"
+    assert "configmap/settings created" in kubectl(
+        "-n", "musicgen", "create", "configmap", "settings", "--from-literal=a=1"
+    )
+    assert kubectl("-n", "musicgen", "get", "configmap", "settings", "-o", "jsonpath={.data.a}") == "1"
+    assert "serviceaccount/runner created" in kubectl("-n", "musicgen", "create", "serviceaccount", "runner")
+    refused = kubectl.run("-n", "musicgen", "create", "deployment", "web", "--image=nginx", check=False)
+    assert refused.returncode != 0 and "use kubectl apply" in refused.stderr

@@ -11,8 +11,8 @@ Deployments, Jobs and Services, Tables from printer columns and /openapi/v3.
 Not emulated: controllers (no Job, Deployment or kubelet behaviour; tests play them), authentication
 (any other token is cluster-admin), field ownership in server-side apply (an apply creates or
 merge-patches), strategic-merge list semantics (treated as merge-patch), defaulting of other built-in
-kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf bodies (415: typed
-``kubectl create <kind>`` commands send protobuf; ``kubectl apply`` sends JSON).
+kinds, CEL rules other than ``self == oldSelf`` (accepted, not evaluated), protobuf bodies of kinds other
+than Namespace, Secret, ConfigMap and ServiceAccount (415; ``kubectl apply`` sends JSON).
 """
 
 from __future__ import annotations

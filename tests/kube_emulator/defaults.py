@@ -1,11 +1,12 @@
 """Defaulting of built-in kinds, as kube-apiserver v1.32 does on every write (pkg/apis/*/v1/defaults.go):
 what a controller reads back is not what it sent, so "compare my spec with the live one" code must cope.
 
-Covers the kinds the operator and chart write: Deployment, Job, Service and their pod templates.
+Covers the kinds the operator and chart write: Deployment, Job, Service (and pod templates), Secret.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import itertools
 from typing import Any
@@ -118,7 +119,23 @@ def service(obj: dict[str, Any]) -> None:
         port.setdefault("targetPort", port.get("port"))
 
 
-BY_KEY = {("apps", "deployments"): deployment, ("batch", "jobs"): job, ("", "services"): service}
+def secret(obj: dict[str, Any]) -> None:
+    """v1 Secret defaults: type Opaque; stringData is merged into data (base64) and not stored."""
+    obj.setdefault("type", "Opaque")
+    if not obj["type"]:
+        obj["type"] = "Opaque"
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.setdefault("data", {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+
+
+BY_KEY = {
+    ("apps", "deployments"): deployment,
+    ("batch", "jobs"): job,
+    ("", "services"): service,
+    ("", "secrets"): secret,
+}
 
 
 def apply_defaults(key: tuple[str, str], obj: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.kube_emulator import openapi
+from tests.kube_emulator import openapi, protobuf
 from tests.kube_emulator.emulator import KubeEmulator, Recorded
 from tests.kube_emulator.patches import APPLY
 from tests.kube_emulator.resources import ResourceType
@@ -54,6 +54,14 @@ def _wants_table(request: web.Request) -> bool:
 
 def _truthy(value: str | None) -> bool:
     return value in ("true", "1", "True")
+
+
+async def _body(request: web.Request) -> Any:
+    """A create/replace body: JSON (strictly parsed) or Kubernetes protobuf for a few core kinds."""
+    raw = await request.read()
+    if "protobuf" in request.headers.get("Content-Type", ""):
+        return protobuf.decode(raw)
+    return parse_json(raw)
 
 
 def _verb(method: str, name: str | None, watching: bool) -> str:
@@ -202,13 +210,6 @@ class Routes:
         self, request: web.Request, rtype: ResourceType, ns: str | None, name: str | None, sub: str | None
     ) -> web.StreamResponse:
         method, query = request.method, request.query
-        if "protobuf" in request.headers.get("Content-Type", ""):
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                "application/json, application/yaml (the emulator does not decode protobuf)",
-            )
         field_validation = query.get("fieldValidation", "Warn")
         dry_run = query.get("dryRun") == "All"
         emulator = self.emulator
@@ -236,7 +237,7 @@ class Routes:
                 return await self._watch(request, rtype, ns)
             return _json(self._list(request, rtype, ns))
         if method == "POST" and name is None:
-            body = parse_json(await request.read())
+            body = await _body(request)
             obj, warnings = emulator.create(rtype, ns, body, field_validation, dry_run)
             return _json(obj, 201, warnings)
         if name is None:
@@ -261,7 +262,7 @@ class Routes:
                 return _json(render_table(rtype, [obj], obj["metadata"]["resourceVersion"]))
             return _json(obj)
         if method == "PUT":
-            body = parse_json(await request.read())
+            body = await _body(request)
             obj, warnings = emulator.update(rtype, ns, name, body, sub, field_validation, dry_run)
             return _json(obj, 200, warnings)
         if method == "PATCH":
