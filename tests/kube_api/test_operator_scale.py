@@ -1,6 +1,6 @@
 """Scale: 100 TrainingJobs at once, the operator SIGKILLed mid-way and restarted -> exactly 100 Jobs.
 
-The operator runs as in production (``kopf run -m musicgen_ops.controllers.main`` in its own process)
+The operator runs as in production (``musicgen-ops operator``, the image's command, in its own process)
 against the emulator; the test plays the Job controller (marks each Job active) and measures.
 Figures are logged and kept in docs/operator.md ("Scale").
 """
@@ -44,17 +44,7 @@ def _start_operator(kubeconfig: Path, artifacts: Path, log: Path) -> subprocess.
         "MUSICGEN_OPERATOR_PROGRESS_POLL_SECONDS": "2",
         "MUSICGEN_OPERATOR_METRICS_PORT": "0",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "kopf",
-        "run",
-        "--standalone",
-        "--namespace",
-        "default",
-        "-m",
-        "musicgen_ops.controllers.main",
-    ]
+    command = [str(Path(sys.executable).parent / "musicgen-ops"), "operator", "--namespace", "default"]
     return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
