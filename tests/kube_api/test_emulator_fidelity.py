@@ -265,18 +265,22 @@ def test_owner_references_are_garbage_collected_and_namespaces_must_exist(api):
 
 
 def test_request_cost_does_not_grow_with_history(api):
-    """Routing is a dict lookup: the 1700th request costs what the 1st did."""
+    """Routing is a dict lookup: after 1500 more requests a request costs what it did (kmock: ~78 ms vs
+    a few ms). The best of several small batches keeps other load on the machine out of the figures."""
 
-    def timed(count: int) -> float:
-        start = time.perf_counter()
-        for _ in range(count):
-            api.get(f"{TJ}/meta")
-        return (time.perf_counter() - start) / count
+    def cost() -> float:
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(20):
+                api.get(f"{TJ}/meta")
+            best = min(best, (time.perf_counter() - start) / 20)
+        return best
 
-    early = timed(100)
+    early = cost()
     for _ in range(1500):
         api.get("/api/v1/namespaces/default/configmaps")
-    late = timed(100)
+    late = cost()
     assert late < max(3 * early, 0.01), (early, late)
 
 
