@@ -9,21 +9,9 @@ import time
 import httpx
 import pytest
 
-from tests.kube_api.conftest import JSON_PATCH, MERGE, TJ, training_job
+from tests.kube_api.conftest import JSON_PATCH, MERGE, SERVICES, TJ, patch_json, post_json, training_job
 from tests.kube_emulator import EmulatorThread, KubeEmulator
 from tests.kube_emulator.tables import human_duration, jsonpath
-
-SERVICES = "/api/v1/namespaces/default/services"
-
-
-def _post(api: httpx.Client, path: str, body: dict, **params: str) -> httpx.Response:
-    return api.post(
-        path, content=json.dumps(body), params=params, headers={"Content-Type": "application/json"}
-    )
-
-
-def _patch(api: httpx.Client, path: str, body: object, headers: dict = MERGE) -> httpx.Response:
-    return api.patch(path, content=json.dumps(body), headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +24,7 @@ def _patch(api: httpx.Client, path: str, body: object, headers: dict = MERGE) ->
     ids=["nan-create", "infinity-create", "minus-infinity-status-patch"],
 )
 def test_non_finite_json_numbers_are_a_bad_request(api, method, body):
-    _post(api, TJ, training_job("finite"))
+    post_json(api, TJ, training_job("finite"))
     path = TJ if method == "POST" else f"{TJ}/finite/status"
     response = api.request(method, path, content=body, headers=MERGE)
     assert response.status_code == 400, response.text
@@ -56,7 +44,7 @@ def test_non_finite_json_numbers_are_a_bad_request(api, method, body):
 )
 def test_invalid_object_names_are_422_with_the_real_message(api, path, kind, name, fragment):
     body = {"kind": kind, "metadata": {"name": name}, "spec": {"datasetUri": "s3://d/x"}}
-    response = _post(api, path, body)
+    response = post_json(api, path, body)
     assert response.status_code == 422, response.text
     status = response.json()
     assert status["reason"] == "Invalid"
@@ -67,23 +55,23 @@ def test_invalid_object_names_are_422_with_the_real_message(api, path, kind, nam
 
 
 def test_valid_names_pass(api):
-    assert _post(api, SERVICES, {"kind": "Service", "metadata": {"name": "x-1"}}).status_code == 201
-    assert _post(api, TJ, training_job("a.b")).status_code == 201  # subdomain: dots allowed
+    assert post_json(api, SERVICES, {"kind": "Service", "metadata": {"name": "x-1"}}).status_code == 201
+    assert post_json(api, TJ, training_job("a.b")).status_code == 201  # subdomain: dots allowed
 
 
 def test_server_owned_metadata_and_generation(api):
-    created = _post(api, TJ, training_job("meta", status={"phase": "Succeeded"})).json()
+    created = post_json(api, TJ, training_job("meta", status={"phase": "Succeeded"})).json()
     meta = created["metadata"]
     assert meta["uid"] and meta["creationTimestamp"].endswith("Z") and meta["generation"] == 1
     assert "status" not in created  # status is a subresource: a create never sets it
     version = int(meta["resourceVersion"])
 
-    labelled = _patch(api, f"{TJ}/meta", {"metadata": {"labels": {"a": "b"}}}).json()["metadata"]
+    labelled = patch_json(api, f"{TJ}/meta", {"metadata": {"labels": {"a": "b"}}}).json()["metadata"]
     assert labelled["generation"] == 1 and int(labelled["resourceVersion"]) > version
-    status = _patch(api, f"{TJ}/meta/status", {"status": {"phase": "Running"}, "spec": {"suspend": True}})
+    status = patch_json(api, f"{TJ}/meta/status", {"status": {"phase": "Running"}, "spec": {"suspend": True}})
     assert status.json()["metadata"]["generation"] == 1 and status.json()["status"]["phase"] == "Running"
     assert status.json()["spec"]["suspend"] is False  # the default; /status ignores everything but status
-    edited = _patch(api, f"{TJ}/meta", {"spec": {"suspend": True}, "status": {"phase": "Failed"}}).json()
+    edited = patch_json(api, f"{TJ}/meta", {"spec": {"suspend": True}, "status": {"phase": "Failed"}}).json()
     assert edited["metadata"]["generation"] == 2
     assert edited["status"]["phase"] == "Running"  # the main object ignores status
     assert edited["metadata"]["uid"] == meta["uid"]
@@ -91,29 +79,29 @@ def test_server_owned_metadata_and_generation(api):
 
 def test_generate_name(api):
     body = {"kind": "Event", "metadata": {"generateName": "kopf-event-"}, "reason": "R"}
-    name = _post(api, "/api/v1/namespaces/default/events", body).json()["metadata"]["name"]
+    name = post_json(api, "/api/v1/namespaces/default/events", body).json()["metadata"]["name"]
     assert name.startswith("kopf-event-") and len(name) == len("kopf-event-") + 5
 
 
 def test_merge_patch_replaces_lists_and_null_deletes(api):
-    _post(api, TJ, training_job("lists", exportFormats=["adapter", "merged"], image="x/y:1"))
-    patched = _patch(api, f"{TJ}/lists", {"spec": {"exportFormats": ["onnx"], "image": None}}).json()
+    post_json(api, TJ, training_job("lists", exportFormats=["adapter", "merged"], image="x/y:1"))
+    patched = patch_json(api, f"{TJ}/lists", {"spec": {"exportFormats": ["onnx"], "image": None}}).json()
     assert patched["spec"]["exportFormats"] == ["onnx"]
     assert "image" not in patched["spec"]
 
 
 def test_json_patch_test_guard_is_422_and_stale_versions_conflict(api):
-    created = _post(api, TJ, training_job("guard")).json()
+    created = post_json(api, TJ, training_job("guard")).json()
     stale = str(int(created["metadata"]["resourceVersion"]) - 1)
     guard = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": stale},
         {"op": "add", "path": "/metadata/finalizers", "value": ["x"]},
     ]
-    response = _patch(api, f"{TJ}/guard", guard, JSON_PATCH)
+    response = patch_json(api, f"{TJ}/guard", guard, JSON_PATCH)
     assert response.status_code == 422, response.text
     guard[0]["value"] = created["metadata"]["resourceVersion"]
-    assert _patch(api, f"{TJ}/guard", guard, JSON_PATCH).json()["metadata"]["finalizers"] == ["x"]
-    conflict = _patch(api, f"{TJ}/guard", {"metadata": {"resourceVersion": stale, "labels": {"a": "b"}}})
+    assert patch_json(api, f"{TJ}/guard", guard, JSON_PATCH).json()["metadata"]["finalizers"] == ["x"]
+    conflict = patch_json(api, f"{TJ}/guard", {"metadata": {"resourceVersion": stale, "labels": {"a": "b"}}})
     assert conflict.status_code == 409 and conflict.json()["reason"] == "Conflict"
 
 
@@ -128,7 +116,7 @@ def test_json_patch_test_guard_is_422_and_stale_versions_conflict(api):
     ],
 )
 def test_structural_schema_is_enforced(api, spec, field, fragment):
-    response = _post(api, TJ, training_job("schema", **spec))
+    response = post_json(api, TJ, training_job("schema", **spec))
     assert response.status_code == 422, response.text
     (cause,) = response.json()["details"]["causes"]
     assert cause["field"] == field and fragment in cause["message"]
@@ -136,11 +124,11 @@ def test_structural_schema_is_enforced(api, spec, field, fragment):
 
 def test_unknown_fields_are_pruned_or_rejected_and_defaults_filled(api):
     body = training_job("prune", lora={"r": 8, "rank": 4}, colour="blue")
-    strict = _post(api, TJ, body, fieldValidation="Strict")
+    strict = post_json(api, TJ, body, fieldValidation="Strict")
     assert strict.status_code == 400
     assert 'unknown field "spec.colour"' in strict.json()["message"]
     assert 'unknown field "spec.lora.rank"' in strict.json()["message"]
-    response = _post(api, TJ, body)
+    response = post_json(api, TJ, body)
     assert response.status_code == 201 and "spec.colour" in response.headers["Warning"]
     spec = response.json()["spec"]
     assert "colour" not in spec and spec["lora"] == {"r": 8, "alpha": 32, "dropout": 0.1, "targetModules": []}
@@ -189,7 +177,7 @@ def test_self_equals_old_self_rules_are_evaluated(api):
             ],
         },
     }
-    assert _post(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
+    assert post_json(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
     widgets = "/apis/example.com/v1/namespaces/default/widgets"
     body = {
         "apiVersion": "example.com/v1",
@@ -197,20 +185,20 @@ def test_self_equals_old_self_rules_are_evaluated(api):
         "metadata": {"name": "w"},
         "spec": {"dataset": "a", "size": 1},
     }
-    assert _post(api, widgets, body).status_code == 201  # the other rule is not evaluated
-    response = _patch(api, f"{widgets}/w", {"spec": {"dataset": "b"}})
+    assert post_json(api, widgets, body).status_code == 201  # the other rule is not evaluated
+    response = patch_json(api, f"{widgets}/w", {"spec": {"dataset": "b"}})
     assert response.status_code == 422
     assert response.json()["details"]["causes"][0] == {
         "reason": "FieldValueInvalid",
         "field": "spec.dataset",
         "message": 'Invalid value: "object": dataset is immutable',
     }
-    assert _patch(api, f"{widgets}/w", {"spec": {"size": 2}}).status_code == 200
+    assert patch_json(api, f"{widgets}/w", {"spec": {"size": 2}}).status_code == 200
 
 
 def test_lists_carry_kind_and_api_version_and_tables_use_printer_columns(api):
-    _post(api, TJ, training_job("table"))
-    _patch(
+    post_json(api, TJ, training_job("table"))
+    patch_json(
         api, f"{TJ}/table/status", {"status": {"phase": "Running", "progressPercent": 40, "currentLoss": 2.5}}
     )
     listed = api.get(TJ).json()
@@ -231,7 +219,7 @@ def test_watch_resumes_from_a_resource_version_and_expires_old_ones():
         with httpx.Client(base_url=small.url, timeout=5) as api:
             cms = "/api/v1/namespaces/default/configmaps"
             versions = [
-                _post(api, cms, {"metadata": {"name": f"c{i}"}}).json()["metadata"]["resourceVersion"]
+                post_json(api, cms, {"metadata": {"name": f"c{i}"}}).json()["metadata"]["resourceVersion"]
                 for i in range(8)
             ]
             with api.stream(
@@ -248,7 +236,7 @@ def test_watch_resumes_from_a_resource_version_and_expires_old_ones():
 
 
 def test_owner_references_are_garbage_collected_and_namespaces_must_exist(api):
-    owner = _post(api, TJ, training_job("owner")).json()
+    owner = post_json(api, TJ, training_job("owner")).json()
     ref = {
         "apiVersion": "musicgen.io/v1alpha1",
         "kind": "TrainingJob",
@@ -257,10 +245,10 @@ def test_owner_references_are_garbage_collected_and_namespaces_must_exist(api):
         "controller": True,
     }
     jobs = "/apis/batch/v1/namespaces/default/jobs"
-    assert _post(api, jobs, {"metadata": {"name": "owned", "ownerReferences": [ref]}}).status_code == 201
+    assert post_json(api, jobs, {"metadata": {"name": "owned", "ownerReferences": [ref]}}).status_code == 201
     assert api.delete(f"{TJ}/owner").status_code == 200
     assert api.get(f"{jobs}/owned").status_code == 404
-    missing = _post(api, "/apis/batch/v1/namespaces/nowhere/jobs", {"metadata": {"name": "x"}})
+    missing = post_json(api, "/apis/batch/v1/namespaces/nowhere/jobs", {"metadata": {"name": "x"}})
     assert missing.status_code == 404 and missing.json()["message"] == 'namespaces "nowhere" not found'
 
 
@@ -282,76 +270,6 @@ def test_request_cost_does_not_grow_with_history(api):
         api.get("/api/v1/namespaces/default/configmaps")
     late = cost()
     assert late < max(3 * early, 0.01), (early, late)
-
-
-def test_built_in_kinds_come_back_defaulted(api):
-    container = {
-        "name": "c",
-        "image": "registry.test/generator:1",
-        "ports": [{"containerPort": 8000}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8000}},
-    }
-    template = {"metadata": {"labels": {"app": "g"}}, "spec": {"containers": [container]}}
-    deployment = _post(
-        api,
-        "/apis/apps/v1/namespaces/default/deployments",
-        {
-            "metadata": {"name": "g"},
-            "spec": {"selector": {"matchLabels": {"app": "g"}}, "template": template},
-        },
-    ).json()["spec"]
-    assert (
-        deployment["replicas"],
-        deployment["revisionHistoryLimit"],
-        deployment["progressDeadlineSeconds"],
-    ) == (1, 10, 600)
-    assert deployment["strategy"] == {
-        "type": "RollingUpdate",
-        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
-    }
-    pod = deployment["template"]["spec"]
-    assert (pod["restartPolicy"], pod["dnsPolicy"], pod["terminationGracePeriodSeconds"]) == (
-        "Always",
-        "ClusterFirst",
-        30,
-    )
-    (live,) = pod["containers"]
-    assert live["imagePullPolicy"] == "IfNotPresent" and live["ports"][0]["protocol"] == "TCP"
-    assert live["readinessProbe"] == {
-        "httpGet": {"path": "/readyz", "port": 8000, "scheme": "HTTP"},
-        "timeoutSeconds": 1,
-        "periodSeconds": 10,
-        "successThreshold": 1,
-        "failureThreshold": 3,
-    }
-
-    job = _post(
-        api,
-        "/apis/batch/v1/namespaces/default/jobs",
-        {
-            "metadata": {"name": "j"},
-            "spec": {
-                "template": {
-                    "spec": {"restartPolicy": "Never", "containers": [dict(container, image="t:latest")]}
-                }
-            },
-        },
-    ).json()
-    uid = job["metadata"]["uid"]
-    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-    assert job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "j"
-    assert (job["spec"]["backoffLimit"], job["spec"]["completions"], job["spec"]["suspend"]) == (6, 1, False)
-    assert job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "Always"
-
-    service = _post(
-        api,
-        SERVICES,
-        {"metadata": {"name": "g"}, "spec": {"selector": {"app": "g"}, "ports": [{"port": 8000}]}},
-    ).json()
-    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["clusterIP"].startswith("10.96.")
-    assert service["spec"]["ports"] == [{"port": 8000, "protocol": "TCP", "targetPort": 8000}]
-    patched = _patch(api, f"{SERVICES}/g", {"spec": {"ports": [{"port": 9000}]}}).json()["spec"]
-    assert patched["clusterIP"] == service["spec"]["clusterIP"] and patched["ports"][0]["targetPort"] == 9000
 
 
 @pytest.mark.parametrize(
@@ -388,78 +306,3 @@ def test_printer_column_paths(path, expected):
 )
 def test_ages_read_like_kubectl(seconds, text):
     assert human_duration(seconds) == text
-
-
-def test_service_account_tokens_are_authorised_by_rbac(api, server):
-    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/default"
-    _post(api, "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "op"}})
-    _post(
-        api,
-        f"{rbac}/roles",
-        {
-            "metadata": {"name": "jobs"},
-            "rules": [
-                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "create"]},
-                {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["patch"]},
-            ],
-        },
-    )
-    _post(
-        api,
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        {
-            "metadata": {"name": "view-cm", "labels": {"aggregate-to-op": "true"}},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
-        },
-    )
-    _post(
-        api,
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        {
-            "metadata": {"name": "op-aggregated"},
-            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"aggregate-to-op": "true"}}]},
-        },
-    )
-    subject = [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]
-    _post(
-        api,
-        f"{rbac}/rolebindings",
-        {
-            "metadata": {"name": "op"},
-            "subjects": subject,
-            "roleRef": {"kind": "Role", "name": "jobs", "apiGroup": "rbac.authorization.k8s.io"},
-        },
-    )
-    _post(
-        api,
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        {
-            "metadata": {"name": "op"},
-            "subjects": subject,
-            "roleRef": {
-                "kind": "ClusterRole",
-                "name": "op-aggregated",
-                "apiGroup": "rbac.authorization.k8s.io",
-            },
-        },
-    )
-    token = _post(api, "/api/v1/namespaces/default/serviceaccounts/op/token", {"spec": {}}).json()["status"][
-        "token"
-    ]
-    jobs = "/apis/batch/v1/namespaces/default/jobs"
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as pod:
-        assert pod.get(jobs).status_code == 200
-        assert pod.get("/api/v1/configmaps").status_code == 200  # through the aggregated ClusterRole
-        assert pod.post(jobs, json={"metadata": {"name": "rbac-job"}}).status_code == 201
-        assert _patch(pod, f"{jobs}/rbac-job/status", {"status": {"active": 1}}).status_code == 200
-        denied = pod.delete(f"{jobs}/rbac-job")
-        assert denied.status_code == 403
-        assert denied.json()["message"] == (
-            'jobs.batch "rbac-job" is forbidden: User "system:serviceaccount:default:op" cannot delete '
-            'resource "jobs" in API group "batch" in the namespace "default"'
-        )
-        assert pod.get("/api/v1/namespaces/kube-system/configmaps").status_code == 200
-        assert pod.get("/api/v1/namespaces/default/secrets").status_code == 403
-        assert (
-            pod.get("/apis/batch/v1/namespaces/kube-system/jobs").status_code == 403
-        )  # Role is per namespace
