@@ -4,10 +4,12 @@ The refusals themselves are the emulator's (tests/kube_api/test_emulator_fidelit
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.controllers.conftest import Cluster, unique
-from tests.controllers.helpers import publish, trained_model, training_job, write_progress
+from tests.controllers.helpers import publish, trained_model, training_job
 
 pytestmark = pytest.mark.emulator
 
@@ -22,17 +24,11 @@ def test_a_nan_loss_does_not_block_progress(cluster: Cluster) -> None:
     cluster.create("trainingjobs", training_job(name))
     job = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))["status"]["jobName"]
     cluster.patch("jobs", job, {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}}, sub="status")
-    write_progress(
-        cluster.artifacts,
-        name,
-        epoch=1,
-        total_epochs=10,
-        step=7,
-        total_steps=70,
-        loss=float("nan"),
-        phase="training",
-        updated_at="2026-01-01T00:01:00Z",
-    )
+    # A diverged run's progress.json as Python's json.dumps writes it: the loss is the bare token NaN.
+    progress = cluster.artifacts / "runs" / "default" / name / "progress.json"
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    values = {"epoch": 1, "total_epochs": 10, "step": 7, "total_steps": 70, "loss": float("nan")}
+    progress.write_text(json.dumps({**values, "phase": "training", "updated_at": "2026-01-01T00:01:00Z"}))
     status = cluster.wait_status("trainingjobs", name, lambda s: s.get("currentStep") == 7, timeout=6)[
         "status"
     ]

@@ -153,7 +153,8 @@ class Kubelet:
         scratch = self.scratch / name
         env = self._process_env(self.environment(namespace, f"{name}-pod", container), scratch)
         env |= {
-            "MUSICGEN_JOB_WORKDIR": str(scratch / "work"),
+            # main's contracts name it WORK_DIR (older jobs read WORKDIR and fall back to a temp folder)
+            "MUSICGEN_JOB_WORK_DIR": str(scratch / "work"),
             "MUSICGEN_JOB_CACHE_DIR": str(scratch / "cache"),
             "MUSICGEN_JOB_TERMINATION_LOG": str(scratch / "termination-log"),
         }
