@@ -69,10 +69,10 @@ def test_license_is_apache_in_repo_and_chart() -> None:
 def test_one_version_for_package_chart_images_and_changelog() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     assert chart["version"] == chart["appVersion"] == __version__
-    config = OperatorConfig()
-    assert config.trainer_image.endswith(f":{__version__}") and config.generator_image.endswith(
-        f":{__version__}"
-    )
+    defaults = {
+        name: OperatorConfig.model_fields[name].default for name in ("trainer_image", "generator_image")
+    }
+    assert all(image.endswith(f":{__version__}") for image in defaults.values()), defaults
     changelog = (REPO_ROOT / "CHANGELOG.md").read_text()
     releases = re.findall(r"^## \[(\d[^\]]*)\]", changelog, re.MULTILINE)
     assert releases and releases[0] == __version__, f"CHANGELOG.md's newest release is not {__version__}"
