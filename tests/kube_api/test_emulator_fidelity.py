@@ -207,7 +207,18 @@ def test_lists_carry_kind_and_api_version_and_tables_use_printer_columns(api):
     table = api.get(f"{TJ}/table", headers={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"}).json()
     assert table["kind"] == "Table"
     names = [c["name"] for c in table["columnDefinitions"]]
-    assert names == ["Name", "Phase", "Epoch", "Progress", "Loss", "Model", "ETA", "Age"]
+    assert names == [
+        "Name",
+        "Phase",
+        "Epoch",
+        "Progress",
+        "Loss",
+        "Model",
+        "Val Loss",
+        "Base Loss",
+        "ETA",
+        "Age",
+    ]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
     assert cells["Name"] == "table" and cells["Phase"] == "Running" and cells["Progress"] == 40
     assert cells["Loss"] == 2.5 and cells["Model"] is None and cells["Age"].endswith("s")

@@ -82,14 +82,25 @@ def test_apply_get_and_printer_columns(kubectl, api):
         assert row[:6] == ["piano-lora", "Running", "2/10", "20", "2.5", ""]  # no model yet: empty
         assert re.fullmatch(r"\d+s", row[6])
     wide_header = table_rows(kubectl("get", "tj", "-o", "wide"))[0]
-    assert wide_header == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "ETA", "AGE"]
+    assert wide_header == [
+        "NAME",
+        "PHASE",
+        "EPOCH",
+        "PROGRESS",
+        "LOSS",
+        "MODEL",
+        "VAL LOSS",
+        "BASE LOSS",
+        "ETA",
+        "AGE",
+    ]
     assert kubectl("get", "tj", "piano-lora", "-o", "jsonpath={.spec.lora.r}") == "16"
 
     assert "trainedmodel.musicgen.io/piano-lora-v1 created" in kubectl(
         "apply", "-f", "examples/trainedmodel.yaml"
     )
     header, row = table_rows(kubectl("get", "trainedmodels"))
-    assert header == ["NAME", "PHASE", "BASE", "FORMATS", "LOSS", "URL", "AGE"]
+    assert header == ["NAME", "PHASE", "BASE", "FORMATS", "LOSS", "VAL LOSS", "BASE LOSS", "URL", "AGE"]
     assert row[:3] == ["piano-lora-v1", "", "facebook/musicgen-small"]
     everything = kubectl("get", "musicgen")
     assert "trainingjob.musicgen.io/piano-lora" in everything

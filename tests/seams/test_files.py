@@ -37,6 +37,7 @@ def test_progress_written_by_the_job_is_what_the_operator_shows(tmp_path):
     assert (status.current_epoch, status.total_epochs, status.epochs) == (2.5, 4, "2/4")
     assert (status.current_step, status.total_steps, status.progress_percent) == (50, 80, 62)
     assert status.current_loss == 2.34568 and status.validation_loss is None
+    assert status.base_validation_loss == 7.5
     assert status.eta_seconds == 120 and status.training_phase == "training"
     assert status.last_progress_time is not None
 

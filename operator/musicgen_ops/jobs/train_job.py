@@ -118,6 +118,7 @@ def train(settings: TrainJobEnvironment) -> None:
         metadata=TrainingSummary(
             final_loss=result.final_train_loss,
             validation_loss=result.val_loss,
+            base_validation_loss=result.base_val_loss,
             steps=result.steps,
             train_loss_per_epoch=result.train_loss_per_epoch,
             dataset_uri=settings.dataset_uri,
