@@ -30,6 +30,7 @@ import torch
 from musicgen_ops.pipeline.codes import revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -59,6 +60,7 @@ class FastGenerationEngine:
         device: ``cuda``, ``cuda:1``, ``cpu``...; default CUDA when available.
         dtype: decoder dtype, ``bfloat16`` by default on CUDA and ``float32`` on CPU.
         config: buckets and switches (:class:`FastEngineConfig`).
+        decoder: turns the codes into audio; default EnCodec (``build_decoder("encodec")``).
     """
 
     #: Accepts ``seeds=`` with one seed per prompt: a prompt's audio does not depend on its batch.
@@ -70,6 +72,7 @@ class FastGenerationEngine:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         config: FastEngineConfig | None = None,
+        decoder: AudioDecoder | None = None,
     ) -> None:
         self.config = config or FastEngineConfig()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -92,6 +95,12 @@ class FastGenerationEngine:
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
         self.hop_length = self.sample_rate // self.frame_rate
+        self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
+        if self.decoder.sample_rate != self.sample_rate:
+            raise FastEngineError(
+                f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
+                f"the model's codes are for {self.sample_rate} Hz"
+            )
         k = self.num_codebooks
         steps = [round(s * self.frame_rate) + k - 1 for s in self.config.length_buckets_s]
         #: Cache windows (slots), one per length bucket, ascending.
@@ -360,11 +369,10 @@ class FastGenerationEngine:
         return full, full_mask
 
     def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
-        """EnCodec decode of ``[B, K, frames]`` codes to float32 ``[B, samples]``."""
-        with torch.inference_mode():
-            values = self.model.audio_encoder.decode(codes[None], [None]).audio_values
+        """``[B, K, frames]`` codes through the engine's decoder to float32 mono ``[B, samples]``."""
+        values = self.decoder.decode(codes)
         samples = num_frames * self.hop_length
-        audio = values[:, 0, :samples].float().cpu().numpy()
+        audio = values[:, 0, :samples].cpu().numpy()
         if audio.shape[1] != samples:
             raise RuntimeError(f"codec returned {audio.shape[1]} samples, expected {samples}")
         return np.ascontiguousarray(audio, dtype=np.float32)

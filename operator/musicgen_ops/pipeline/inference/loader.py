@@ -19,6 +19,7 @@ from typing import Any
 
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.inference.base import GenerationEngine
+from musicgen_ops.pipeline.inference.decoders import DEFAULT_DECODER, available_decoders, build_decoder
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def open_engine(
     *,
     dtype: str | None = None,
     processor_path: str | Path | None = None,
+    decoder: str = DEFAULT_DECODER,
 ) -> GenerationEngine:
     """Open a generation engine for a model reference.
 
@@ -114,20 +116,32 @@ def open_engine(
         device: ``cpu`` or ``cuda[:N]``; for ONNX, any ``cuda`` device selects the CUDA provider.
         dtype: torch dtype name for the torch engine (``float32``, ``bfloat16``, ``float16``).
         processor_path: ONNX only: folder holding the processor when it is not beside the export.
+        decoder: the registered audio decoder turning codes into audio (``encodec`` by default; see
+            ``pipeline.inference.decoders``); for ONNX, ``encodec`` is the exported codec part.
 
     Raises:
-        ValueError: unknown engine.
+        ValueError: unknown engine or decoder.
         ModelNotAvailableError: the model cannot be found or loaded, or the ONNX engine is not installed.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if decoder not in available_decoders():
+        raise ValueError(
+            f"unknown audio decoder {decoder!r}; choose one of {', '.join(available_decoders())}"
+        )
     if engine == "auto":
         engine = "fast" if str(device).startswith("cuda") else "torch"
     if engine == "fast":
         from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
 
         # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
-        return FastGenerationEngine(load_model(model_ref), device=device, dtype=dtype)
+        loaded = load_model(model_ref)
+        return FastGenerationEngine(
+            loaded,
+            device=device,
+            dtype=dtype,
+            decoder=build_decoder(decoder, model=loaded.model, device=device),
+        )
     if engine == "onnx":
         if not onnx_available():
             raise ModelNotAvailableError(
@@ -143,7 +157,11 @@ def open_engine(
             str(path),
             processor_path=str(processor_path) if processor_path else None,
             use_gpu=device.startswith("cuda"),
+            decoder=None if decoder == DEFAULT_DECODER else build_decoder(decoder, model=None, device=device),
         )
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
-    return TorchEngine(load_model(model_ref), device=device, dtype=dtype)
+    loaded = load_model(model_ref)
+    return TorchEngine(
+        loaded, device=device, dtype=dtype, decoder=build_decoder(decoder, model=loaded.model, device=device)
+    )

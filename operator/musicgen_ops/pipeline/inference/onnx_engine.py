@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.export.descriptor import DESCRIPTOR_NAME, ExportDescriptor
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, ExportedEncodecDecoder
 from musicgen_ops.pipeline.inference.sampling import (
     make_rng,
     process_logits,
@@ -63,12 +65,25 @@ class PartsGenerationEngine:
     ``max_length``, ``guidance_scale``, ``temperature``, ``top_k``, ``seed``).
     """
 
-    def __init__(self, descriptor: ExportDescriptor, processor: Any) -> None:
+    def __init__(
+        self, descriptor: ExportDescriptor, processor: Any, decoder: AudioDecoder | None = None
+    ) -> None:
         self.descriptor = descriptor
         self.constants = descriptor.constants
         self.processor = processor
         self.sample_rate = self.constants.sample_rate
         self.frame_rate = self.constants.frame_rate
+        self.decoder = decoder or ExportedEncodecDecoder(
+            self.run_audio_decoder,
+            sample_rate=self.sample_rate,
+            num_codebooks=self.constants.num_codebooks,
+            runtime=descriptor.runtime,
+        )
+        if self.decoder.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
+                f"the exported codes are for {self.sample_rate} Hz"
+            )
 
     # The four parts, numpy in / numpy out; implemented per runtime.
     def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -124,7 +139,7 @@ class PartsGenerationEngine:
         start = time.perf_counter()
         frames = np.stack([codes[:, c, c + 1 : c + 1 + num_frames] for c in range(k)], axis=1)
         assert frames.shape[-1] == num_frames and not (frames == pad).any()
-        audio = self.run_audio_decoder(frames).astype(np.float32)
+        audio = self.decoder.decode(torch.from_numpy(frames))[:, 0].numpy()
         timings["codec"] = time.perf_counter() - start
         return GenerationOutput(audio=audio, sample_rate=self.sample_rate, codes=frames, timings=timings)
 
@@ -205,6 +220,7 @@ class ONNXInferenceEngine(PartsGenerationEngine):
         use_gpu: use the CUDA execution provider when ONNX Runtime has it (else CPU, with a log line).
         precision: ``fp32``, ``int8`` or ``auto`` (fp32 when exported, else int8).
         intra_op_threads: ONNX Runtime threads per operator (0: its default).
+        decoder: turns the codes into audio; default the exported EnCodec part.
     """
 
     def __init__(
@@ -215,6 +231,7 @@ class ONNXInferenceEngine(PartsGenerationEngine):
         *,
         precision: str = "auto",
         intra_op_threads: int = 0,
+        decoder: AudioDecoder | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -244,7 +261,7 @@ class ONNXInferenceEngine(PartsGenerationEngine):
             name: ort.InferenceSession(str(folder / spec.files[precision]), options, providers=self.providers)
             for name, spec in descriptor.parts.items()
         }
-        super().__init__(descriptor, load_processor(folder, processor_path))
+        super().__init__(descriptor, load_processor(folder, processor_path), decoder)
         self._step_inputs = descriptor.parts["decoder_step"].input_names
 
     def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
