@@ -89,3 +89,22 @@ def test_share_refuses_graphs_in_two_folders(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(ExportError, match="must be in one folder"):
         share_external_weights([tmp_path / "a.onnx", tmp_path / "x" / "b.onnx"], "w.data")
+
+
+def test_int8_codec_stores_its_convolution_weights_as_int8(exported, onnx_engine):
+    import onnx
+
+    folder = exported.root / "onnx"
+    model = onnx.load(str(folder / "audio_decoder.int8.onnx"))
+    int8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    producers = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    floats = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert convs and any(n.input[1] in producers for n in convs)
+    for node in convs:  # every weight is INT8 behind a DequantizeLinear, but for tiny ones (< 1024 values)
+        if node.input[1] in producers:
+            assert producers[node.input[1]].input[0] in int8
+        else:
+            assert int(np.prod(floats[node.input[1]].dims)) < 1024
+    fp32 = folder / "audio_decoder.onnx"
+    assert (folder / "audio_decoder.int8.onnx").stat().st_size < 0.8 * fp32.stat().st_size
