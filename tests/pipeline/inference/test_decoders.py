@@ -122,6 +122,21 @@ def test_torch_engine_codec_tap_leaves_other_callers_alone(tiny_model):
     assert out.shape == (1, 1, 3 * 640)  # outside generate() the real codec runs
 
 
+def test_models_with_a_codes_tap_can_still_be_copied(fresh_tiny_model):
+    import copy
+
+    from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
+
+    TorchEngine(fresh_tiny_model)
+    twin = copy.deepcopy(fresh_tiny_model.model)
+    codes = _codes(batch=1, frames=3)
+    with torch.inference_mode():
+        a = fresh_tiny_model.model.audio_encoder.decode(codes[None], [None]).audio_values
+        b = twin.audio_encoder.decode(codes[None], [None]).audio_values
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert twin.audio_encoder.decode.decode.__self__ is twin.audio_encoder
+
+
 def test_open_engine_takes_a_decoder_name():
     from musicgen_ops.pipeline.inference.loader import open_engine
 

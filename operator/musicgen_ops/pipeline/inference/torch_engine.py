@@ -120,6 +120,10 @@ class _CodesTap:
             audio_values=audio_codes.new_zeros((audio_codes.shape[1], 1, 0), dtype=torch.float)
         )
 
+    def __reduce__(self) -> tuple:
+        """Copies and pickles of the model (``deepcopy``, ``torch.save``) get a fresh tap on their codec."""
+        return (_CodesTap, (self.decode,))
+
     def capture(self, sink: list[torch.Tensor]) -> _TapScope:
         return _TapScope(self._local, sink)
 
