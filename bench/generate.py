@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", choices=("tiny-random", "small-random"), default="small-random")
+    parser.add_argument("--preset", choices=("tiny-random", "small-random"), default="tiny-random")
     parser.add_argument("--seconds", type=float, nargs="+", default=[2.0], help="Audio lengths to time.")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
