@@ -10,7 +10,9 @@ step runs eagerly, which is how the tests prove it matches ``generate()`` token 
 Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
 padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
 position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
-request read less of the cache); the prompt's tokens are padded to the smallest prompt bucket.
+request read less of the cache; eager steps, without graphs, attend over the filled slots rounded up to
+64, so their cost grows with the position, not the bucket); the prompt's tokens are padded to the
+smallest prompt bucket.
 Call :meth:`FastGenerationEngine.warmup` before serving: it captures every bucket's graphs, so nothing
 is captured (or compiled) at request time.
 """
@@ -336,6 +338,10 @@ class FastGenerationEngine:
                 f"({self.config.text_buckets[-1]}); shorten it or raise FastEngineConfig.text_buckets"
             )
         windows = [next(w for w in self.windows if w > s) for s in range(steps)]
+        if not self.use_graphs:  # eager steps need no fixed shapes: attend over the slots filled so far
+            windows = [
+                min(w, math.ceil((s + 1) / _CACHE_ALIGN) * _CACHE_ALIGN) for s, w in enumerate(windows)
+            ]
         ws = self.workspace
         if self.use_graphs:  # caches always hold the largest buckets: graphs are never recaptured
             ws.ensure(self.config.batch_buckets[-1], self.windows[-1])
