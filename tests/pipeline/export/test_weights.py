@@ -108,3 +108,26 @@ def test_int8_codec_stores_its_convolution_weights_as_int8(exported, onnx_engine
             assert int(np.prod(floats[node.input[1]].dims)) < 1024
     fp32 = folder / "audio_decoder.onnx"
     assert (folder / "audio_decoder.int8.onnx").stat().st_size < 0.8 * fp32.stat().st_size
+
+
+def test_int8_only_export_keeps_no_float32_weights(merged_model, lora_model, tmp_path):
+    from musicgen_ops.pipeline.export.exporter import MusicGenExporter
+    from musicgen_ops.pipeline.inference.base import SamplingParams
+    from musicgen_ops.pipeline.inference.onnx_engine import ONNXInferenceEngine
+
+    folder = tmp_path / "onnx"
+    MusicGenExporter(merged_model, lora_model.processor).export_to_onnx(
+        folder, quantize=True, keep_fp32=False, verify=False
+    )
+    onnx_files = sorted(p.name for p in folder.iterdir() if ".onnx" in p.name)
+    assert onnx_files == [
+        "audio_decoder.int8.onnx",
+        "decoder.int8.onnx.data",
+        "decoder_init.int8.onnx",
+        "decoder_step.int8.onnx",
+        "text_encoder.int8.onnx",
+    ]
+    engine = ONNXInferenceEngine(folder)
+    assert engine.precision == "int8"
+    out = engine.generate(["calm"], num_frames=4, sampling=SamplingParams(do_sample=False))
+    assert out.audio.shape == (1, 4 * 640) and np.isfinite(out.audio).all()
