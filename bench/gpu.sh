@@ -34,5 +34,5 @@ PY
 )"
 out="bench/results/$(date -u +%Y-%m-%d)-${gpu}.json"
 echo "GPU: ${gpu}; writing ${out}" >&2
-exec timeout 480 "$PYTHON" bench/generate_fast.py --device cuda --engines fast,onnx,hf --hf-durations 10 \
+exec timeout 480 "$PYTHON" bench/generate_fast.py --device cuda --engines fast,hf,onnx --hf-durations 10 \
     --batches 1,16 --durations 10,30 --repeats 3 --max-wall-s 400 --output "$out" "$@"
