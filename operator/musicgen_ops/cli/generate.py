@@ -9,6 +9,7 @@ import typer
 
 from musicgen_ops.cli.console import console, exit_with_error
 from musicgen_ops.cli.options import field_option
+from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.contracts.generation import GenerationParameters
 
 
@@ -69,6 +70,7 @@ def generate(
     model_format: str = typer.Option(
         "auto", "--model-format", help="Artifact of a model folder: auto, adapter, merged, onnx, onnx-int8..."
     ),
+    decoder: str = field_option(ServeEnvironment, "decoder"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
@@ -116,6 +118,7 @@ def generate(
                 device=device,
                 dtype=dtype,
                 model_format=model_format,
+                decoder=decoder,
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
