@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ GROUP_VERSION = "musicgen.io/v1alpha1"
 RESOURCES: dict[str, dict[str, Any]] = {
     "v1/namespaces": {"kind": "Namespace", "namespaced": False, "verbs": ["list", "watch", "get"]},
     "v1/events": {"kind": "Event", "namespaced": True, "verbs": ["create", "list", "watch"]},
+    "v1/secrets": {"kind": "Secret", "namespaced": True, "verbs": ["create", "get", "list", "patch"]},
     "v1/pods": {"kind": "Pod", "namespaced": True, "verbs": ["create", "get", "list", "watch", "patch"]},
     "v1/services": {
         "kind": "Service",
@@ -72,6 +74,7 @@ PATHS = {
     "pods": "/api/v1",
     "deployments": "/apis/apps/v1",
     "services": "/api/v1",
+    "secrets": "/api/v1",
     "events": "/api/v1",
 }
 
@@ -79,10 +82,11 @@ PATHS = {
 class Cluster:
     """Sync helpers over HTTP for tests; the emulator lives in another thread."""
 
-    def __init__(self, url: str, emulator: MusicgenEmulator, artifacts: Path) -> None:
+    def __init__(self, url: str, emulator: MusicgenEmulator, artifacts: Path, metrics_port: int = 0) -> None:
         self.url = url
         self.emulator = emulator
         self.artifacts = artifacts
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.http = httpx.Client(base_url=url, headers={"User-Agent": TEST_AGENT}, timeout=10)
 
     def path(self, plural: str, name: str | None = None, namespace: str = NAMESPACE, sub: str = "") -> str:
@@ -158,6 +162,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _serve_emulator(ready: threading.Event, stop: threading.Event, box: dict) -> None:
     async def main() -> None:
         async with MusicgenEmulator() as emulator, kmock.Server(emulator) as server:
@@ -216,6 +227,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             }
         )
     )
+    metrics_port = free_port()
     env = {
         "KUBECONFIG": str(kubeconfig),
         "MUSICGEN_OPERATOR_WATCH_NAMESPACES": NAMESPACE,
@@ -224,7 +236,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "MUSICGEN_OPERATOR_GENERATOR_IMAGE": "registry.test/generator:1",
         "MUSICGEN_OPERATOR_STORAGE_SECRET": "storage-creds",
         "MUSICGEN_OPERATOR_PROGRESS_POLL_SECONDS": "0.3",
-        "MUSICGEN_OPERATOR_METRICS_PORT": "0",
+        "MUSICGEN_OPERATOR_METRICS_PORT": str(metrics_port),
         "MUSICGEN_OPERATOR_JOB_TTL_SECONDS": "600",
     }
     saved = {k: os.environ.get(k) for k in env}
@@ -243,7 +255,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if "error" in box:
         raise box["error"]
     logging.getLogger("kopf").setLevel(logging.INFO)
-    cluster = Cluster(box["url"], box["emulator"], artifacts)
+    cluster = Cluster(box["url"], box["emulator"], artifacts, metrics_port)
     try:
         yield cluster
     finally:

@@ -80,3 +80,15 @@ def remove_model(root_uri: str, model_id: str) -> int:
     count = delete_model(root_uri, model_id)
     logger.info("deleted %d objects of model %s under %s", count, model_id, root_uri)
     return count
+
+
+def model_published(root_uri: str, model_id: str) -> bool:
+    """Whether ``<root>/models/<id>/manifest.json`` exists (a published model)."""
+    return read_manifest(root_uri, model_id) is not None
+
+
+def remove_run(run_uri: str) -> int:
+    """Delete a training run's folder (checkpoints, progress.json); returns how many objects went."""
+    count = open_store(run_uri).delete_prefix("")
+    logger.info("deleted %d objects of run %s", count, run_uri)
+    return count
