@@ -209,6 +209,10 @@ def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
 
 
+#: progress.json fields that may hold NaN/Infinity and the status fields they feed.
+PROGRESS_STATUS_FIELDS = {"loss": "currentLoss", "val_loss": "validationLoss", "eta_seconds": "etaSeconds"}
+
+
 def _rounded(value: float | None) -> float | None:
     return round(value, 5) if value is not None else None
 
@@ -260,17 +264,18 @@ def _duration(status: Mapping[str, Any]) -> float | None:
 
 async def _read_progress(uri: str, update: StatusUpdate) -> None:
     try:
-        progress = await asyncio.to_thread(artifacts.read_progress, uri)
+        progress, non_finite = await asyncio.to_thread(artifacts.read_progress, uri)
     except Exception as err:  # storage hiccups and half-written files must not stop following the Job
         logger.warning("cannot read %s: %s", uri, err)
         return
     if progress is None:
         return
     fields = progress_fields(progress)
-    bad = non_finite_paths(fields)
+    bad = non_finite + non_finite_paths(fields)
     update.set(**fields)
+    update.set(**{PROGRESS_STATUS_FIELDS[k]: None for k in non_finite if k in PROGRESS_STATUS_FIELDS})
     if bad:
-        message = f"progress.json held non-finite numbers at {', '.join(bad)}; shown as empty"
+        message = f"progress.json held non-finite numbers in {', '.join(bad)}; shown as empty"
         update.condition(ConditionType.PROGRESS_VALID.value, False, "NonFiniteNumber", message)
     elif get_condition(update.old, ConditionType.PROGRESS_VALID.value):
         update.condition(ConditionType.PROGRESS_VALID.value, True, "FiniteNumbers")
