@@ -53,8 +53,6 @@ def _env(job):
     [
         pytest.param(QUEUE, False, False, None, True, "Queued", "False", id="queued-job-waits-for-kueue"),
         pytest.param(QUEUE, False, True, True, False, "Pending", "True", id="kueue-decides-not-spec"),
-        pytest.param(QUEUE, True, True, False, False, "Pending", "True", id="restart-keeps-kueue-decision"),
-        pytest.param({}, True, False, False, False, "Pending", None, id="no-queue-spec-suspend-works"),
     ],
 )
 def test_kueue_owns_suspend_under_a_queue(
@@ -93,7 +91,6 @@ def test_kueue_owns_suspend_under_a_queue(
     ("edit", "accepted"),
     [
         pytest.param({"training": {"epochs": 20}}, False, id="epochs"),
-        pytest.param({"image": "registry.test/trainer:1"}, False, id="image"),
         pytest.param({"exportFormats": ["adapter", "adapter"]}, False, id="duplicate-format"),
         pytest.param(
             {"ttlSecondsAfterFinished": 3600, "deletionPolicy": "Delete"}, True, id="ttl-policy-editable"
@@ -179,7 +176,7 @@ def test_a_lost_job_fails_the_run_with_job_lost(cluster, tmp_path, plural):
 # --- 4. run identity -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+@pytest.mark.parametrize("policy", ["Delete"])  # Retain (the default) is kept by every other test
 def test_a_new_incarnation_never_sees_the_old_run(cluster, policy):
     name = unique("tj")
     first = cluster.create("trainingjobs", training_job(name, deletionPolicy=policy))
@@ -212,7 +209,7 @@ def test_a_new_incarnation_never_sees_the_old_run(cluster, policy):
     assert "currentStep" not in tj["status"]
 
 
-@pytest.mark.parametrize("owner", ["another-trainingjob", "published-artifacts"])
+@pytest.mark.parametrize("owner", ["published-artifacts"])  # a TrainedModel's owner: test_truth_units
 def test_publishing_never_overwrites_a_model_someone_else_owns(cluster, tmp_path, owner):
     model = unique("model")
     if owner == "another-trainingjob":
@@ -236,9 +233,6 @@ def test_publishing_never_overwrites_a_model_someone_else_owns(cluster, tmp_path
 @pytest.mark.parametrize(
     ("terminations", "reason", "hint"),
     [
-        pytest.param(
-            [{"exitCode": 137, "reason": "OOMKilled"}], "OOMKilled", "spec.resources.memory", id="oom"
-        ),
         pytest.param(
             [{"exitCode": 137, "reason": "OOMKilled"}, {"exitCode": 1, "reason": "Error", "message": "boom"}],
             "OOMKilled",
@@ -277,7 +271,7 @@ def test_every_failed_attempt_is_counted_and_kept(cluster, terminations, reason,
 # --- 6. finite numbers -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", [math.nan, math.inf])
+@pytest.mark.parametrize("loss", [math.nan])  # Infinity: test_truth_units
 def test_non_finite_progress_becomes_null_and_a_condition(cluster, loss):
     name = unique("tj")
     cluster.create("trainingjobs", training_job(name))

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import math
 
 import pytest
 
 from musicgen_ops.api.crdgen import openapi_schema
 from musicgen_ops.api.trainingjob import TRAINING_JOB, TrainingJobSpec
-from musicgen_ops.controllers import metrics, trainingjob
+from musicgen_ops.controllers import artifacts, metrics, trainingjob
 from musicgen_ops.controllers.builders.jobs import build_training_job
 from musicgen_ops.controllers.builders.labels import Owner
 from musicgen_ops.controllers.config import load_config
 from musicgen_ops.controllers.context import Context
 from musicgen_ops.controllers.failures import failed_attempts
-from musicgen_ops.controllers.kube import DEPLOYMENTS, TRAINING_JOBS
+from musicgen_ops.controllers.kube import DEPLOYMENTS, TRAINED_MODELS, TRAINING_JOBS
 from musicgen_ops.controllers.lifetime import expiry_seconds
-from musicgen_ops.controllers.policy import image_problem, spec_digest
+from musicgen_ops.controllers.policy import OWNER_UID_LABEL, image_problem, model_owner_problem, spec_digest
 from musicgen_ops.controllers.status import StatusUpdate, write_status
 from musicgen_ops.controllers.trainedmodel import APPLIED_ANNOTATION, _apply, name_problem
 from tests.controllers.fakes import FakeKube
@@ -281,3 +282,33 @@ def test_image_allow_list(allowed, image, ok):
     assert (problem is None) is ok
     if not ok:
         assert problem.startswith("spec.image:")
+
+
+@pytest.mark.parametrize(
+    ("model_labels", "ok"),
+    [
+        (None, True),  # no such model: free
+        ({OWNER_UID_LABEL: "uid-1"}, True),  # produced by this very TrainingJob
+        ({OWNER_UID_LABEL: "uid-0", "musicgen.io/trainingjob": "piano"}, False),  # an earlier incarnation
+        ({}, False),  # made by hand
+    ],
+)
+def test_a_model_another_trainingjob_owns_is_refused(model_labels, ok):
+    kube = FakeKube()
+    if model_labels is not None:
+        kube.put(
+            TRAINED_MODELS, {"metadata": {"name": "piano", "namespace": "music", "labels": model_labels}}
+        )
+    problem = asyncio.run(model_owner_problem(OWNER, "piano", Context(config=_config(), kube=kube)))
+    assert (problem is None) is ok
+    if not ok:
+        assert problem.startswith("spec.modelId:")
+
+
+@pytest.mark.parametrize(("loss", "bad"), [(1.5, []), (math.inf, ["loss"]), (math.nan, ["loss"])])
+def test_non_finite_progress_fields_are_named(tmp_path, loss, bad):
+    raw = {"phase": "training", "epoch": 1, "total_epochs": 2, "step": 3, "total_steps": 9, "loss": loss}
+    (tmp_path / "progress.json").write_text(json.dumps(raw))  # json writes NaN/Infinity as a trainer might
+    progress, non_finite = artifacts.read_progress(f"file://{tmp_path}/progress.json")
+    assert non_finite == bad
+    assert progress.loss == (loss if not bad else None)

@@ -63,32 +63,40 @@ def exercised(cluster, tmp_path_factory):
         ),
     )
     cluster.create("trainingjobs", training_job(failed))
-    cluster.wait_status("trainingjobs", trained, lambda s: s.get("phase") == "Suspended")
+    cluster.wait_status("trainingjobs", trained, lambda s: s.get("phase") == "Suspended", timeout=60)
     cluster.patch("trainingjobs", trained, {"spec": {"suspend": False}})  # jobs patch
-    cluster.wait_for("resumed", lambda: cluster.get("jobs", f"{trained}-train")["spec"]["suspend"] is False)
+    cluster.wait_for(
+        "resumed", lambda: cluster.get("jobs", f"{trained}-train")["spec"]["suspend"] is False, timeout=60
+    )
     publish(cluster.artifacts, tmp, trained, ["adapter"])  # what the trainer uploads
     cluster.patch("jobs", f"{trained}-train", job_succeeded(), sub="status")  # trainedmodels create
-    cluster.wait_status("trainedmodels", trained, lambda s: s.get("phase") == "Ready")
-    cluster.wait_for("TTL deleted the TrainingJob", lambda: cluster.get("trainingjobs", trained) is None)
-    cluster.wait_status("trainingjobs", failed, lambda s: s.get("jobName"))
+    cluster.wait_status("trainedmodels", trained, lambda s: s.get("phase") == "Ready", timeout=60)
+    cluster.wait_for(
+        "TTL deleted the TrainingJob", lambda: cluster.get("trainingjobs", trained) is None, timeout=60
+    )
+    cluster.wait_status("trainingjobs", failed, lambda s: s.get("jobName"), timeout=60)
     cluster.create("pods", pod_of(f"{failed}-train", f"{failed}-train-0", {"exitCode": 1, "reason": "Error"}))
     cluster.patch("jobs", f"{failed}-train", job_failed(), sub="status")  # pods list
-    cluster.wait_status("trainingjobs", failed, lambda s: s.get("phase") == "Failed")
+    cluster.wait_status("trainingjobs", failed, lambda s: s.get("phase") == "Failed", timeout=60)
     cluster.patch("trainedmodels", trained, {"spec": {"serving": {"enabled": True}}})  # deployments, services
-    cluster.wait_for("served", lambda: cluster.get("services", f"{trained}-generator"))
+    cluster.wait_for("served", lambda: cluster.get("services", f"{trained}-generator"), timeout=60)
     cluster.patch(
         "trainedmodels", trained, {"spec": {"serving": {"port": 9000}}}
     )  # deployments/services patch
     cluster.wait_for(
-        "port", lambda: cluster.get("services", f"{trained}-generator")["spec"]["ports"][0]["port"] == 9000
+        "port",
+        lambda: cluster.get("services", f"{trained}-generator")["spec"]["ports"][0]["port"] == 9000,
+        timeout=60,
     )
     request = unique("rbac-gen")
     cluster.create("generationrequests", generation_request(request, trained, ttlSecondsAfterFinished=0))
-    cluster.wait_status("generationrequests", request, lambda s: s.get("jobName"))
+    cluster.wait_status("generationrequests", request, lambda s: s.get("jobName"), timeout=60)
     cluster.patch("jobs", f"{request}-generate", job_succeeded(), sub="status")
-    cluster.wait_for("TTL deleted the request", lambda: cluster.get("generationrequests", request) is None)
+    cluster.wait_for(
+        "TTL deleted the request", lambda: cluster.get("generationrequests", request) is None, timeout=60
+    )
     cluster.delete("trainedmodels", trained)  # deployments/services delete
-    cluster.wait_for("model gone", lambda: cluster.get("trainedmodels", trained) is None)
+    cluster.wait_for("model gone", lambda: cluster.get("trainedmodels", trained) is None, timeout=60)
     return _operator_requests(cluster)
 
 
