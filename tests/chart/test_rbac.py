@@ -33,7 +33,7 @@ def test_required_rules_cover_every_scope() -> None:
 def test_cluster_wide_mode_uses_one_cluster_role_with_exactly_the_required_rules(render: Render) -> None:
     docs = render({"operator": {"watchNamespaces": []}})
     assert not find(docs, "Role") and not find(docs, "RoleBinding")
-    role = one(docs, "ClusterRole")
+    role = one(docs, "ClusterRole", "musicgen-operator")
     assert role["rules"] == cluster_role_rules(clusterwide=True)
     assert triples(role["rules"]) == triples(rule.to_k8s() for rule in REQUIRED_RULES)
     binding = one(docs, "ClusterRoleBinding")
@@ -57,7 +57,7 @@ def test_namespaced_mode_uses_a_role_per_namespace(render: Render) -> None:
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "musicgen", "namespace": NAMESPACE}]
     # Only CRD discovery stays cluster-wide: no namespaces, no namespaced resources.
-    cluster_role = one(docs, "ClusterRole")
+    cluster_role = one(docs, "ClusterRole", "musicgen-operator")
     assert cluster_role["rules"] == cluster_role_rules(clusterwide=False)
     assert not triples(cluster_role["rules"]) & triples(rules_for("namespace") + rules_for("clusterwide"))
 
@@ -68,7 +68,22 @@ def test_no_wildcards_secrets_or_leases(render: Render) -> None:
         for doc in find(docs, "ClusterRole") + find(docs, "Role"):
             for group, resource, verb in triples(doc["rules"]):
                 assert "*" not in (group, resource, verb)
-                assert resource not in {"secrets", "leases", "kopfpeerings", "clusterkopfpeerings"}
+                assert resource not in {"leases", "kopfpeerings", "clusterkopfpeerings"}
+                # Secrets: only get (the storage-label check of spec.storageSecret), never list or watch.
+                assert resource != "secrets" or verb == "get"
+
+
+def test_user_roles_aggregate_into_edit_and_view(render: Render) -> None:
+    docs = render({})
+    edit = one(docs, "ClusterRole", "musicgen-edit")
+    view = one(docs, "ClusterRole", "musicgen-view")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    custom = {"trainingjobs", "trainedmodels", "generationrequests"}
+    assert {r for _, r, v in triples(edit["rules"]) if v == "create"} == custom
+    assert {v for _, _, v in triples(view["rules"])} == {"get", "list", "watch"}
+    # Status is the operator's alone.
+    assert not {(r, v) for _, r, v in triples(edit["rules"]) if r.endswith("/status") and v != "get"}
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -38,16 +39,19 @@ PATHS = {
     "deployments": "/apis/apps/v1",
     "services": "/api/v1",
     "events": "/api/v1",
+    "secrets": "/api/v1",
 }
 
 
 class Cluster:
     """Sync helpers over HTTP for tests; the emulator lives in another thread."""
 
-    def __init__(self, url: str, emulator: KubeEmulator, artifacts: Path) -> None:
+    def __init__(self, url: str, emulator: KubeEmulator, artifacts: Path, metrics_port: int = 0) -> None:
         self.url = url
         self.emulator = emulator
         self.artifacts = artifacts
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.operator: OperatorThread | None = None
         self.http = httpx.Client(base_url=url, headers={"User-Agent": TEST_AGENT}, timeout=10)
 
     def path(self, plural: str, name: str | None = None, namespace: str = NAMESPACE, sub: str = "") -> str:
@@ -129,21 +133,71 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+_SETTINGS_REGISTERED: list[bool] = []
+
+
 def _run_operator(ready: threading.Event, stop: threading.Event, box: dict) -> None:
     import kopf
 
     import musicgen_ops.controllers.main  # noqa: F401  (registers the handlers)
 
-    @kopf.on.startup()
-    def _test_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.queueing.idle_timeout = 0.3
-        settings.watching.reconnect_backoff = 0.2
+    if not _SETTINGS_REGISTERED:  # kopf's registry is global: register once, even across restarts
+
+        @kopf.on.startup()
+        def _test_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.queueing.idle_timeout = 0.3
+            settings.watching.reconnect_backoff = 0.2
+
+        _SETTINGS_REGISTERED.append(True)
 
     try:
         asyncio.run(kopf.operator(namespaces=[NAMESPACE], standalone=True, stop_flag=stop, ready_flag=ready))
     except BaseException as err:  # surfaced by the fixture
         box["error"] = err
         ready.set()
+
+
+class OperatorThread:
+    """The operator in a thread of its own, which a test may stop and start again (a restart)."""
+
+    def __init__(self, box: dict) -> None:
+        self.box = box
+        self.stop_flag = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready, self.stop_flag = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=_run_operator, args=(ready, self.stop_flag, self.box), daemon=True
+        )
+        self.thread.start()
+        assert ready.wait(30), "the operator did not start"
+        if "error" in self.box:
+            raise self.box.pop("error")
+
+    def stop(self) -> None:
+        """Stop and wait; a shutdown that times out cancelling busy daemons is what a restart looks like
+        anyway (a real one is a SIGKILL), so its error is logged, not raised."""
+        self.stop_flag.set()
+        if self.thread is not None:
+            self.thread.join(60)
+            assert not self.thread.is_alive(), "the operator did not stop"
+        error = self.box.pop("error", None)
+        if error is not None:
+            logging.getLogger(__name__).warning("operator stopped with %r", error)
+
+    def restart(self, **env: str) -> None:
+        """Stop and start again, with MUSICGEN_OPERATOR_* overrides (kept until the next restart)."""
+        self.stop()
+        os.environ.update(env)
+        self.start()
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +209,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     box: dict[str, Any] = {}
     server = EmulatorThread(KubeEmulator(crds=CRDS)).start()
     kubeconfig = write_kubeconfig(tmp / "kubeconfig", server.url, NAMESPACE)
+    metrics_port = free_port()
     env = {
         "KUBECONFIG": str(kubeconfig),
         "MUSICGEN_OPERATOR_WATCH_NAMESPACES": NAMESPACE,
@@ -163,7 +218,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "MUSICGEN_OPERATOR_GENERATOR_IMAGE": "registry.test/generator:1",
         "MUSICGEN_OPERATOR_STORAGE_SECRET": "storage-creds",
         "MUSICGEN_OPERATOR_PROGRESS_POLL_SECONDS": "0.3",
-        "MUSICGEN_OPERATOR_METRICS_PORT": "0",
+        "MUSICGEN_OPERATOR_METRICS_PORT": str(metrics_port),
         "MUSICGEN_OPERATOR_JOB_TTL_SECONDS": "600",
     }
     saved = {k: os.environ.get(k) for k in env}
@@ -173,21 +228,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
     saved_location = kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION
     kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
-    operator_ready, operator_stop = threading.Event(), threading.Event()
-    operator_thread = threading.Thread(
-        target=_run_operator, args=(operator_ready, operator_stop, box), daemon=True
-    )
-    operator_thread.start()
-    assert operator_ready.wait(20), "the operator did not start"
-    if "error" in box:
-        raise box["error"]
+    operator = OperatorThread(box)
+    operator.start()
     logging.getLogger("kopf").setLevel(logging.INFO)
-    cluster = Cluster(server.url, server.emulator, artifacts)
+    cluster = Cluster(server.url, server.emulator, artifacts, metrics_port)
+    cluster.operator = operator
     try:
         yield cluster
     finally:
-        operator_stop.set()
-        operator_thread.join(20)
+        operator.stop()
         server.stop()
         cluster.http.close()
         kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_location

@@ -36,9 +36,10 @@ def generation_request(name: str, model: str, **spec: object) -> dict:
     }
 
 
-def write_progress(artifacts: Path, name: str, contract: type, **values: object) -> None:
-    """Write progress.json the way a training Job does: through the contract model."""
-    path = artifacts / "runs" / "default" / name / "progress.json"
+def write_progress(artifacts: Path, run_uri: str, contract: type, **values: object) -> None:
+    """Write progress.json the way a training Job does: through the contract model, into its run folder
+    (``status.runUri``, keyed by the resource's uid)."""
+    path = artifacts / run_uri.removeprefix(f"file://{artifacts}/") / "progress.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(contract(**values).model_dump_json())
 

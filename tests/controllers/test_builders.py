@@ -51,7 +51,9 @@ class TestTrainingJob:
         assert job["metadata"]["name"] == "piano-train"
         assert job["metadata"]["labels"][QUEUE_LABEL] == "gpu"
         assert job["spec"]["suspend"] is True and job["spec"]["backoffLimit"] == 3
-        assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [3]
+        rules = job["spec"]["podFailurePolicy"]["rules"]
+        assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+        assert rules[1]["action"] == "FailJob" and rules[1]["onExitCodes"]["values"] == [3, 137]
         assert pod["restartPolicy"] == "Never" and pod["priorityClassName"] == "high"
         assert pod["nodeSelector"] == {"pool": "gpu", "nvidia.com/gpu.product": "A100", "zone": "a"}
         assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
@@ -73,7 +75,7 @@ class TestTrainingJob:
             monkeypatch.setenv(item["name"], item["value"])
         rebuilt = TrainJobEnvironment.from_environ()
         assert rebuilt == expected
-        assert rebuilt.progress_uri == "s3://bucket/root/runs/music/piano/progress.json"
+        assert rebuilt.progress_uri == "s3://bucket/root/runs/music/piano-uid-1/progress.json"
         assert rebuilt.output_uri == "s3://bucket/root/models/piano"
         assert rebuilt.lora.target_modules == ["q_proj"] and rebuilt.lora.r == 8 and rebuilt.resume is True
 

@@ -46,13 +46,13 @@ def test_create_makes_one_job_with_image_gpu_env_and_owner(cluster):
 def test_progress_then_success_creates_trained_model(cluster):
     name = unique("tj")
     cluster.create("trainingjobs", training_job(name, training={"epochs": 4}, exportFormats=["adapter"]))
-    cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))
+    tj = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))
     cluster.patch(
         "jobs", f"{name}-train", {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}}, sub="status"
     )
     write_progress(
         cluster.artifacts,
-        name,
+        tj["status"]["runUri"],
         TrainingProgress,
         epoch=2.5,
         total_epochs=4,
@@ -138,37 +138,16 @@ def test_invalid_spec_is_a_condition_and_event_without_job(cluster):
     assert len(patches) <= 2
 
 
-def test_spec_update_and_rerun_never_duplicate_the_job(cluster):
+def test_suspend_and_resume_without_a_queue(cluster):
     name = unique("tj")
-    cluster.create("trainingjobs", training_job(name))
-    cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))
-    creates_before = [
-        r for r in cluster.emulator.recorded if r.verb == "create" and r.name is None and r.resource == "jobs"
-    ]
-    # A spec change re-runs the handler: it finds the Job by its deterministic name.
-    cluster.patch("trainingjobs", name, {"spec": {"image": "registry.test/trainer:2"}})
-    cluster.wait_status("trainingjobs", name, lambda s: s.get("observedGeneration") == 2)
-    assert len(_jobs_of(cluster, name)) == 1
-    creates_after = [r for r in cluster.emulator.recorded if r.verb == "create" and r.resource == "jobs"]
-    assert len(creates_after) == len(creates_before)
-
-
-def test_suspend_and_resume(cluster):
-    name = unique("tj")
-    cluster.create(
-        "trainingjobs",
-        {
-            **training_job(name, suspend=True),
-            "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": "gpu"}},
-        },
-    )
+    cluster.create("trainingjobs", training_job(name, suspend=True))
     cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Suspended")
-    job = cluster.get("jobs", f"{name}-train")
-    assert job["spec"]["suspend"] is True
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
+    assert cluster.get("jobs", f"{name}-train")["spec"]["suspend"] is True
     cluster.patch("trainingjobs", name, {"spec": {"suspend": False}})
     cluster.wait_for("job resumed", lambda: cluster.get("jobs", f"{name}-train")["spec"]["suspend"] is False)
-    cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Pending")
+    tj = cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Pending")
+    assert tj["status"]["observedGeneration"] == 2
+    assert len(_jobs_of(cluster, name)) == 1
 
 
 def test_delete_removes_job_but_keeps_trained_model(cluster):

@@ -44,9 +44,8 @@ def test_apply_watch_wait_and_find_the_model(cluster: Cluster, tmp_path: Path) -
         kubectl("apply", "-f", str(_example(tmp_path))).strip()
         == "trainingjob.musicgen.io/piano-lora created"
     )
-    job_name = cluster.wait_status("trainingjobs", "piano-lora", lambda s: s.get("jobName"))["status"][
-        "jobName"
-    ]
+    created = cluster.wait_status("trainingjobs", "piano-lora", lambda s: s.get("jobName"))["status"]
+    job_name = created["jobName"]
     assert _tj_row(kubectl)["PHASE"] == "Pending"
 
     cluster.patch(
@@ -54,7 +53,7 @@ def test_apply_watch_wait_and_find_the_model(cluster: Cluster, tmp_path: Path) -
     )
     write_progress(
         cluster.artifacts,
-        "piano-lora",
+        created["runUri"],
         TrainingProgress,
         epoch=5,
         total_epochs=10,

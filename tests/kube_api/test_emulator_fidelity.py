@@ -84,10 +84,17 @@ def test_generate_name(api):
 
 
 def test_merge_patch_replaces_lists_and_null_deletes(api):
-    post_json(api, TJ, training_job("lists", exportFormats=["adapter", "merged"], image="x/y:1"))
-    patched = patch_json(api, f"{TJ}/lists", {"spec": {"exportFormats": ["onnx"], "image": None}}).json()
-    assert patched["spec"]["exportFormats"] == ["onnx"]
-    assert "image" not in patched["spec"]
+    models = TJ.replace("trainingjobs", "trainedmodels")
+    body = {
+        "apiVersion": "musicgen.io/v1alpha1",
+        "kind": "TrainedModel",
+        "metadata": {"name": "lists"},
+        "spec": {"formats": ["adapter", "merged"], "trainingJob": "tj-1"},
+    }
+    assert post_json(api, models, body).status_code == 201
+    patched = patch_json(api, f"{models}/lists", {"spec": {"formats": ["onnx"], "trainingJob": None}}).json()
+    assert patched["spec"]["formats"] == ["onnx"]
+    assert "trainingJob" not in patched["spec"]
 
 
 def test_json_patch_test_guard_is_422_and_stale_versions_conflict(api):
@@ -214,6 +221,7 @@ def test_lists_carry_kind_and_api_version_and_tables_use_printer_columns(api):
         "Progress",
         "Loss",
         "Model",
+        "Reason",
         "Val Loss",
         "Base Loss",
         "ETA",

@@ -78,9 +78,9 @@ def test_apply_get_and_printer_columns(kubectl, api):
     )
     for resource in ("tj", "trainingjobs.musicgen.io", "mtj"):
         header, row = table_rows(kubectl("get", resource))
-        assert header == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "AGE"]
+        assert header == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "REASON", "AGE"]
         assert row[:6] == ["piano-lora", "Running", "2/10", "20", "2.5", ""]  # no model yet: empty
-        assert re.fullmatch(r"\d+s", row[6])
+        assert re.fullmatch(r"\d+s", row[7])
     wide_header = table_rows(kubectl("get", "tj", "-o", "wide"))[0]
     assert wide_header == [
         "NAME",
@@ -89,6 +89,7 @@ def test_apply_get_and_printer_columns(kubectl, api):
         "PROGRESS",
         "LOSS",
         "MODEL",
+        "REASON",
         "VAL LOSS",
         "BASE LOSS",
         "ETA",
@@ -100,7 +101,19 @@ def test_apply_get_and_printer_columns(kubectl, api):
         "apply", "-f", "examples/trainedmodel.yaml"
     )
     header, row = table_rows(kubectl("get", "trainedmodels"))
-    assert header == ["NAME", "PHASE", "BASE", "FORMATS", "LOSS", "VAL LOSS", "BASE LOSS", "URL", "AGE"]
+    assert header == [
+        "NAME",
+        "PHASE",
+        "BASE",
+        "FORMATS",
+        "LOSS",
+        "VAL LOSS",
+        "BASE LOSS",
+        "URL",
+        "READY",
+        "REASON",
+        "AGE",
+    ]
     assert row[:3] == ["piano-lora-v1", "", "facebook/musicgen-small"]
     everything = kubectl("get", "musicgen")
     assert "trainingjob.musicgen.io/piano-lora" in everything
@@ -169,7 +182,7 @@ def test_get_watch_prints_changes_astable_rows(kubectl, api):
         )
 
     lines = kubectl.watch("get", "tj", "-w", until="3/10", action=progress)
-    assert lines[0].split() == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "AGE"]
+    assert lines[0].split() == ["NAME", "PHASE", "EPOCH", "PROGRESS", "LOSS", "MODEL", "REASON", "AGE"]
     assert lines[1].split()[:5] == ["piano-lora", "Running", "2/10", "20", "2.5"]
     assert lines[-1].split()[:5] == ["piano-lora", "Running", "3/10", "30", "2.5"]
 

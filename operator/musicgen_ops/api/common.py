@@ -27,6 +27,8 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 STORAGE_URI_PATTERN = r"^(s3|az|file)://\S+$"
 #: A DNS-1123 label (names of Kubernetes objects we create from it).
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A DNS-1035 label: what a Service name must be (starts with a letter).
+DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 #: The configuration of every CRD model; a contract subclassed into a CRD model sets it again, so the
@@ -67,6 +69,12 @@ class ConditionType(str, Enum):
     SERVING = "Serving"
     MODEL_READY = "ModelReady"
     SUSPENDED = "Suspended"
+    #: Kueue admitted the Job (False with reason Queued while Kueue holds it suspended).
+    ADMITTED = "Admitted"
+    #: The latest spec generation was acted on (False: an edit of an immutable field was refused).
+    SPEC_ACCEPTED = "SpecAccepted"
+    #: progress.json held only finite numbers (False: NaN/Infinity were dropped).
+    PROGRESS_VALID = "ProgressValid"
 
 
 class Condition(CamelModel):
@@ -148,6 +156,8 @@ class ResourceKind:
     status_model: type[BaseModel]
     columns: tuple[PrinterColumn, ...]
     description: str
+    #: CEL ``x-kubernetes-validations`` on the whole object (e.g. a rule on ``metadata.name``).
+    rules: tuple[dict[str, str], ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -165,3 +175,8 @@ class StatusBase(CamelModel):
     conditions: list[Condition] = Field(default_factory=list, description="Latest observations.")
     observed_generation: int | None = Field(None, description="The spec generation last acted on.")
     message: str | None = Field(None, description="Human-readable summary of the current phase.")
+    reason: str | None = Field(None, description="CamelCase reason of the current phase (kubectl REASON).")
+
+
+#: The REASON printer column every resource shows.
+REASON_COLUMN = PrinterColumn("Reason", ".status.reason")

@@ -73,6 +73,23 @@ def _legacy_properties(model: type[BaseModel], defs: dict[str, Any], seen: set[s
             _legacy_properties(sub, defs, seen)
 
 
+def _immutable_rules(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """CEL ``self == oldSelf`` on each of ``model.immutable_fields``; an optional field also may not be
+    added or removed (a transition rule on a property only runs when old and new both have it)."""
+    props = schema.get("properties", {})
+    for field_name in getattr(model, "immutable_fields", ()):
+        field = model.model_fields[field_name]
+        alias = field.alias or field_name
+        message = f"{alias} is immutable once created: create a new {model.__name__.removesuffix('Spec')}"
+        props[alias].setdefault("x-kubernetes-validations", []).append(
+            {"rule": "self == oldSelf", "message": message}
+        )
+        if field.default is None and field.default_factory is None:
+            schema.setdefault("x-kubernetes-validations", []).append(
+                {"rule": f"has(self.{alias}) == has(oldSelf.{alias})", "message": message}
+            )
+
+
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """BaseModel classes mentioned in a type annotation (list[X], X | None...)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -134,6 +151,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     _factory_defaults(model, defs, set())
     _legacy_properties(model, defs, set())
     schema = to_structural(defs[model.__name__], defs)
+    _immutable_rules(model, schema)
     conditions = schema.get("properties", {}).get("conditions")
     if conditions is not None:
         conditions["x-kubernetes-list-type"] = "map"
@@ -143,7 +161,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def openapi_schema(kind: ResourceKind) -> dict[str, Any]:
     """The openAPIV3Schema of a resource: apiVersion, kind, metadata, spec and status."""
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": kind.description,
         "required": ["spec"],
@@ -155,6 +173,9 @@ def openapi_schema(kind: ResourceKind) -> dict[str, Any]:
             "status": model_schema(kind.status_model),
         },
     }
+    if kind.rules:
+        schema["x-kubernetes-validations"] = [dict(rule) for rule in kind.rules]
+    return schema
 
 
 def crd_manifest(kind: ResourceKind) -> dict[str, Any]:

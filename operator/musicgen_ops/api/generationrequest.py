@@ -11,6 +11,7 @@ from pydantic import Field
 from musicgen_ops.api.common import (
     AGE_COLUMN,
     CAMEL_CONFIG,
+    REASON_COLUMN,
     STORAGE_URI_PATTERN,
     CamelModel,
     ComputeResources,
@@ -52,6 +53,9 @@ class GenerationRequestSpec(GenerationParameters, CamelModel):
     resources: ComputeResources = Field(default_factory=ComputeResources, description="Pod resources.")
     scheduling: Scheduling = Field(default_factory=Scheduling, description="Node selection.")
     image: str | None = Field(None, description="Generator image override.")
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete this GenerationRequest that long after it finished (unset: keep it)."
+    )
 
 
 class JobTimings(Timings, CamelModel):
@@ -91,6 +95,7 @@ GENERATION_REQUEST = ResourceKind(
         PrinterColumn("Model", ".spec.trainedModelId"),
         PrinterColumn("Duration", ".spec.durationSeconds", "number", "Requested seconds of audio"),
         PrinterColumn("Output", ".status.outputUri"),
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
     description="Generate music with a TrainedModel in a batch Job.",

@@ -10,7 +10,9 @@ from pydantic import Field
 
 from musicgen_ops.api.common import (
     AGE_COLUMN,
+    DNS_1035_PATTERN,
     DNS_LABEL_PATTERN,
+    REASON_COLUMN,
     STORAGE_URI_PATTERN,
     CamelModel,
     ComputeResources,
@@ -98,6 +100,7 @@ class TrainedModelStatus(StatusBase):
     missing: list[str] = Field(default_factory=list, description="What is missing, when Invalid.")
     serving_url: str | None = Field(None, description="In-cluster URL of the generator Service.")
     deployment_name: str | None = None
+    ready_replicas: int | None = Field(None, description="Generator pods passing their readiness probe.")
     checked_time: datetime | None = Field(None, description="When the artifacts were last checked.")
 
 
@@ -116,7 +119,16 @@ TRAINED_MODEL = ResourceKind(
         PrinterColumn("Val Loss", ".status.validationLoss", "number", "Fine-tuned model, held-out tracks"),
         PrinterColumn("Base Loss", ".status.baseValidationLoss", "number", "Base model, same tracks"),
         PrinterColumn("URL", ".status.servingUrl"),
+        PrinterColumn("Ready", ".status.readyReplicas", "integer", "Generator pods ready"),
+        REASON_COLUMN,
         AGE_COLUMN,
     ),
     description="A fine-tuned MusicGen model in object storage, optionally served.",
+    rules=(
+        {
+            "rule": f"self.metadata.name.matches('{DNS_1035_PATTERN}')",
+            "message": "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting "
+            "with a letter): it names the generator Service",
+        },
+    ),
 )

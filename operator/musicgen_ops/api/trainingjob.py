@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -11,6 +12,7 @@ from musicgen_ops.api.common import (
     AGE_COLUMN,
     CAMEL_CONFIG,
     DNS_LABEL_PATTERN,
+    REASON_COLUMN,
     STORAGE_URI_PATTERN,
     CamelModel,
     ComputeResources,
@@ -19,6 +21,7 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
+from musicgen_ops.api.trainedmodel import DeletionPolicy
 from musicgen_ops.contracts.training import LoraParameters, TrainingParameters, TrainingRecipe
 
 
@@ -26,6 +29,8 @@ class TrainingPhase(str, Enum):
     """Where a TrainingJob stands."""
 
     PENDING = "Pending"
+    #: Waiting for Kueue to admit the Job (it is suspended until then).
+    QUEUED = "Queued"
     SUSPENDED = "Suspended"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -48,6 +53,22 @@ class TrainingJobSpec(TrainingRecipe, CamelModel):
     """What to train, how, and on which hardware."""
 
     model_config = CAMEL_CONFIG
+    #: What shapes the run: fixed once created (CEL ``self == oldSelf`` in the CRD; the operator refuses
+    #: an edit it sees anyway). suspend, ttlSecondsAfterFinished and deletionPolicy stay editable.
+    immutable_fields: ClassVar[tuple[str, ...]] = (
+        "dataset_uri",
+        "base_model",
+        "model_id",
+        "lora",
+        "training",
+        "export_formats",
+        "resources",
+        "scheduling",
+        "image",
+        "storage_secret",
+        "active_deadline_seconds",
+        "backoff_limit",
+    )
 
     dataset_uri: str = Field(
         pattern=STORAGE_URI_PATTERN,
@@ -77,6 +98,22 @@ class TrainingJobSpec(TrainingRecipe, CamelModel):
     backoff_limit: int | None = Field(
         None, ge=0, le=20, description="Pod retries (each resumes from the last checkpoint)."
     )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete this TrainingJob that long after it finished (unset: keep it)."
+    )
+    deletion_policy: DeletionPolicy = Field(
+        DeletionPolicy.RETAIN,
+        description="Retain (default) or Delete the run folder (checkpoints, progress) with the resource.",
+    )
+
+
+class Attempt(CamelModel):
+    """One failed pod of the training Job."""
+
+    pod: str = Field(description="Pod name.")
+    reason: str = Field(description="OOMKilled, Error, DeadlineExceeded...")
+    exit_code: int | None = Field(None, description="The container's exit code.")
+    message: str | None = Field(None, description="Last line of the termination message.")
 
 
 class TrainingJobStatus(StatusBase):
@@ -104,6 +141,14 @@ class TrainingJobStatus(StatusBase):
     artifacts_uri: str | None = Field(None, description="Folder of the finished model artifacts.")
     trained_model: str | None = Field(None, description="TrainedModel created on success.")
     failure_reason: str | None = Field(None, description="Why the run failed (Job condition, OOMKilled...).")
+    run_uri: str | None = Field(None, description="Folder of this incarnation's checkpoints and progress.")
+    spec_digest: str | None = Field(
+        None, description="Digest of the run-shaping spec the Job was built from."
+    )
+    attempts: int | None = Field(None, description="Pods started so far (retries included).")
+    failed_attempts: list[Attempt] = Field(
+        default_factory=list, description="Every failed pod, oldest first."
+    )
 
 
 TRAINING_JOB = ResourceKind(
@@ -119,6 +164,7 @@ TRAINING_JOB = ResourceKind(
         PrinterColumn("Progress", ".status.progressPercent", "integer", "Percent of steps done"),
         PrinterColumn("Loss", ".status.currentLoss", "number"),
         PrinterColumn("Model", ".status.trainedModel"),
+        REASON_COLUMN,
         PrinterColumn("Val Loss", ".status.validationLoss", "number", priority=1),
         PrinterColumn("Base Loss", ".status.baseValidationLoss", "number", "Base model", priority=1),
         PrinterColumn("ETA", ".status.etaSeconds", "integer", "Seconds left", priority=1),

@@ -7,6 +7,7 @@ behind these few functions keeps the controllers independent of the storage pack
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,14 @@ def read_json(uri: str) -> dict[str, Any] | None:
     return value
 
 
-def read_progress(uri: str) -> TrainingProgress | None:
-    """A training Job's ``progress.json``, or None before the Job wrote one."""
+def read_progress(uri: str) -> tuple[TrainingProgress | None, list[str]]:
+    """A training Job's ``progress.json`` (None before the Job wrote one) and the names of the fields that
+    held NaN/Infinity (the contract turns them into None; the operator reports them)."""
     value = read_json(uri)
-    return None if value is None else TrainingProgress.model_validate(value)
+    if value is None:
+        return None, []
+    non_finite = sorted(k for k, v in value.items() if isinstance(v, float) and not math.isfinite(v))
+    return TrainingProgress.model_validate(value), non_finite
 
 
 def read_generation_result(uri: str) -> GenerationJobResult | None:
@@ -83,4 +88,16 @@ def remove_model(root_uri: str, model_id: str) -> int:
     """Delete a model's artifacts (manifest first); returns how many objects went."""
     count = delete_model(root_uri, model_id)
     logger.info("deleted %d objects of model %s under %s", count, model_id, root_uri)
+    return count
+
+
+def model_published(root_uri: str, model_id: str) -> bool:
+    """Whether ``<root>/models/<id>/manifest.json`` exists (a published model)."""
+    return read_manifest(root_uri, model_id) is not None
+
+
+def remove_run(run_uri: str) -> int:
+    """Delete a training run's folder (checkpoints, progress.json); returns how many objects went."""
+    count = open_store(run_uri).delete_prefix("")
+    logger.info("deleted %d objects of run %s", count, run_uri)
     return count

@@ -61,6 +61,14 @@ class OperatorConfig(BaseSettings):
     base_model_cache_pvc: str = ""
     #: Secret whose key ``HF_TOKEN`` reaches Jobs and servers (gated/private hub models; "" for none).
     hf_token_secret: str = ""
+    #: Comma-separated images a spec may choose (``spec.image``); empty: only the trainer and generator
+    #: images above. Anything else is refused as InvalidSpec.
+    allowed_images: str = ""
+    #: Label a Secret named in ``spec.storageSecret`` must carry (value "true"): users cannot mount
+    #: arbitrary Secrets of the namespace into their pods.
+    storage_secret_label: str = "musicgen.io/storage"
+    #: Retry OOMKilled pods (exit code 137) like other failures; by default they fail the Job at once.
+    retry_oom: bool = False
 
     @field_validator("default_tolerations")
     @classmethod
@@ -74,6 +82,12 @@ class OperatorConfig(BaseSettings):
     def namespaces(self) -> list[str]:
         """The watched namespaces; empty means cluster-wide."""
         return [ns.strip() for ns in self.watch_namespaces.split(",") if ns.strip()]
+
+    @property
+    def image_allow_list(self) -> set[str]:
+        """Images a spec may choose: the configured list, else the trainer and generator images."""
+        listed = {image.strip() for image in self.allowed_images.split(",") if image.strip()}
+        return listed or {self.trainer_image, self.generator_image}
 
     @property
     def clusterwide(self) -> bool:

@@ -42,20 +42,43 @@ def failure_reason(job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> tup
     reason = condition.get("reason") or "JobFailed"
     message = condition.get("message") or "the Job failed"
     pods = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    oom = [a for a in failed_attempts(pods) if a["reason"] == "OOMKilled"]
+    if oom:  # any attempt that ran out of memory: the hint that helps, whatever failed last
+        return "OOMKilled", (
+            f"pod {oom[-1]['pod']} was killed for running out of memory (OOMKilled); "
+            "raise spec.resources.memory or lower spec.training.batchSize"
+        )
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = _terminated(status)
             if not terminated or terminated.get("exitCode", 0) == 0:
                 continue
             container = status.get("name", "?")
-            if terminated.get("reason") == "OOMKilled":
-                return "OOMKilled", (
-                    f"container {container} was killed for running out of memory (OOMKilled); "
-                    "raise spec.resources.memory or lower spec.training.batchSize"
-                )
             text = (terminated.get("message") or "").strip()
             if text:
                 tail = text.splitlines()[-1][:500]
                 return reason, f"{message}; container {container} exited {terminated.get('exitCode')}: {tail}"
             return reason, f"{message}; container {container} exited with code {terminated.get('exitCode')}"
     return reason, message
+
+
+def failed_attempts(pods: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per failed pod of a Job, oldest first: pod, reason, exit code, last message line."""
+    attempts = []
+    pods = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = _terminated(status)
+            if not terminated or terminated.get("exitCode", 0) == 0:
+                continue
+            text = (terminated.get("message") or "").strip()
+            attempt = {
+                "pod": (pod.get("metadata") or {}).get("name", "?"),
+                "reason": terminated.get("reason") or "Error",
+                "exitCode": terminated.get("exitCode"),
+            }
+            if text:
+                attempt["message"] = text.splitlines()[-1][:300]
+            attempts.append(attempt)
+            break
+    return attempts

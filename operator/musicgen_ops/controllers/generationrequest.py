@@ -30,7 +30,8 @@ from musicgen_ops.controllers.builders.labels import Owner
 from musicgen_ops.controllers.context import Context, describe_validation_error
 from musicgen_ops.controllers.failures import JOB_NAME_LABEL, failure_reason, job_outcome
 from musicgen_ops.controllers.kube import GENERATION_REQUESTS, JOBS, PODS, TRAINED_MODELS
-from musicgen_ops.controllers.status import StatusUpdate, now
+from musicgen_ops.controllers.policy import image_problem
+from musicgen_ops.controllers.status import StatusUpdate, now, write_status
 
 logger = logging.getLogger(__name__)
 RESOURCE = "generationrequests"
@@ -43,10 +44,15 @@ def is_running(status: Mapping[str, Any] | None) -> bool:
 
 
 async def _write(ctx: Context, owner: Owner, update: StatusUpdate) -> None:
-    patch = update.as_patch()
-    await ctx.kube.patch_status(GENERATION_REQUESTS, owner.namespace, owner.name, patch)
+    patch = await write_status(ctx.kube, GENERATION_REQUESTS, owner.namespace, owner.name, update)
     if "phase" in patch:
         metrics.record_phase(RESOURCE, owner.namespace, owner.name, patch["phase"])
+
+
+async def _job_lost(ctx: Context, owner: Owner, update: StatusUpdate, job_name: str) -> None:
+    message = f"Job {job_name} disappeared before it finished; create a new GenerationRequest"
+    update.condition(ConditionType.JOB_CREATED.value, False, "JobLost", message)
+    await _fail(ctx, owner, update, "JobLost", message)
 
 
 async def _fail(ctx: Context, owner: Owner, update: StatusUpdate, reason: str, message: str) -> None:
@@ -61,15 +67,26 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
     owner = Owner.from_body(body)
     update = StatusUpdate(body)
     status = body.get("status") or {}
-    if status.get("phase") in TERMINAL or status.get("jobName"):
+    if status.get("phase"):  # resume after a restart: rebuild the by-phase gauge
+        metrics.record_phase(RESOURCE, owner.namespace, owner.name, status["phase"])
+    if status.get("phase") in TERMINAL:
+        return
+    if status.get("jobName"):
+        if await ctx.kube.get(JOBS, owner.namespace, status["jobName"]) is None:
+            await _job_lost(ctx, owner, update, status["jobName"])
         return
     try:
         spec = GenerationRequestSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as err:
         message = describe_validation_error(err)
+    else:
+        message = image_problem(spec.image, ctx) or ""
+    if message:
         update.condition(ConditionType.VALIDATED.value, False, "InvalidSpec", message)
+        update.observe()
         await _fail(ctx, owner, update, "InvalidSpec", message)
-        raise kopf.PermanentError(message) from err
+        raise kopf.PermanentError(message)
+    update.observe()
     update.condition(ConditionType.VALIDATED.value, True, "SpecValid", "the spec is valid")
     model = await ctx.kube.get(TRAINED_MODELS, owner.namespace, spec.trained_model_id)
     if model is None:
@@ -126,10 +143,11 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
     status = body.get("status") or {}
     job_name = status.get("jobName") or generation_job_name(owner.name)
     job = await ctx.kube.get(JOBS, owner.namespace, job_name)
-    if job is None:
-        return True
-    outcome = job_outcome(job)
     update = StatusUpdate(body)
+    if job is None:
+        await _job_lost(ctx, owner, update, job_name)
+        return False
+    outcome = job_outcome(job)
     if outcome == "Succeeded":
         try:
             result = (

@@ -67,6 +67,7 @@ class Resource:
 JOBS = Resource("batch", "v1", "jobs")
 PODS = Resource("", "v1", "pods")
 SERVICES = Resource("", "v1", "services")
+SECRETS = Resource("", "v1", "secrets")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 TRAINING_JOBS = Resource(GROUP, VERSION, "trainingjobs")
 TRAINED_MODELS = Resource(GROUP, VERSION, "trainedmodels")

@@ -19,7 +19,13 @@ from musicgen_ops.api.common import GROUP, VERSION
 from musicgen_ops.controllers import generationrequest, metrics, trainedmodel, trainingjob
 from musicgen_ops.controllers.config import load_config
 from musicgen_ops.controllers.context import Context
-from musicgen_ops.controllers.kube import Kube, connection_from_environment
+from musicgen_ops.controllers.kube import (
+    GENERATION_REQUESTS,
+    TRAINING_JOBS,
+    Kube,
+    connection_from_environment,
+)
+from musicgen_ops.controllers.lifetime import expire_after_ttl, expires
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -97,6 +103,12 @@ async def follow_trainingjob(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Dae
     await trainingjob.follow(body, memo.context, stopped)
 
 
+@kopf.daemon(GROUP, VERSION, "trainingjobs", when=expires, cancellation_timeout=5)
+async def expire_trainingjob(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Delete a finished TrainingJob after spec.ttlSecondsAfterFinished."""
+    await expire_after_ttl(body, memo.context, stopped, TRAINING_JOBS)
+
+
 @kopf.on.delete(GROUP, VERSION, "trainingjobs")
 @instrumented("trainingjobs")
 async def delete_trainingjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -129,6 +141,18 @@ async def recheck_trainedmodel(
     await trainedmodel.recheck(body, memo.context, stopped)
 
 
+def _model_serving(spec: Mapping[str, Any], status: Mapping[str, Any], **_: Any) -> bool:
+    return trainedmodel.is_serving(spec, status)
+
+
+@kopf.daemon(GROUP, VERSION, "trainedmodels", when=_model_serving, cancellation_timeout=5)
+async def watch_trainedmodel_server(
+    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Report the generator's readyReplicas; notice a lost Deployment within one poll."""
+    await trainedmodel.watch_serving(body, memo.context, stopped)
+
+
 @kopf.on.delete(GROUP, VERSION, "trainedmodels")
 @instrumented("trainedmodels")
 async def delete_trainedmodel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -157,6 +181,14 @@ async def follow_generationrequest(
 ) -> None:
     """Read the Job's outcome and result JSON into the status."""
     await generationrequest.follow(body, memo.context, stopped)
+
+
+@kopf.daemon(GROUP, VERSION, "generationrequests", when=expires, cancellation_timeout=5)
+async def expire_generationrequest(
+    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    """Delete a finished GenerationRequest after spec.ttlSecondsAfterFinished."""
+    await expire_after_ttl(body, memo.context, stopped, GENERATION_REQUESTS)
 
 
 @kopf.on.delete(GROUP, VERSION, "generationrequests")

@@ -30,6 +30,8 @@ from musicgen_ops.controllers.config import OperatorConfig
 
 TRAINER_CONTAINER = "trainer"
 GENERATOR_CONTAINER = "generator"
+#: Exit code of a container the kernel killed (SIGKILL), which is how OOMKilled shows in a Job.
+EXIT_CODE_KILLED = 137
 
 
 def join_uri(root: str, *parts: str) -> str:
@@ -37,14 +39,15 @@ def join_uri(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
 
 
-def run_uri(root: str, namespace: str, name: str) -> str:
-    """Folder of one training run: checkpoints/ and progress.json."""
-    return join_uri(root, "runs", namespace, name)
+def run_uri(root: str, namespace: str, name: str, uid: str) -> str:
+    """Folder of one training run (checkpoints/ and progress.json), keyed by the resource's uid: a
+    TrainingJob re-created with the same name never sees or resumes the previous one's state."""
+    return join_uri(root, "runs", namespace, f"{name}-{uid}")
 
 
-def progress_uri(root: str, namespace: str, name: str) -> str:
+def progress_uri(root: str, namespace: str, name: str, uid: str) -> str:
     """Where a training Job writes progress.json."""
-    return join_uri(run_uri(root, namespace, name), "progress.json")
+    return join_uri(run_uri(root, namespace, name, uid), "progress.json")
 
 
 def model_uri(root: str, model_id: str) -> str:
@@ -83,8 +86,8 @@ def train_settings(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) 
         model_id=model_id,
         artifacts_uri=config.artifacts_uri,
         output_uri=model_uri(config.artifacts_uri, model_id),
-        run_uri=run_uri(config.artifacts_uri, owner.namespace, owner.name),
-        progress_uri=progress_uri(config.artifacts_uri, owner.namespace, owner.name),
+        run_uri=run_uri(config.artifacts_uri, owner.namespace, owner.name, owner.uid),
+        progress_uri=progress_uri(config.artifacts_uri, owner.namespace, owner.name, owner.uid),
         lora=LoraParameters.pick(spec.lora),
         training=TrainingParameters.pick(spec.training),
         export_formats=list(spec.export_formats),
@@ -108,23 +111,25 @@ def _job(
     config: OperatorConfig,
 ) -> dict:
     labels = child_labels(owner.kind, owner.name, component, owner.labels)
+    # Evictions and preemptions (DisruptionTarget) come first: they do not count against backoffLimit.
+    # Exit code 3 means bad input and 137 (OOMKilled) would fail again with the same memory: both fail
+    # the Job at once (137 is retried only when the operator is set to retry_oom).
+    fail_codes = [EXIT_CODE_INVALID_INPUT] + ([] if config.retry_oom else [EXIT_CODE_KILLED])
     spec: dict = {
         "backoffLimit": backoff_limit,
         "ttlSecondsAfterFinished": config.job_ttl_seconds,
         "suspend": suspend,
-        # Exit code 3 means bad input: retrying cannot help, fail the Job at once.
-        # Evictions and preemptions (DisruptionTarget) do not count against backoffLimit.
         "podFailurePolicy": {
             "rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
                 {
                     "action": "FailJob",
                     "onExitCodes": {
                         "containerName": container["name"],
                         "operator": "In",
-                        "values": [EXIT_CODE_INVALID_INPUT],
+                        "values": fail_codes,
                     },
                 },
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]
         },
         "template": {
@@ -183,8 +188,11 @@ def _container(
     }
 
 
-def build_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorConfig) -> dict:
-    """The batch/v1 Job that runs ``train-job`` for a TrainingJob."""
+def build_training_job(
+    owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, *, queued: bool = False
+) -> dict:
+    """The batch/v1 Job that runs ``train-job`` for a TrainingJob; under a Kueue queue it is created
+    suspended and Kueue alone decides when it starts."""
     settings = train_settings(owner, spec, config)
     container = _container(
         TRAINER_CONTAINER,
@@ -203,7 +211,7 @@ def build_training_job(owner: Owner, spec: TrainingJobSpec, config: OperatorConf
         pod_extra=pod_scheduling(spec.resources, spec.scheduling, config),
         backoff_limit=config.job_backoff_limit if spec.backoff_limit is None else spec.backoff_limit,
         active_deadline=spec.active_deadline_seconds,
-        suspend=spec.suspend,
+        suspend=True if queued else spec.suspend,
         config=config,
     )
 
