@@ -36,7 +36,9 @@ def _configure(
 
 
 # Modules under musicgen_ops.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("demo", "preprocess", "train", "export", "generate", "serve", "storage", "cluster")
+COMMAND_MODULES = (
+    "demo", "preprocess", "train", "export", "generate", "serve", "studio", "storage", "cluster"
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

@@ -74,7 +74,7 @@ def train(settings: TrainJobEnvironment) -> None:
     from musicgen_ops.storage import open_store, publish_model
 
     scratch = work_dir(settings)
-    progress = StorageProgressReporter(settings.progress_uri)
+    progress = StorageProgressReporter(settings.progress_uri, settings.progress_interval_seconds)
     data_dir = prepare_dataset(settings, scratch)
     config = TrainConfig(
         **settings.training.model_dump(),

@@ -1,0 +1,69 @@
+"""Access control of the local studio: one random token, a session cookie, and CSRF rules.
+
+* API clients send ``Authorization: Bearer <token>`` (or ``X-Studio-Token``) on every call.
+* The browser opens ``/?token=<token>`` once; the answer sets an HttpOnly, SameSite=Strict cookie and
+  the page carries the token for its API calls. The cookie alone authorises only safe methods (GET:
+  ``<audio src>``, EventSource), so a cross-site form can never change anything (CSRF): every write
+  needs the header, which a foreign page cannot set without a CORS preflight we never grant.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from musicgen_ops.studio.backend import StudioError
+
+COOKIE_NAME = "musicgen_studio"
+TOKEN_HEADER = "x-studio-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class UnauthorizedError(StudioError):
+    """No token, or a wrong one."""
+
+    status_code = 401
+
+
+class ForbiddenError(StudioError):
+    """A write authorised only by the cookie, or from another origin."""
+
+    status_code = 403
+
+
+def header_token(request: Request) -> str | None:
+    """The token from ``Authorization: Bearer`` or ``X-Studio-Token``."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return request.headers.get(TOKEN_HEADER)
+
+
+def matches(given: str | None, token: str) -> bool:
+    """Constant-time comparison."""
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def check_request(request: Request, token: str) -> None:
+    """Raise unless the request may proceed (see the module docstring for the rules)."""
+    if matches(header_token(request), token):
+        origin = request.headers.get("origin")
+        if origin and request.method not in SAFE_METHODS and not same_origin(request, origin):
+            raise ForbiddenError(f"error: requests from origin {origin} are not accepted")
+        return
+    if matches(request.cookies.get(COOKIE_NAME), token):
+        if request.method in SAFE_METHODS:
+            return
+        raise ForbiddenError(
+            "error: a write needs the token in the Authorization header (the cookie alone is not enough)"
+        )
+    raise UnauthorizedError(
+        "error: missing or wrong token: open the URL printed by `musicgen-ops studio`, or send "
+        "'Authorization: Bearer <token>'"
+    )
+
+
+def same_origin(request: Request, origin: str) -> bool:
+    """Whether ``origin`` is this server (scheme://host[:port] as the client addressed it)."""
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.headers.get('host', '')}"

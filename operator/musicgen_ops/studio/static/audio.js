@@ -1,0 +1,78 @@
+// A generated clip: player, waveform (drawn from the decoded audio), spectrogram, download.
+export async function drawWaveform(canvas, url) {
+  const response = await fetch(url);
+  const buffer = await response.arrayBuffer();
+  const context = new OfflineAudioContext(1, 1, 44100);
+  const audio = await context.decodeAudioData(buffer);
+  const samples = audio.getChannelData(0);
+  const g = canvas.getContext('2d');
+  const { width, height } = canvas;
+  g.clearRect(0, 0, width, height);
+  g.fillStyle = getComputedStyle(canvas).color;
+  const per = Math.max(1, Math.floor(samples.length / width));
+  for (let x = 0; x < width; x++) {
+    let lo = 1, hi = -1;
+    for (let i = x * per; i < Math.min(samples.length, (x + 1) * per); i++) {
+      lo = Math.min(lo, samples[i]);
+      hi = Math.max(hi, samples[i]);
+    }
+    if (hi < lo) continue;
+    const top = ((1 - hi) / 2) * height, bottom = ((1 - lo) / 2) * height;
+    g.fillRect(x, top, 1, Math.max(1, bottom - top));
+  }
+}
+
+export function resultCard(title, generation) {
+  const card = document.createElement('article');
+  card.className = 'card result';
+  card.dataset.generation = generation.id;
+  const heading = document.createElement('h3');
+  heading.textContent = `${title} — ${generation.model}`;
+  card.append(heading);
+  const status = document.createElement('p');
+  status.className = 'muted';
+  status.textContent = generation.state;
+  card.append(status);
+  return card;
+}
+
+export function fillResultCard(card, generation) {
+  const status = card.querySelector('p');
+  if (generation.state === 'failed') {
+    status.className = 'error';
+    status.textContent = generation.error;
+    return;
+  }
+  if (generation.state !== 'completed') {
+    status.textContent = generation.state;
+    return;
+  }
+  const r = generation.result;
+  status.textContent = `${r.duration_seconds.toFixed(2)} s · seed ${r.seed} · ${r.wall_seconds.toFixed(1)} s to make`;
+  const player = document.createElement('audio');
+  player.controls = true;
+  player.preload = 'auto';
+  player.src = generation.audio_url;
+  const wave = document.createElement('canvas');
+  wave.className = 'waveform';
+  wave.width = 600;
+  wave.height = 80;
+  card.append(player, wave);
+  if (generation.spectrogram_url) {
+    const image = document.createElement('img');
+    image.className = 'spectrogram';
+    image.alt = 'spectrogram';
+    image.src = generation.spectrogram_url;
+    card.append(image);
+  }
+  const download = document.createElement('a');
+  download.href = generation.audio_url;
+  download.download = `${generation.id}.${r.output_format}`;
+  download.textContent = 'Download';
+  download.className = 'button';
+  const conditioning = document.createElement('p');
+  conditioning.className = 'muted';
+  conditioning.textContent = `conditioned on: ${r.conditioning_text}`;
+  card.append(conditioning, download);
+  drawWaveform(wave, generation.audio_url).catch(() => wave.remove());
+}
