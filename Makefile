@@ -7,7 +7,7 @@ AZURITE := .tools/node_modules/.bin/azurite-blob
 DEMO_DIR ?= demo-output
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format crds chart images bench clean
+.PHONY: help install demo studio test test-fast test-browser lint format crds chart images bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ install: $(STAMP) $(AZURITE)  ## Create .venv and install everything for develop
 demo: $(STAMP)  ## Run the whole pipeline on one machine with the tiny model (no cluster, no cloud)
 	$(BIN)/musicgen-ops demo --output-dir $(DEMO_DIR)
 
+studio: $(STAMP)  ## Start the studio web app on this machine (prints the URL with its token)
+	$(BIN)/musicgen-ops studio --root studio-data
+
 test: install  ## Run the test suite (starts its own S3, Azurite and Kubernetes API emulators)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
@@ -36,6 +39,9 @@ test: install  ## Run the test suite (starts its own S3, Azurite and Kubernetes 
 
 test-fast: $(STAMP)  ## Tests without the slow ones
 	$(BIN)/pytest -q -m "not slow"
+
+test-browser: $(STAMP)  ## The studio's browser tests (needs Debian's chromium: apt-get install chromium)
+	$(BIN)/pytest -q -m browser tests/studio
 
 lint: $(STAMP)  ## ruff and import-linter
 	$(BIN)/ruff check .
@@ -64,4 +70,4 @@ bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see do
 	$(BIN)/python bench/generate_fast.py --device cpu --threads 1
 
 clean:  ## Remove the virtual environment, tools and outputs
-	rm -rf $(VENV) .tools $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools $(DEMO_DIR) studio-data .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
@@ -81,6 +82,7 @@ def test_upload_validates_every_file_and_writes_nothing_on_error(tmp_path, demo_
         assert not any((settings.root / ".staging").iterdir())
 
 
+@pytest.mark.slow
 def test_train_watch_list_generate_and_ab(studio, demo_tracks):
     assert studio.post("/api/v1/datasets", json={"name": "demo"}).status_code == 201
     answer = upload(studio, "demo", *demo_tracks, prompt="warm synth pop")

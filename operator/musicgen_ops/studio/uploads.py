@@ -160,7 +160,7 @@ def audio_details(staged: StagedFile) -> dict[str, Any]:
     try:
         audio, sample_rate = load_audio(staged.path)
     except AudioDecodeError as err:
-        reason = str(err).replace(str(staged.path), staged.filename)
+        reason = str(err).removeprefix(f"{staged.path}: ")
         raise InvalidInputError(f"error: file {staged.filename!r} is not usable audio: {reason}") from err
     return {
         "duration_seconds": round(audio.shape[1] / sample_rate, 3),

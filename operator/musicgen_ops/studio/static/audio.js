@@ -10,6 +10,8 @@ export async function drawWaveform(canvas, url) {
   g.clearRect(0, 0, width, height);
   g.fillStyle = getComputedStyle(canvas).color;
   const per = Math.max(1, Math.floor(samples.length / width));
+  let peak = 1e-6;  // scale to the clip's own peak, so a quiet clip still shows its shape
+  for (const v of samples) peak = Math.max(peak, Math.abs(v));
   for (let x = 0; x < width; x++) {
     let lo = 1, hi = -1;
     for (let i = x * per; i < Math.min(samples.length, (x + 1) * per); i++) {
@@ -17,7 +19,7 @@ export async function drawWaveform(canvas, url) {
       hi = Math.max(hi, samples[i]);
     }
     if (hi < lo) continue;
-    const top = ((1 - hi) / 2) * height, bottom = ((1 - lo) / 2) * height;
+    const top = ((1 - hi / peak) / 2) * height, bottom = ((1 - lo / peak) / 2) * height;
     g.fillRect(x, top, 1, Math.max(1, bottom - top));
   }
 }

@@ -40,7 +40,7 @@ export function drawLossChart(svg, points) {
   for (const t of niceTicks(x0, x1, Math.min(6, x1 - x0 + 1))) {
     svg.append(el('text', { x: sx(t), y: H - 10, 'text-anchor': 'middle', class: 'tick' }, Math.round(t)));
   }
-  svg.append(el('text', { x: W - PAD.right, y: H - 10, 'text-anchor': 'end', class: 'tick' }, 'step'));
+  svg.append(el('text', { x: PAD.left - 6, y: H - 10, 'text-anchor': 'end', class: 'tick' }, 'step'));
   series.forEach((s, index) => {
     if (!s.data.length) return;
     const d = s.data.map((p, i) => `${i ? 'L' : 'M'}${sx(p.step).toFixed(1)},${sy(p[s.key]).toFixed(1)}`).join('');
