@@ -23,6 +23,16 @@ def studio(
     token: str | None = typer.Option(
         None, "--token", envvar="MUSICGEN_STUDIO_TOKEN", help="Access token (default: a random one)."
     ),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (train-job subprocesses here) or kubernetes (custom resources)."
+    ),
+    artifacts_uri: str | None = typer.Option(
+        None, "--artifacts-uri", help="Artifact root (s3://, az://, file://); default: file://<root>."
+    ),
+    kube_api_url: str | None = typer.Option(
+        None, "--kube-api-url", help="Kubernetes API URL (in a pod: https://kubernetes.default.svc)."
+    ),
+    namespace: str | None = typer.Option(None, "--namespace", help="Namespace of the custom resources."),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
     log_level: str = typer.Option("warning", "--uvicorn-log-level", help="uvicorn's log level."),
 ) -> None:
@@ -37,9 +47,19 @@ def studio(
     from musicgen_ops.studio.app import create_app
     from musicgen_ops.studio.settings import StudioSettings
 
-    values = {"root": root, "host": host, "port": port, "device": device, "default_base_model": base_model}
+    values: dict[str, object] = {
+        "root": root,
+        "host": host,
+        "port": port,
+        "device": device,
+        "default_base_model": base_model,
+        "backend": backend,
+        "artifacts": artifacts_uri,
+    }
     if token:
         values["token"] = token
+    if backend == "kubernetes":
+        values.update(in_cluster_defaults(kube_api_url, namespace))
     try:
         settings = StudioSettings(**values)
     except ValidationError as err:
@@ -54,6 +74,8 @@ def studio(
     bound_port = listener.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}/?token={settings.token}"
+    if settings.backend == "kubernetes":
+        url = f"http://{shown_host}:{bound_port}/api/v1 (send your Kubernetes token as a Bearer token)"
     typer.echo(f"musicgen-ops studio: open {url}", err=False)
     typer.echo(
         f"  data in {settings.root.resolve()}; API docs at http://{shown_host}:{bound_port}/api/v1/docs"
@@ -64,6 +86,21 @@ def studio(
         webbrowser.open(url)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level=log_level))
     server.run(sockets=[listener])
+
+
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def in_cluster_defaults(api_url: str | None, namespace: str | None) -> dict[str, object]:
+    """API URL, namespace and CA for the Kubernetes backend: the options, else the pod's own."""
+    ca_file = SERVICE_ACCOUNT / "ca.crt"
+    namespace_file = SERVICE_ACCOUNT / "namespace"
+    return {
+        "kube_api_url": api_url or "https://kubernetes.default.svc",
+        "kube_namespace": namespace
+        or (namespace_file.read_text().strip() if namespace_file.is_file() else "default"),
+        "kube_ca_file": ca_file if ca_file.is_file() and not api_url else None,
+    }
 
 
 def register(app: typer.Typer) -> None:

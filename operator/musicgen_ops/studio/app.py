@@ -53,10 +53,14 @@ def register_exception_handlers(app: FastAPI) -> None:
 
 def create_app(settings: StudioSettings, backend: Backend | None = None) -> FastAPI:
     """The studio app over ``backend`` (default: the local backend on ``settings.root``)."""
-    backend = backend or LocalBackend(settings)
+    if backend is None and settings.backend == "local":
+        backend = LocalBackend(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if backend is None:  # kubernetes: one backend per call, nothing runs here
+            yield
+            return
         await backend.start()
         try:
             yield
@@ -82,6 +86,14 @@ def create_app(settings: StudioSettings, backend: Backend | None = None) -> Fast
     @app.get("/", include_in_schema=False)
     def index(request: Request, token: str | None = None) -> Response:
         """The web app; ``?token=`` sets the session cookie and redirects to a clean URL."""
+        if settings.backend != "local":
+            return HTMLResponse(
+                _page(
+                    "Studio API",
+                    "This studio uses the Kubernetes backend: call /api/v1 with your Kubernetes token "
+                    "(docs at /api/v1/docs). The web app runs with the local backend.",
+                )
+            )
         if token is not None:
             if not matches(token, settings.token):
                 return HTMLResponse(_page("Wrong token", "Open the URL printed by musicgen-ops studio."), 401)

@@ -64,6 +64,17 @@ def check_request(request: Request, token: str) -> None:
     )
 
 
+def check_forwarded_token(request: Request) -> None:
+    """Kubernetes backend: a bearer token must come with the call; the Kubernetes API judges it (RBAC)."""
+    if not header_token(request):
+        raise UnauthorizedError(
+            "error: send your Kubernetes token as 'Authorization: Bearer <token>': the studio acts as you"
+        )
+    origin = request.headers.get("origin")
+    if origin and request.method not in SAFE_METHODS and not same_origin(request, origin):
+        raise ForbiddenError(f"error: requests from origin {origin} are not accepted")
+
+
 def same_origin(request: Request, origin: str) -> bool:
     """Whether ``origin`` is this server (scheme://host[:port] as the client addressed it)."""
     return origin.rstrip("/") == f"{request.url.scheme}://{request.headers.get('host', '')}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,11 +32,21 @@ class StudioSettings(BaseModel):
         "facebook/musicgen-small", description="Base model a new training form starts with."
     )
     poll_seconds: float = Field(0.5, gt=0, description="How often running trainings' progress is read.")
+    backend: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="local: train-job subprocesses here; kubernetes: custom resources, as the caller.",
+    )
+    artifacts: str | None = Field(
+        None, description="Artifact root URI (s3://, az://, file://); default: file://<root>."
+    )
+    kube_api_url: str | None = Field(None, description="Kubernetes API server URL (kubernetes backend).")
+    kube_namespace: str = Field("default", description="Namespace of the custom resources.")
+    kube_ca_file: Path | None = Field(None, description="CA bundle of the API server (default: system CAs).")
 
     @property
     def artifacts_uri(self) -> str:
-        """``file://`` URI of the artifact root (datasets/, models/, runs/, generations/)."""
-        return f"file://{self.root.resolve()}"
+        """URI of the artifact root (datasets/, models/, runs/, generations/): ``artifacts`` or file://<root>."""
+        return self.artifacts or f"file://{self.root.resolve()}"
 
     @property
     def database_path(self) -> Path:

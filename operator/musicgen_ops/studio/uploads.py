@@ -15,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from musicgen_ops.pipeline.audio import load_audio
 from musicgen_ops.pipeline.errors import AudioDecodeError
 from musicgen_ops.studio.backend import InvalidInputError, TooLargeError
-from musicgen_ops.studio.local.datasets import check_track_name
+from musicgen_ops.studio.datasets import check_track_name
 
 #: Largest text field (a prompt) and most text fields in one request.
 MAX_FIELD_BYTES = 4096

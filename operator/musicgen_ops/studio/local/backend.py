@@ -16,7 +16,7 @@ from musicgen_ops.contracts.progress import TrainingProgress
 from musicgen_ops.contracts.training import TrainingRecipe
 from musicgen_ops.storage import delete_model, list_models, read_manifest
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
-from musicgen_ops.studio.local.datasets import LocalDatasets
+from musicgen_ops.studio.datasets import StoreDatasets
 from musicgen_ops.studio.local.generation import ARTIFACT_REF, GenerationWorker
 from musicgen_ops.studio.local.state import StudioState, utc_now
 from musicgen_ops.studio.local.training import TrainingRunner
@@ -47,13 +47,14 @@ class LocalBackend:
         self.settings = settings
         settings.root.mkdir(parents=True, exist_ok=True)
         self.state = StudioState(settings.database_path)
-        self.datasets = LocalDatasets(settings.artifacts_uri, settings.max_tracks_per_dataset)
+        self.datasets = StoreDatasets(settings.artifacts_uri, settings.max_tracks_per_dataset)
         self.runner = TrainingRunner(settings, self.state, self.datasets.uri)
         self.generator = GenerationWorker(settings, self.state)
 
     async def start(self) -> None:
         """Resume what a previous process left queued or running."""
         await self.runner.start()
+        self.generator.warm_up()
         self.generator.recover()
 
     async def close(self) -> None:

@@ -40,6 +40,15 @@ class GenerationWorker:
         """Queue one generation row for the worker."""
         self._executor.submit(self._run, generation_id)
 
+    def warm_up(self) -> None:
+        """Import the generation stack in the worker now, so the first clip does not wait for it."""
+
+        def load_modules() -> None:
+            import musicgen_ops.pipeline.generation.batch
+            import musicgen_ops.pipeline.inference.loader  # noqa: F401
+
+        self._executor.submit(load_modules)
+
     def recover(self) -> None:
         """After a restart: generations that were queued or running are run (again)."""
         for row in reversed(self.state.select("generations", "state IN ('queued', 'running')")):

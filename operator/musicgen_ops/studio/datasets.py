@@ -1,4 +1,4 @@
-"""Datasets of the local backend: folders ``datasets/<name>/`` in the artifact store, a prompt per track."""
+"""Datasets: folders ``datasets/<name>/`` in the artifact store, a prompt sidecar per track."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def check_track_name(filename: str) -> str:
     return filename
 
 
-class LocalDatasets:
-    """Dataset folders under ``<artifacts>/datasets/``."""
+class StoreDatasets:
+    """Dataset folders under ``<artifacts>/datasets/`` in any artifact store (file://, s3://, az://)."""
 
     def __init__(self, artifacts_uri: str, max_tracks: int) -> None:
         self.root = open_store(artifacts_uri).child(DATASETS_PREFIX)
