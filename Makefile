@@ -58,10 +58,11 @@ crds: $(STAMP)  ## Regenerate crds/*.yaml and the chart's copy from the pydantic
 chart: $(STAMP)  ## Render and lint the Helm chart with the Helm library
 	$(BIN)/pytest -q tests/chart
 
-images:  ## Build the three container images (needs a Docker engine)
+images:  ## Build the container images (needs a Docker engine)
 	docker build -f images/operator/Dockerfile -t musicgen-ops/operator:dev .
 	docker build -f images/trainer/Dockerfile -t musicgen-ops/trainer:dev .
 	docker build -f images/generator/Dockerfile -t musicgen-ops/generator:dev .
+	docker build -f images/studio/Dockerfile -t musicgen-ops/studio:dev .
 
 bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see docs/performance.md)
 	$(BIN)/python bench/train_step.py --threads 1

@@ -33,6 +33,9 @@ def studio(
         None, "--kube-api-url", help="Kubernetes API URL (in a pod: https://kubernetes.default.svc)."
     ),
     namespace: str | None = typer.Option(None, "--namespace", help="Namespace of the custom resources."),
+    kube_ca_file: Path | None = typer.Option(
+        None, "--kube-ca-file", help="CA bundle of the Kubernetes API (in a pod: the service account's)."
+    ),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
     log_level: str = typer.Option("warning", "--uvicorn-log-level", help="uvicorn's log level."),
 ) -> None:
@@ -60,6 +63,8 @@ def studio(
         values["token"] = token
     if backend == "kubernetes":
         values.update(in_cluster_defaults(kube_api_url, namespace))
+        if kube_ca_file:
+            values["kube_ca_file"] = kube_ca_file
     try:
         settings = StudioSettings(**values)
     except ValidationError as err:
