@@ -164,9 +164,14 @@ def test_upload_train_watch_generate_in_chromium(studio_url, demo_tracks, tmp_pa
         )
         assert all(abs(d - CLIP_SECONDS) < 0.05 for d in durations), durations
         expect(page.locator("#results .result h3").nth(1)).to_contain_text("Base (A/B, same seed)")
+        expect(page.locator("#generate-status")).to_contain_text("done: seed 7")  # every card is filled
         expect(page.locator("#results img.spectrogram")).to_have_count(2)
-        expect(page.locator("#generate-status")).to_contain_text("seed 7")
-        page.wait_for_timeout(500)  # let the waveforms draw
+        expect(page.locator("#results canvas.waveform")).to_have_count(2)  # drawn from the decoded audio
+        assert page.evaluate(
+            """() => [...document.querySelectorAll('#results canvas.waveform')].every((canvas) =>
+                 canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height)
+                   .data.some((v) => v))"""
+        )
         save(page, tmp_path, "studio-generate.png")
 
         # The same page on a phone-sized screen.

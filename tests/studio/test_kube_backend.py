@@ -152,6 +152,10 @@ def test_a_token_without_rbac_rights_gets_a_clear_403_and_nothing_is_written(tmp
     )
     try:
         with TestClient(create_app(settings)) as client:
+            page = client.get("/")  # the web app asks for the user's own token
+            assert page.status_code == 200
+            assert '<meta name="studio-backend" content="kubernetes">' in page.text
+            assert '<meta name="studio-token" content="">' in page.text
             assert client.get("/api/v1/trainings").status_code == 401  # no token: nothing to forward
             client.headers["Authorization"] = "Bearer bob-token"
             answer = client.post("/api/v1/datasets", json={"name": "sneaky"})

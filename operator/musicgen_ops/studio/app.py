@@ -23,6 +23,8 @@ from musicgen_ops.studio.settings import StudioSettings
 API_PREFIX = "/api/v1"
 STATIC_DIR = resources.files("musicgen_ops.studio") / "static"
 TOKEN_PLACEHOLDER = "__STUDIO_TOKEN__"
+BACKEND_PLACEHOLDER = "__STUDIO_BACKEND__"
+OPEN_THE_URL = "Open the URL printed by musicgen-ops studio."
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -85,26 +87,22 @@ def create_app(settings: StudioSettings, backend: Backend | None = None) -> Fast
 
     @app.get("/", include_in_schema=False)
     def index(request: Request, token: str | None = None) -> Response:
-        """The web app; ``?token=`` sets the session cookie and redirects to a clean URL."""
-        if settings.backend != "local":
-            return HTMLResponse(
-                _page(
-                    "Studio API",
-                    "This studio uses the Kubernetes backend: call /api/v1 with your Kubernetes token "
-                    "(docs at /api/v1/docs). The web app runs with the local backend.",
-                )
-            )
-        if token is not None:
-            if not matches(token, settings.token):
-                return HTMLResponse(_page("Wrong token", "Open the URL printed by musicgen-ops studio."), 401)
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE_NAME, settings.token, httponly=True, samesite="strict", path="/")
-            return response
-        if not matches(request.cookies.get(COOKIE_NAME), settings.token):
-            return HTMLResponse(_page("Token needed", "Open the URL printed by musicgen-ops studio."), 401)
+        """The web app; locally ``?token=`` sets the session cookie and redirects to a clean URL."""
+        page_token = ""  # Kubernetes backend: the page asks for the user's own token
+        if settings.backend == "local":
+            if token is not None:
+                if not matches(token, settings.token):
+                    return HTMLResponse(_page("Wrong token", OPEN_THE_URL), 401)
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(COOKIE_NAME, settings.token, httponly=True, samesite="strict", path="/")
+                return response
+            if not matches(request.cookies.get(COOKIE_NAME), settings.token):
+                return HTMLResponse(_page("Token needed", OPEN_THE_URL), 401)
+            page_token = settings.token
         page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        page = page.replace(TOKEN_PLACEHOLDER, html.escape(page_token))
         return HTMLResponse(
-            page.replace(TOKEN_PLACEHOLDER, html.escape(settings.token)),
+            page.replace(BACKEND_PLACEHOLDER, settings.backend),
             headers={"Cache-Control": "no-store", "Content-Security-Policy": CONTENT_SECURITY_POLICY},
         )
 

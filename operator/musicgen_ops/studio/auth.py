@@ -1,10 +1,12 @@
-"""Access control of the local studio: one random token, a session cookie, and CSRF rules.
+"""Access control of the local studio: one random token, a session cookie for the page, CSRF rules.
 
-* API clients send ``Authorization: Bearer <token>`` (or ``X-Studio-Token``) on every call.
-* The browser opens ``/?token=<token>`` once; the answer sets an HttpOnly, SameSite=Strict cookie and
-  the page carries the token for its API calls. The cookie alone authorises only safe methods (GET:
-  ``<audio src>``, EventSource), so a cross-site form can never change anything (CSRF): every write
-  needs the header, which a foreign page cannot set without a CORS preflight we never grant.
+* Every ``/api/v1`` call sends ``Authorization: Bearer <token>`` (or ``X-Studio-Token``); the web app does
+  too (media and the event stream are fetched with the header).
+* The browser opens ``/?token=<token>`` once; the answer sets an HttpOnly, SameSite=Strict cookie that only
+  serves the page (which carries the token for its calls) and redirects to a URL without the token. The
+  cookie never authorises an API call, so a cross-site page can neither read nor change anything (CSRF):
+  it cannot set the header without a CORS preflight the studio never grants, and a write with a foreign
+  ``Origin`` is refused.
 """
 
 from __future__ import annotations
@@ -53,10 +55,8 @@ def check_request(request: Request, token: str) -> None:
             raise ForbiddenError(f"error: requests from origin {origin} are not accepted")
         return
     if matches(request.cookies.get(COOKIE_NAME), token):
-        if request.method in SAFE_METHODS:
-            return
         raise ForbiddenError(
-            "error: a write needs the token in the Authorization header (the cookie alone is not enough)"
+            "error: API calls need the token in the Authorization header (the cookie only serves the page)"
         )
     raise UnauthorizedError(
         "error: missing or wrong token: open the URL printed by `musicgen-ops studio`, or send "

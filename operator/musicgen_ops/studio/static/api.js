@@ -1,6 +1,21 @@
-// The studio's API client: the token from the page, JSON calls, uploads with per-file progress.
-const token = document.querySelector('meta[name="studio-token"]').content;
-const headers = { Authorization: `Bearer ${token}` };
+// The studio's API client: the token, JSON calls, uploads with per-file progress, SSE, media.
+// Local backend: the page carries the studio's token. Kubernetes backend: the user's own Kubernetes token,
+// kept in this tab's sessionStorage and sent as a Bearer token on every call (the studio acts as them).
+const TOKEN_KEY = 'musicgen-studio-kubernetes-token';
+export const backend = document.querySelector('meta[name="studio-backend"]').content;
+const pageToken = document.querySelector('meta[name="studio-token"]').content;
+const headers = {};
+
+export function hasToken() {
+  const token = pageToken || sessionStorage.getItem(TOKEN_KEY) || '';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return Boolean(token);
+}
+
+export function rememberToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token.trim());
+  return hasToken();
+}
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -51,11 +66,40 @@ export function uploadTrack(dataset, file, prompt, onProgress) {
   });
 }
 
-// Server-Sent Events of a training (the session cookie authorises this GET).
+// Server-Sent Events of a training, read with fetch so the Authorization header goes along.
 export function trainingEvents(trainingId, onTraining, onEnd) {
-  const source = new EventSource(`/api/v1/trainings/${encodeURIComponent(trainingId)}/events`);
-  source.addEventListener('training', (event) => onTraining(JSON.parse(event.data)));
-  source.addEventListener('end', () => { source.close(); onEnd(); });
-  source.onerror = () => { if (source.readyState === EventSource.CLOSED) onEnd(); };
-  return source;
+  const controller = new AbortController();
+  (async () => {
+    try {
+      const response = await fetch(`/api/v1/trainings/${encodeURIComponent(trainingId)}/events`,
+        { headers, signal: controller.signal });
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const type = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (type === 'training' && data) onTraining(JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      if (err.name !== 'AbortError') throw err;
+    } finally {
+      onEnd();
+    }
+  })();
+  return { close: () => controller.abort() };
+}
+
+// A media file (audio, spectrogram) fetched with the token: the Blob (for an object URL) of its bytes.
+export async function mediaBlob(path) {
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw new ApiError(response.status, `error: ${path}: HTTP ${response.status}`);
+  return response.blob();
 }

@@ -1,5 +1,5 @@
 // The studio web app: hash-routed pages over /api/v1 (hand-written ES modules, no build step).
-import { api, uploadTrack, trainingEvents } from './api.js';
+import { api, backend, hasToken, rememberToken, uploadTrack, trainingEvents } from './api.js';
 import { drawLossChart } from './chart.js';
 import { resultCard, fillResultCard } from './audio.js';
 
@@ -286,7 +286,7 @@ async function loadGenerateForm(modelId) {
 async function pollGeneration(card, generationId) {
   for (;;) {
     const generation = await api(`/generations/${encodeURIComponent(generationId)}`);
-    fillResultCard(card, generation);
+    await fillResultCard(card, generation);
     if (['completed', 'failed'].includes(generation.state)) return generation;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
@@ -345,7 +345,25 @@ async function route() {
   });
 }
 
+function askForToken() {
+  // Kubernetes backend: the studio acts with the user's own token (RBAC decides), so ask for it.
+  const form = $('#token-form');
+  form.hidden = false;
+  for (const section of document.querySelectorAll('.page')) section.hidden = true;
+  return new Promise((resolve) => {
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (rememberToken(form.elements.token.value)) {
+        form.hidden = true;
+        resolve();
+      }
+    });
+  });
+}
+
 async function start() {
+  if (!hasToken()) await askForToken();
+  if (backend === 'kubernetes') $('#generate-form [name=compare_with_base]').closest('label').hidden = true;
   state.schema = await (await fetch('/api/v1/openapi.json')).json();
   setupDatasets();
   setupTrainForm();

@@ -1,7 +1,8 @@
 // A generated clip: player, waveform (drawn from the decoded audio), spectrogram, download.
-export async function drawWaveform(canvas, url) {
-  const response = await fetch(url);
-  const buffer = await response.arrayBuffer();
+import { mediaBlob } from './api.js';
+
+export async function drawWaveform(canvas, blob) {
+  const buffer = await blob.arrayBuffer();
   const context = new OfflineAudioContext(1, 1, 44100);
   const audio = await context.decodeAudioData(buffer);
   const samples = audio.getChannelData(0);
@@ -38,7 +39,7 @@ export function resultCard(title, generation) {
   return card;
 }
 
-export function fillResultCard(card, generation) {
+export async function fillResultCard(card, generation) {
   const status = card.querySelector('p');
   if (generation.state === 'failed') {
     status.className = 'error';
@@ -49,12 +50,17 @@ export function fillResultCard(card, generation) {
     status.textContent = generation.state;
     return;
   }
-  const r = generation.result;
-  status.textContent = `${r.duration_seconds.toFixed(2)} s · seed ${r.seed} · ${r.wall_seconds.toFixed(1)} s to make`;
+  const r = generation.result;  // absent on the Kubernetes backend: the request's parameters stand in
+  const seed = r ? r.seed : generation.parameters.random_seed;
+  status.textContent = r
+    ? `${r.duration_seconds.toFixed(2)} s · seed ${seed} · ${r.wall_seconds.toFixed(1)} s to make`
+    : `${generation.parameters.duration_seconds} s · seed ${seed}`;
+  const audioBlob = await mediaBlob(generation.audio_url);
+  const audioUrl = URL.createObjectURL(audioBlob);
   const player = document.createElement('audio');
   player.controls = true;
   player.preload = 'auto';
-  player.src = generation.audio_url;
+  player.src = audioUrl;
   const wave = document.createElement('canvas');
   wave.className = 'waveform';
   wave.width = 600;
@@ -64,17 +70,20 @@ export function fillResultCard(card, generation) {
     const image = document.createElement('img');
     image.className = 'spectrogram';
     image.alt = 'spectrogram';
-    image.src = generation.spectrogram_url;
+    image.src = URL.createObjectURL(await mediaBlob(generation.spectrogram_url));
     card.append(image);
   }
   const download = document.createElement('a');
-  download.href = generation.audio_url;
-  download.download = `${generation.id}.${r.output_format}`;
+  download.href = audioUrl;
+  download.download = `${generation.id}.${generation.parameters.output_format}`;
   download.textContent = 'Download';
   download.className = 'button';
-  const conditioning = document.createElement('p');
-  conditioning.className = 'muted';
-  conditioning.textContent = `conditioned on: ${r.conditioning_text}`;
-  card.append(conditioning, download);
-  drawWaveform(wave, generation.audio_url).catch(() => wave.remove());
+  if (r) {
+    const conditioning = document.createElement('p');
+    conditioning.className = 'muted';
+    conditioning.textContent = `conditioned on: ${r.conditioning_text}`;
+    card.append(conditioning);
+  }
+  card.append(download);
+  await drawWaveform(wave, audioBlob).catch(() => wave.remove());
 }
