@@ -60,19 +60,18 @@ class GenerationWorker:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _engine_for(self, model_ref: str) -> Any:
+        """The engine of ``model_ref``; a published model is re-read when its manifest changed."""
         from musicgen_ops.pipeline.inference.loader import open_engine
         from musicgen_ops.storage import download_model
 
-        if self._engine is not None and self._engine[0] == model_ref:
+        source: str | Path = model_ref
+        if model_ref.startswith(ARTIFACT_REF):  # a cache hit reads only the manifest
+            cache = self.settings.root / ".cache" / "models"
+            source = download_model(self.settings.artifacts_uri, model_ref.removeprefix(ARTIFACT_REF), cache)
+        if self._engine is not None and self._engine[0] == str(source):
             return self._engine[1]
         self._engine = None  # free the old model before loading the next
-        source: str | Path = model_ref
-        if model_ref.startswith(ARTIFACT_REF):
-            model_id = model_ref.removeprefix(ARTIFACT_REF)
-            source = download_model(
-                self.settings.artifacts_uri, model_id, self.settings.root / ".cache" / "models"
-            )
-        self._engine = (model_ref, open_engine(source, "auto", self.settings.device, dtype="auto"))
+        self._engine = (str(source), open_engine(source, "auto", self.settings.device, dtype="auto"))
         return self._engine[1]
 
     def _run(self, generation_id: str) -> None:
