@@ -20,6 +20,15 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print the one version (package, chart appVersion, image tags) and exit."""
+    if value:
+        from musicgen_ops import __version__
+
+        typer.echo(f"musicgen-ops {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _configure(
     log_level: str = typer.Option(
@@ -27,6 +36,9 @@ def _configure(
     ),
     log_json: bool = typer.Option(
         False, "--log-json", envvar="MUSICGEN_LOG_JSON", help="Structured JSON log lines."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Global options: logging."""
@@ -37,7 +49,16 @@ def _configure(
 
 # Modules under musicgen_ops.cli, in the order their commands appear in --help.
 COMMAND_MODULES = (
-    "demo", "preprocess", "train", "export", "generate", "serve", "studio", "storage", "cluster"
+    "demo",
+    "preprocess",
+    "train",
+    "export",
+    "generate",
+    "serve",
+    "studio",
+    "storage",
+    "models",
+    "cluster",
 )
 
 for _name in COMMAND_MODULES:
