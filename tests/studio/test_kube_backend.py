@@ -1,4 +1,4 @@
-"""The Kubernetes backend against the kmock API emulator, with the real operator running."""
+"""The Kubernetes backend against the test API emulator (tests/kube_emulator) with the operator running."""
 
 from __future__ import annotations
 
