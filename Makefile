@@ -16,7 +16,7 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/musicgen_ops
 IMAGE_PREFIX ?= ghcr.io/musicgen-ops
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock demo test test-fast lint format crds chart chart-docs images bench clean
+.PHONY: help install lock demo studio test test-fast test-browser lint format crds chart chart-docs images bench clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ lock: $(STAMP)  ## Regenerate requirements/lock.txt from pyproject.toml and requ
 demo: $(STAMP)  ## Run the whole pipeline on one machine with the tiny model (no cluster, no cloud)
 	$(BIN)/musicgen-ops demo --output-dir $(DEMO_DIR)
 
+studio: $(STAMP)  ## Start the studio web app on this machine (prints the URL with its token)
+	$(BIN)/musicgen-ops studio --root studio-data
+
 test: install  ## Run the test suite (starts its own S3, Azurite and Kubernetes API emulators)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
@@ -50,6 +53,9 @@ test: install  ## Run the test suite (starts its own S3, Azurite and Kubernetes 
 
 test-fast: $(STAMP)  ## Tests without the slow ones
 	$(BIN)/pytest -q -m "not slow"
+
+test-browser: $(STAMP)  ## The studio's browser tests (needs Debian's chromium: apt-get install chromium)
+	$(BIN)/pytest -q -m browser tests/studio
 
 lint: $(STAMP)  ## ruff and import-linter
 	$(BIN)/ruff check .
@@ -69,10 +75,11 @@ chart: $(STAMP)  ## Render and lint the Helm chart with the Helm library
 chart-docs: $(STAMP)  ## Regenerate charts/musicgen/README.md from the comments in values.yaml
 	$(BIN)/python .ci/chart_readme.py
 
-images:  ## Build the three container images (needs a Docker engine)
+images:  ## Build the container images (needs a Docker engine)
 	docker build -f images/operator/Dockerfile -t $(IMAGE_PREFIX)/operator:$(VERSION) .
 	docker build -f images/trainer/Dockerfile -t $(IMAGE_PREFIX)/trainer:$(VERSION) .
 	docker build -f images/generator/Dockerfile -t $(IMAGE_PREFIX)/generator:$(VERSION) .
+	docker build -f images/studio/Dockerfile -t $(IMAGE_PREFIX)/studio:$(VERSION) .
 
 bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see docs/performance.md)
 	$(BIN)/python bench/train_step.py --threads 1
@@ -82,4 +89,4 @@ bench: $(STAMP)  ## Run the CPU benchmarks and write bench/results/ (GPU: see do
 	$(BIN)/python bench/decode.py --threads 1
 
 clean:  ## Remove the virtual environment, tools and outputs
-	rm -rf $(VENV) .tools $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools $(DEMO_DIR) studio-data .pytest_cache .ruff_cache

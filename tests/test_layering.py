@@ -25,6 +25,7 @@ FORBIDDEN = {
         "azure",
     },
     "musicgen_ops.serving.service": {"fastapi", "starlette", "torch", "transformers", "kopf", "kubernetes"},
+    "musicgen_ops.studio.app": {"torch", "transformers", "peft", "onnx", "kopf", "kubernetes"},
     "musicgen_ops.cli": {"torch", "transformers", "peft", "onnx", "kopf", "kubernetes", "fastapi", "minio"},
 }
 

@@ -55,6 +55,7 @@ COMMAND_MODULES = (
     "export",
     "generate",
     "serve",
+    "studio",
     "storage",
     "models",
     "cluster",

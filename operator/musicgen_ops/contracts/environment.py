@@ -82,6 +82,9 @@ class TrainJobEnvironment(JobEnvironment):
     training: TrainingParameters = Field(default_factory=TrainingParameters)
     export_formats: list[ExportFormat] = Field(default_factory=lambda: ["adapter"], min_length=1)
     resume: bool = Field(True, description="Continue from the last checkpoint under run_uri if there is one.")
+    progress_interval_seconds: float = Field(
+        5.0, ge=0, description="Least time between two progress.json writes (phase changes always written)."
+    )
 
 
 class GenerateJobEnvironment(JobEnvironment):

@@ -98,7 +98,7 @@ def train(settings: TrainJobEnvironment) -> None:
     # A mirrored base model (URI, or hub id with MUSICGEN_BASE_MODEL_MIRROR) loads from the node cache.
     set_base_model_resolver(resolve_base_model)
     scratch = work_dir(settings)
-    progress = StorageProgressReporter(settings.progress_uri)
+    progress = StorageProgressReporter(settings.progress_uri, settings.progress_interval_seconds)
     data_dir = prepare_dataset(settings, scratch)
     config = train_config(settings, data_dir, scratch / "output")
     mirror = CheckpointMirror(config.checkpoint_dir, open_store(settings.run_uri).child("checkpoints"))

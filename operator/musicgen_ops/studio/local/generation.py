@@ -1,0 +1,106 @@
+"""Generations of the local backend: the pipeline's ``generate_to_files`` in one worker thread.
+
+A fine-tuned model is read from the artifact store (sha256-verified into a cache); a base model by its
+hub id, folder or preset. The last engine stays loaded, so a second clip with the same model is fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.studio.local.state import StudioState
+from musicgen_ops.studio.settings import StudioSettings
+
+logger = logging.getLogger(__name__)
+
+#: ``model_ref`` prefix of a published model (downloaded from the artifact store when generating).
+ARTIFACT_REF = "artifact:"
+
+
+class GenerationWorker:
+    """Runs queued generations one after another, off the event loop."""
+
+    def __init__(self, settings: StudioSettings, state: StudioState) -> None:
+        self.settings = settings
+        self.state = state
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-generate")
+        self._engine: tuple[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def output_dir(self, generation_id: str) -> Path:
+        """Where a generation's audio, sidecar and spectrogram go."""
+        return self.settings.root / "generations" / generation_id
+
+    def submit(self, generation_id: str) -> None:
+        """Queue one generation row for the worker."""
+        self._executor.submit(self._run, generation_id)
+
+    def warm_up(self) -> None:
+        """Import the generation stack in the worker now, so the first clip does not wait for it."""
+
+        def load_modules() -> None:
+            import musicgen_ops.pipeline.generation.batch
+            import musicgen_ops.pipeline.inference.loader  # noqa: F401
+
+        self._executor.submit(load_modules)
+
+    def recover(self) -> None:
+        """After a restart: generations that were queued or running are run (again)."""
+        for row in reversed(self.state.select("generations", "state IN ('queued', 'running')")):
+            self.state.update("generations", row["id"], state="queued")
+            self.submit(row["id"])
+
+    def close(self) -> None:
+        """Finish the running generation, drop the queue."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _engine_for(self, model_ref: str) -> Any:
+        """The engine of ``model_ref``; a published model is re-read when its manifest changed."""
+        from musicgen_ops.pipeline.inference.loader import open_engine
+        from musicgen_ops.storage import download_model
+
+        source: str | Path = model_ref
+        if model_ref.startswith(ARTIFACT_REF):  # a cache hit reads only the manifest
+            cache = self.settings.root / ".cache" / "models"
+            source = download_model(self.settings.artifacts_uri, model_ref.removeprefix(ARTIFACT_REF), cache)
+        if self._engine is not None and self._engine[0] == str(source):
+            return self._engine[1]
+        self._engine = None  # free the old model before loading the next
+        self._engine = (str(source), open_engine(source, "auto", self.settings.device, dtype="auto"))
+        return self._engine[1]
+
+    def _run(self, generation_id: str) -> None:
+        from musicgen_ops.pipeline.generation.batch import generate_to_files
+
+        row = self.state.get("generations", generation_id)
+        if row is None or row["state"] not in ("queued", "running"):
+            return
+        self.state.update("generations", generation_id, state="running")
+        params = GenerationParameters.model_validate_json(row["parameters"])
+        folder = self.output_dir(generation_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._lock:
+                engine = self._engine_for(row["model_ref"])
+                (result,) = generate_to_files(
+                    [params],
+                    engine,
+                    folder,
+                    audio_paths=[folder / f"audio.{params.output_format}"],
+                    spectrogram=True,
+                    model_id=row["model"],
+                )
+        except Exception as err:  # the user sees why in the generation's error
+            logger.exception("generation %s failed", generation_id)
+            self.state.update(
+                "generations", generation_id, state="failed", error=f"{type(err).__name__}: {err}"
+            )
+            return
+        self.state.update(
+            "generations", generation_id, state="completed", result=result.model_dump(mode="json")
+        )

@@ -1,0 +1,50 @@
+"""Generations: create (optionally A/B against the base model), list, get, audio and spectrogram."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from musicgen_ops.studio.deps import BackendDep
+from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationsPublic
+
+router = APIRouter(prefix="/generations", tags=["generations"])
+
+MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".png": "image/png"}
+
+
+@router.post("", response_model=GenerationPublic, status_code=202)
+def create_generation(body: GenerationCreate, backend: BackendDep) -> GenerationPublic:
+    """Queue a generation; with ``compare_with_base`` the base model renders the same prompt and seed."""
+    return backend.create_generation(body)
+
+
+@router.get("", response_model=GenerationsPublic)
+def list_generations(backend: BackendDep) -> GenerationsPublic:
+    """The latest generations, newest first."""
+    data = backend.list_generations()
+    return GenerationsPublic(data=data, count=len(data))
+
+
+@router.get("/{generation_id}", response_model=GenerationPublic)
+def get_generation(generation_id: str, backend: BackendDep) -> GenerationPublic:
+    """One generation and its result."""
+    return backend.get_generation(generation_id)
+
+
+@router.get("/{generation_id}/audio", response_class=FileResponse)
+def generation_audio(generation_id: str, backend: BackendDep) -> FileResponse:
+    """The generated audio file."""
+    path = backend.generation_file(generation_id, "audio")
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(path.suffix),
+        filename=f"{generation_id}{path.suffix}",
+        content_disposition_type="inline",
+    )
+
+
+@router.get("/{generation_id}/spectrogram", response_class=FileResponse)
+def generation_spectrogram(generation_id: str, backend: BackendDep) -> FileResponse:
+    """The spectrogram PNG of the generated audio."""
+    return FileResponse(backend.generation_file(generation_id, "spectrogram"), media_type="image/png")

@@ -1,0 +1,54 @@
+"""Settings of the studio process (``musicgen-ops studio``): state folder, bind address, limits."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Largest accepted audio file (per file, bytes).
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
+
+
+class StudioSettings(BaseModel):
+    """How one studio process runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path = Field(description="Folder of the local artifact store and the studio's SQLite state.")
+    host: str = Field("127.0.0.1", description="Bind address (loopback: only this machine can connect).")
+    port: int = Field(8765, ge=0, le=65535, description="Port (0: any free port).")
+    token: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(24),
+        min_length=16,
+        description="Access token every API call must carry (printed in the start URL).",
+    )
+    max_upload_bytes: int = Field(DEFAULT_MAX_UPLOAD_BYTES, ge=1, description="Largest audio file accepted.")
+    max_tracks_per_dataset: int = Field(1000, ge=1, description="Tracks one dataset may hold.")
+    device: str = Field("auto", description="Device for training and generation (auto, cpu, cuda[:N]).")
+    default_base_model: str = Field(
+        "facebook/musicgen-small", description="Base model a new training form starts with."
+    )
+    poll_seconds: float = Field(0.5, gt=0, description="How often running trainings' progress is read.")
+    backend: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="local: train-job subprocesses here; kubernetes: custom resources, as the caller.",
+    )
+    artifacts: str | None = Field(
+        None, description="Artifact root URI (s3://, az://, file://); default: file://<root>."
+    )
+    kube_api_url: str | None = Field(None, description="Kubernetes API server URL (kubernetes backend).")
+    kube_namespace: str = Field("default", description="Namespace of the custom resources.")
+    kube_ca_file: Path | None = Field(None, description="CA bundle of the API server (default: system CAs).")
+
+    @property
+    def artifacts_uri(self) -> str:
+        """URI of the artifact root (datasets/, models/, runs/, generations/): ``artifacts`` or file://<root>."""
+        return self.artifacts or f"file://{self.root.resolve()}"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file holding trainings, loss points and generations."""
+        return self.root / "studio.db"
