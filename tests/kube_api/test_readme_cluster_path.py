@@ -105,6 +105,7 @@ def test_readme_cluster_path(cluster, tmp_path: Path) -> None:
         yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "musicgen"}})
     )
     kubectl("apply", "-f", str(namespace))
+    # kubectl config set-context --current --namespace musicgen
     # Jobs' pods read the storage Secret, which the chart creates in the release namespace: the resources
     # go there too (docs/cluster.md passes -n musicgen; a pod in another namespace could not start).
     kubectl("config", "set-context", "--current", "--namespace", "musicgen")
