@@ -152,9 +152,15 @@ def describe_request_errors(errors: list[dict[str, Any]]) -> list[str]:
             continue
         where = ".".join(part[:EXCERPT_CHARS] for part in loc) or "body"
         lines.append(f"{where}: {item.get('msg')} (got {excerpt(item.get('input'))})")
+    return lines
+
+
+def shorten_lines(lines: list[str]) -> list[str]:
+    """At most ``MAX_LISTED_FIELDS`` lines (then a count of the rest), each cut to a readable length."""
     if len(lines) > MAX_LISTED_FIELDS:
         lines = [*lines[:MAX_LISTED_FIELDS], f"... and {len(lines) - MAX_LISTED_FIELDS} more"]
-    return lines
+    limit = 4 * EXCERPT_CHARS
+    return [line if len(line) <= limit else line[:limit] + "..." for line in lines]
 
 
 def register_exception_handlers(app: FastAPI) -> None:
@@ -174,28 +180,22 @@ def register_exception_handlers(app: FastAPI) -> None:
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[:MAX_MESSAGE_CHARS] + "..."
         if fields:
-            fields = [without_paths(line) for line in describe_lines(fields)]
+            fields = [without_paths(line) for line in shorten_lines(fields)]
         body = ErrorBody(error=code, message=message, fields=fields)
         headers = {"Retry-After": str(err.retry_after)} if isinstance(err, ServiceBusyError) else None
         return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
     async def invalid_request(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)
-        fields = describe_request_errors(list(err.errors()))
+        all_fields = describe_request_errors(list(err.errors()))
+        fields = shorten_lines(all_fields)
         request.app.state.service.metrics.requests.labels(outcome="invalid").inc()
         body = ErrorBody(
             error="InvalidParameters",
-            message=f"{len(fields)} invalid parameter(s): " + "; ".join(fields),
+            message=f"{len(all_fields)} invalid parameter(s): " + "; ".join(fields),
             fields=fields,
         )
         return JSONResponse(body.model_dump(), status_code=422)
-
-    def describe_lines(lines: list[str]) -> list[str]:
-        if len(lines) > MAX_LISTED_FIELDS:
-            lines = [*lines[:MAX_LISTED_FIELDS], f"... and {len(lines) - MAX_LISTED_FIELDS} more"]
-        return [
-            line if len(line) <= 4 * EXCERPT_CHARS else line[: 4 * EXCERPT_CHARS] + "..." for line in lines
-        ]
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     for error_type in (ServingError, PipelineError):

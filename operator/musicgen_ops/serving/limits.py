@@ -10,15 +10,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodySizeLimit"]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Refuse request bodies larger than ``max_bytes`` with 413 and a short ``ErrorBody``.
 
     A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked body
-    is counted while it streams and refused as soon as it passes the limit.
+    is counted while it streams and refused as soon as it passes the limit. Bodies are at most
+    ``max_bytes`` (tens of KiB), so reading them before the app does costs nothing.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
@@ -33,28 +30,32 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send, int(declared))
             return
+        # Read the (bounded) body first, then replay it: the app never sees an over-long body, and a
+        # limit hit mid-stream is answered here rather than as the framework's generic 400.
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
+            if message["type"] != "http.request":
+                break  # client went away: let the app see the disconnect
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                await self._refuse(send, received)
+                return
+            if not message.get("more_body", False):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, received)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send, size: int) -> None:
         body: dict[str, Any] = {
