@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from musicgen_ops.pipeline.errors import AudioDecodeError
+from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
@@ -130,6 +131,7 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     os.close(fd)
     try:
         sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        make_public(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from musicgen_ops.pipeline.errors import DatasetError
+from musicgen_ops.pipeline.filemodes import make_public
 
 MANIFEST_NAME = "manifest.json"
 
@@ -59,6 +60,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        make_public(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

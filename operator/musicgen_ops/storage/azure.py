@@ -32,6 +32,7 @@ from musicgen_ops.storage.base import (
     backoff_seconds,
     env_flag,
     join_key,
+    make_public,
     max_attempts,
     normalize_key,
     relative_key,
@@ -295,6 +296,7 @@ class AzureBlobStore(ArtifactStore):
         try:
             with os.fdopen(fd, "wb") as handle, self._errors(uri):
                 blob.download_blob(max_concurrency=2, progress_hook=_delta_hook(progress)).readinto(handle)
+            make_public(Path(tmp))
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

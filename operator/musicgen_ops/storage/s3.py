@@ -35,6 +35,7 @@ from musicgen_ops.storage.base import (
     env_flag,
     env_number,
     join_key,
+    make_public,
     max_attempts,
     normalize_key,
     relative_key,
@@ -288,6 +289,7 @@ class S3Store(ArtifactStore):
                 finally:
                     response.close()
                     response.release_conn()
+            make_public(Path(tmp))
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

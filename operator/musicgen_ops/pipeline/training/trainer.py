@@ -17,6 +17,7 @@ import torch
 from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
 from musicgen_ops.pipeline.errors import TrainingError
+from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
@@ -222,6 +223,7 @@ class MusicGenLoRATrainer:
                 merged.save_pretrained(staging / "merged")
                 self.processor.save_pretrained(staging / "merged")
             (staging / METADATA_NAME).write_text(json.dumps(self.metadata(extra_metadata), indent=2) + "\n")
+            make_public(staging)
             if path.exists():
                 shutil.rmtree(path)
             staging.rename(path)
