@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -36,3 +37,28 @@ def fresh_tiny_model():
     from musicgen_ops.pipeline.models import build_random_musicgen
 
     return build_random_musicgen("tiny-random")
+
+
+LORA_TARGETS = r".*decoder\.layers\.\d+\.(self_attn|encoder_attn)\.(q_proj|k_proj|v_proj|out_proj)"
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory):
+    """A trained checkpoint folder as training writes it: adapter, processor, training_metadata.json."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from musicgen_ops.pipeline.models import build_random_musicgen
+
+    loaded = build_random_musicgen("tiny-random")
+    peft_model = get_peft_model(loaded.model, LoraConfig(r=8, target_modules=LORA_TARGETS))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    folder = tmp_path_factory.mktemp("models") / "my-model"
+    peft_model.save_pretrained(folder)
+    loaded.processor.save_pretrained(folder)
+    (folder / "training_metadata.json").write_text(json.dumps({"base_model": "tiny-random"}))
+    return folder

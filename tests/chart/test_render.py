@@ -53,7 +53,16 @@ def test_ci_scenarios_cover_serving_cluster_wide_and_minio() -> None:
 def test_defaults_render_the_operator_and_nothing_optional(render: Render) -> None:
     docs = render()
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Secret", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Pod",  # the `helm test` hook probing the operator's metrics
+        "Secret",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert [p["metadata"]["annotations"]["helm.sh/hook"] for p in find(docs, "Pod")] == ["test"]
     assert [d["metadata"]["name"] for d in find(docs, "Deployment")] == ["musicgen-operator"]
     assert not find(docs, "ServiceMonitor") and not find(docs, "PersistentVolumeClaim")
 
@@ -177,7 +186,9 @@ def test_bundled_minio_is_wired_into_the_storage_secret(render: Render) -> None:
         minio["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
         == "musicgen-minio"
     )
-    ephemeral = render({"minio": {"enabled": True, "persistence": {"enabled": False}}})
+    ephemeral = render(
+        {"minio": {"enabled": True, "rootPassword": "a-real-secret", "persistence": {"enabled": False}}}
+    )
     assert not find(ephemeral, "PersistentVolumeClaim")
     assert (
         one(ephemeral, "Deployment", "musicgen-minio")["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]
@@ -203,10 +214,25 @@ def test_serving_requests_a_gpu_on_gpu_nodes_with_a_cache_volume(render: Render)
     assert settings.default_model == "lofi-v1" and settings.preload == ["lofi-v1"]
     assert (settings.device, settings.dtype) == ("cuda", "bfloat16")
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "musicgen-generator-cache"
-    cpu_only = render({"serving": {"enabled": True, "gpus": 0}})
-    cpu_deployment = one(cpu_only, "Deployment", "musicgen-generator")
-    assert "resources" not in cpu_deployment["spec"]["template"]["spec"]["containers"][0]
-    assert ServeEnvironment.from_environ(container_env(cpu_deployment)).device == "cpu"
+    assert pod["runtimeClassName"] == "nvidia"  # jobs.runtimeClassName in full-values.yaml
+    cpu_only = render({"serving": {"enabled": True, "gpus": 0}, "jobs": {"runtimeClassName": "nvidia"}})
+    cpu_pod = one(cpu_only, "Deployment", "musicgen-generator")["spec"]["template"]["spec"]
+    # Requests/limits by default; no GPU and no GPU runtime class on CPU.
+    assert cpu_pod["containers"][0]["resources"] == {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"memory": "16Gi"},
+    }
+    assert "runtimeClassName" not in cpu_pod
+    gpu_pod = one(
+        render({"serving": {"enabled": True}, "jobs": {"runtimeClassName": "nvidia"}}),
+        "Deployment",
+        "musicgen-generator",
+    )["spec"]["template"]["spec"]
+    assert gpu_pod["runtimeClassName"] == "nvidia"
+    assert (
+        ServeEnvironment.from_environ(container_env(one(cpu_only, "Deployment", "musicgen-generator"))).device
+        == "cpu"
+    )
 
 
 def test_service_monitor_is_optional(render: Render) -> None:
@@ -227,13 +253,24 @@ def test_names_follow_overrides(render: Render) -> None:
 
 
 def test_notes_name_the_next_commands(render_raw: Any) -> None:
-    notes = render_raw({"minio": {"enabled": True}})["musicgen/templates/NOTES.txt"]
+    notes = render_raw({"minio": {"enabled": True, "rootPassword": "a-real-secret"}})[
+        "musicgen/templates/NOTES.txt"
+    ]
     for command in (
         "kubectl get tj",
         "kubectl get trainedmodels.musicgen.io",
         "port-forward svc/musicgen-minio",
+        "kind: TrainingJob",
+        "helm test musicgen",
+        "musicgen-ops models mirror facebook/musicgen-small --to s3://musicgen/base-models",
     ):
         assert command in notes
+    # A packaged chart ships no examples/ folder: the notes must not send users there.
+    assert "examples/" not in notes
+    mirrored = render_raw({"baseModels": {"mirror": "s3://musicgen/base-models"}})[
+        "musicgen/templates/NOTES.txt"
+    ]
+    assert "models mirror" not in mirrored and "loaded from s3://musicgen/base-models" in mirrored
 
 
 def manifest_names(docs: list[Manifest]) -> set[tuple[str, str, str]]:

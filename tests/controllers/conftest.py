@@ -1,9 +1,10 @@
-"""The operator, run as in production (kopf's own loop over HTTP), against the kmock API emulator.
+"""The operator, run as in production (kopf's own loop over HTTP), against the test Kubernetes API emulator.
 
-One emulator and one operator serve the whole tests/controllers session (kopf's handler registry is
-global, and starting kopf costs seconds). The emulator runs in a thread with its own event loop, kopf
-in another; tests are plain sync functions that talk HTTP to the emulator and play the Job controller
-by patching Job status. Storage is the local ``file://`` backend in a temp folder.
+One emulator (tests/kube_emulator, loaded with crds/) and one operator serve the whole tests/controllers
+session (kopf's handler registry is global, and starting kopf costs seconds). The emulator runs in a
+thread with its own event loop, kopf in another; tests are plain sync functions that talk HTTP to the
+emulator and play the Job controller by patching Job status. Storage is the local ``file://`` backend
+in a temp folder.
 """
 
 from __future__ import annotations
@@ -19,50 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import kmock
 import pytest
-import yaml
 
-from tests.controllers.emulator import MusicgenEmulator
+from tests.kube_emulator import EmulatorThread, KubeEmulator, write_kubeconfig
 
 NAMESPACE = "default"
 TEST_AGENT = "musicgen-tests"
 GROUP_VERSION = "musicgen.io/v1alpha1"
-
-RESOURCES: dict[str, dict[str, Any]] = {
-    "v1/namespaces": {"kind": "Namespace", "namespaced": False, "verbs": ["list", "watch", "get"]},
-    "v1/events": {"kind": "Event", "namespaced": True, "verbs": ["create", "list", "watch"]},
-    "v1/pods": {"kind": "Pod", "namespaced": True, "verbs": ["create", "get", "list", "watch", "patch"]},
-    "v1/services": {
-        "kind": "Service",
-        "namespaced": True,
-        "verbs": ["create", "get", "list", "patch", "delete"],
-    },
-    "apps/v1/deployments": {
-        "kind": "Deployment",
-        "namespaced": True,
-        "verbs": ["create", "get", "list", "patch", "delete"],
-        "subresources": {"status"},
-    },
-    "batch/v1/jobs": {
-        "kind": "Job",
-        "namespaced": True,
-        "verbs": ["create", "get", "list", "watch", "patch", "delete"],
-        "subresources": {"status"},
-    },
-}
-for _plural, _kind in (
-    ("trainingjobs", "TrainingJob"),
-    ("trainedmodels", "TrainedModel"),
-    ("generationrequests", "GenerationRequest"),
-):
-    RESOURCES[f"{GROUP_VERSION}/{_plural}"] = {
-        "kind": _kind,
-        "namespaced": True,
-        "categories": {"musicgen"},
-        "verbs": ["create", "get", "list", "watch", "patch", "delete"],
-        "subresources": {"status"},
-    }
+CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 PATHS = {
     "trainingjobs": f"/apis/{GROUP_VERSION}",
@@ -79,7 +44,7 @@ PATHS = {
 class Cluster:
     """Sync helpers over HTTP for tests; the emulator lives in another thread."""
 
-    def __init__(self, url: str, emulator: MusicgenEmulator, artifacts: Path) -> None:
+    def __init__(self, url: str, emulator: KubeEmulator, artifacts: Path) -> None:
         self.url = url
         self.emulator = emulator
         self.artifacts = artifacts
@@ -94,9 +59,15 @@ class Cluster:
         return "/".join(parts)
 
     def create(self, plural: str, body: dict, namespace: str = NAMESPACE) -> dict:
+        """POST ``body``; a ``status`` in it is then written through the status subresource, the way
+        a kubelet or controller would (the API server drops status on create)."""
+        body = dict(body)
+        status = body.pop("status", None)
         body.setdefault("metadata", {}).setdefault("namespace", namespace)
         response = self.http.post(self.path(plural, namespace=namespace), json=body)
         assert response.status_code < 300, response.text
+        if status is not None:
+            return self.patch(plural, body["metadata"]["name"], {"status": status}, sub="status")
         return response.json()
 
     def get(self, plural: str, name: str, namespace: str = NAMESPACE) -> dict | None:
@@ -158,19 +129,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _serve_emulator(ready: threading.Event, stop: threading.Event, box: dict) -> None:
-    async def main() -> None:
-        async with MusicgenEmulator() as emulator, kmock.Server(emulator) as server:
-            for key, info in RESOURCES.items():
-                emulator.resources[key] = kmock.ResourceInfo(**info)
-            box["emulator"], box["url"] = emulator, str(server.url).rstrip("/")
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-
-    asyncio.run(main())
-
-
 def _run_operator(ready: threading.Event, stop: threading.Event, box: dict) -> None:
     import kopf
 
@@ -178,8 +136,6 @@ def _run_operator(ready: threading.Event, stop: threading.Event, box: dict) -> N
 
     @kopf.on.startup()
     def _test_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
-        # kmock cannot list namespaces; the namespaces are given explicitly anyway.
-        settings.scanning.disabled = True
         settings.queueing.idle_timeout = 0.3
         settings.watching.reconnect_backoff = 0.2
 
@@ -197,25 +153,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     artifacts = tmp / "artifacts"
     artifacts.mkdir()
     box: dict[str, Any] = {}
-    emulator_ready, emulator_stop = threading.Event(), threading.Event()
-    emulator_thread = threading.Thread(
-        target=_serve_emulator, args=(emulator_ready, emulator_stop, box), daemon=True
-    )
-    emulator_thread.start()
-    assert emulator_ready.wait(10), "the emulator did not start"
-    kubeconfig = tmp / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "kmock",
-                "clusters": [{"name": "kmock", "cluster": {"server": box["url"]}}],
-                "users": [{"name": "tester", "user": {"token": "test-token"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-            }
-        )
-    )
+    server = EmulatorThread(KubeEmulator(crds=CRDS)).start()
+    kubeconfig = write_kubeconfig(tmp / "kubeconfig", server.url, NAMESPACE)
     env = {
         "KUBECONFIG": str(kubeconfig),
         "MUSICGEN_OPERATOR_WATCH_NAMESPACES": NAMESPACE,
@@ -243,14 +182,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if "error" in box:
         raise box["error"]
     logging.getLogger("kopf").setLevel(logging.INFO)
-    cluster = Cluster(box["url"], box["emulator"], artifacts)
+    cluster = Cluster(server.url, server.emulator, artifacts)
     try:
         yield cluster
     finally:
         operator_stop.set()
         operator_thread.join(20)
-        emulator_stop.set()
-        emulator_thread.join(10)
+        server.stop()
         cluster.http.close()
         kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_location
         for key, value in saved.items():

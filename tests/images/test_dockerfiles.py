@@ -157,9 +157,11 @@ def test_operator_image_has_no_ml_stack() -> None:
     assert not [pkg for pkg in HEAVY if re.search(rf"\b{pkg}\b", deps)]
 
 
-def test_generator_installs_onnxruntime_gpu_pinned() -> None:
+def test_generator_installs_onnxruntime_gpu_under_the_lock() -> None:
     text = " ".join(args for kw, args in instructions(dockerfile("generator")) if kw == "RUN")
-    assert re.search(r"onnxruntime-gpu==\d+\.\d+\.\d+", text)
+    assert re.search(r"pip install -c requirements/lock.txt [^&]*\bonnxruntime-gpu\b", text)
+    lock = (REPO_ROOT / "requirements" / "lock.txt").read_text()
+    assert re.search(r"^onnxruntime-gpu==\d+\.\d+\.\d+$", lock, re.MULTILINE)
 
 
 @pytest.mark.parametrize("image", IMAGES)

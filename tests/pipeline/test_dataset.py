@@ -178,3 +178,55 @@ def test_clip_at_the_wrong_rate_is_refused(data_dir, tiny_model, tmp_path):
     (copy / "manifest.json").write_text(json.dumps(entries))
     with pytest.raises(DatasetError, match="16000 Hz.*preprocess"):
         MusicGenDataset.from_directory(copy, tiny_model.processor, model=tiny_model.model)
+
+
+@pytest.fixture(scope="module")
+def multi_clip_dir(tmp_path_factory):
+    """Five tracks of 2.5 s cut into 1 s clips (the last one padded): three clips per track."""
+    raw = tmp_path_factory.mktemp("multi-raw")
+    for index in range(5):
+        write(raw / f"song{index}.wav", 2.5, 32_000, freq=150.0 * (index + 1))
+    out = tmp_path_factory.mktemp("multi-data")
+    AudioDataPreprocessor(target_duration=1.0, min_clip_duration=0.2).preprocess_directory(raw, out)
+    return out
+
+
+def test_validation_split_keeps_every_track_on_one_side(multi_clip_dir, tiny_model):
+    dataset = MusicGenDataset.from_directory(multi_clip_dir, tiny_model.processor, model=tiny_model.model)
+    assert len(dataset) == 15 and len(set(dataset.tracks)) == 5
+    held_out = set()
+    for seed in range(6):
+        train, val = train_val_split(dataset, 0.4, seed=seed)
+        train_tracks = {dataset.tracks[i] for i in train.indices}
+        val_tracks = {dataset.tracks[i] for i in val.indices}
+        assert not train_tracks & val_tracks and len(val_tracks) == 2 and len(val) == 6
+        assert sorted(list(train.indices) + list(val.indices)) == list(range(15))
+        again = train_val_split(dataset, 0.4, seed=seed)[1]
+        assert list(again.indices) == list(val.indices)
+        held_out.add(frozenset(val_tracks))
+    assert len(held_out) > 1  # the seed chooses which tracks are held out
+    assert len(train_val_split(dataset, 0.1, seed=0)[1]) == 3  # at least one track
+    first_nine = torch.utils.data.Subset(dataset, list(range(9)))  # three tracks, seen through the Subset
+    train, val = train_val_split(first_nine, 0.34, seed=0)
+    assert len(val) == 3 and len({dataset.tracks[first_nine.indices[i]] for i in val.indices}) == 1
+    with pytest.raises(ValueError, match="track names"):
+        train_val_split(dataset, 0.2, tracks=["a"])
+
+
+def test_batched_encoding_gives_the_codes_of_one_by_one(data_dir, multi_clip_dir, tiny_model, monkeypatch):
+    from musicgen_ops.pipeline.dataset import encode_audio_file, encode_audio_files
+    from musicgen_ops.pipeline.manifest import read_manifest
+
+    paths = [multi_clip_dir / e.audio for e in read_manifest(multi_clip_dir)]
+    paths += [data_dir / e.audio for e in read_manifest(data_dir)]  # 1.0, 1.6 and 2.0 s clips mixed in
+    alone = [encode_audio_file(p, tiny_model.processor, tiny_model.model) for p in paths]
+    calls = []
+    codec = tiny_model.model.audio_encoder
+    real_encode = codec.encode
+    monkeypatch.setattr(
+        codec, "encode", lambda values, *a, **k: calls.append(len(values)) or real_encode(values, *a, **k)
+    )
+    batched = encode_audio_files(paths, tiny_model.processor, tiny_model.model, batch_size=4, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(alone, batched, strict=True))
+    assert [a.shape for a in alone] == [b.shape for b in batched]
+    assert sorted(calls) == [1, 1, 4, 4, 4, 4]  # sixteen 1 s clips in batches of 4; 1.6 s and 2 s alone

@@ -90,6 +90,10 @@ class TrainedModelStatus(StatusBase):
     formats: list[str] = Field(default_factory=list, description="Formats listed in the manifest.")
     formats_text: str | None = Field(None, description="Formats joined by ',' for kubectl.")
     final_loss: float | None = Field(None, description="Final training loss from the manifest.")
+    validation_loss: float | None = Field(None, description="Validation loss of the fine-tuned model.")
+    base_validation_loss: float | None = Field(
+        None, description="Validation loss of the base model on the same held-out tracks (the baseline)."
+    )
     size_bytes: int | None = Field(None, description="Total size of the artifacts.")
     missing: list[str] = Field(default_factory=list, description="What is missing, when Invalid.")
     serving_url: str | None = Field(None, description="In-cluster URL of the generator Service.")
@@ -109,6 +113,8 @@ TRAINED_MODEL = ResourceKind(
         PrinterColumn("Base", ".spec.baseModel"),
         PrinterColumn("Formats", ".status.formatsText"),
         PrinterColumn("Loss", ".status.finalLoss", "number"),
+        PrinterColumn("Val Loss", ".status.validationLoss", "number", "Fine-tuned model, held-out tracks"),
+        PrinterColumn("Base Loss", ".status.baseValidationLoss", "number", "Base model, same tracks"),
         PrinterColumn("URL", ".status.servingUrl"),
         AGE_COLUMN,
     ),

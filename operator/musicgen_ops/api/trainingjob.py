@@ -94,6 +94,9 @@ class TrainingJobStatus(StatusBase):
     progress_percent: int | None = Field(None, ge=0, le=100, description="Completed share of the steps.")
     current_loss: float | None = Field(None, description="Latest training loss.")
     validation_loss: float | None = Field(None, description="Latest validation loss.")
+    base_validation_loss: float | None = Field(
+        None, description="The base model's validation loss, measured before training (the baseline)."
+    )
     eta_seconds: int | None = Field(None, description="Estimated seconds left.")
     training_phase: str | None = Field(None, description="Trainer phase from progress.json.")
     last_progress_time: datetime | None = None
@@ -116,6 +119,8 @@ TRAINING_JOB = ResourceKind(
         PrinterColumn("Progress", ".status.progressPercent", "integer", "Percent of steps done"),
         PrinterColumn("Loss", ".status.currentLoss", "number"),
         PrinterColumn("Model", ".status.trainedModel"),
+        PrinterColumn("Val Loss", ".status.validationLoss", "number", priority=1),
+        PrinterColumn("Base Loss", ".status.baseValidationLoss", "number", "Base model", priority=1),
         PrinterColumn("ETA", ".status.etaSeconds", "integer", "Seconds left", priority=1),
         AGE_COLUMN,
     ),

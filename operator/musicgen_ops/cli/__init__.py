@@ -21,6 +21,15 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: print the one version (package, chart appVersion, image tags) and exit."""
+    if value:
+        from musicgen_ops import __version__
+
+        typer.echo(f"musicgen-ops {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _configure(
     log_level: str = typer.Option(
@@ -32,6 +41,9 @@ def _configure(
     debug: bool = typer.Option(
         False, "--debug", envvar="MUSICGEN_DEBUG", help="Show the full traceback of an error."
     ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Global options: logging, tracebacks."""
     from musicgen_ops.cli import console as terminal
@@ -42,7 +54,17 @@ def _configure(
 
 
 # Modules under musicgen_ops.cli, in the order their commands appear in --help.
-COMMAND_MODULES = ("demo", "preprocess", "train", "export", "generate", "serve", "storage", "cluster")
+COMMAND_MODULES = (
+    "demo",
+    "preprocess",
+    "train",
+    "export",
+    "generate",
+    "serve",
+    "storage",
+    "models",
+    "cluster",
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)

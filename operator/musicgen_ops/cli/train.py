@@ -32,9 +32,11 @@ def train(
         L,
         "target_modules",
         "--target-modules",
-        help="Comma-separated decoder projections: q_proj,v_proj or self_attn.q_proj or encoder_attn "
-        "(default: self- and cross-attention q/k/v/out).",
+        help="Comma-separated decoder modules: q_proj,v_proj or self_attn.q_proj or encoder_attn, and the "
+        "feed-forward fc1,fc2 (feed_forward: both); default: self- and cross-attention q/k/v/out.",
     ),
+    condition_dropout: float = field_option(T, "condition_dropout"),
+    encode_batch_size: int = field_option(T, "encode_batch_size"),
     epochs: int = field_option(T, "epochs"),
     max_steps: int = field_option(T, "max_steps"),
     batch_size: int = field_option(T, "batch_size"),
@@ -91,8 +93,10 @@ def train(
         exit_with_error(str(err))
     losses = ", ".join(f"{x:.4f}" for x in result.train_loss_per_epoch)
     console.print(f"train loss per epoch: {losses}")
-    if result.val_loss is not None:
-        console.print(f"validation loss: {result.val_loss:.4f}")
+    if result.val_loss is not None and result.base_val_loss is not None:
+        console.print(
+            f"validation loss: base model {result.base_val_loss:.4f} -> fine-tuned {result.val_loss:.4f}"
+        )
     console.print(f"{result.steps} steps in {result.wall_seconds:.1f} s")
     console.print(f"model saved to [bold]{result.final_model_dir}[/]")
     typer.echo(json.dumps(result.to_dict()))

@@ -21,6 +21,7 @@ from musicgen_ops.contracts.generation import MAX_DURATION_SECONDS, GenerationPa
 from musicgen_ops.contracts.training import ExportFormat, LoraParameters, TrainingParameters
 
 JOB_ENV_PREFIX = "MUSICGEN_JOB_"
+BASE_MODEL_ENV_PREFIX = "MUSICGEN_BASE_MODEL_"
 SERVE_ENV_PREFIX = "MUSICGEN_SERVE_"
 #: Exit code of a Job container for errors that retrying cannot fix (bad data, invalid spec):
 #: the Job's podFailurePolicy fails the Job at once instead of using up backoffLimit.
@@ -35,6 +36,19 @@ EngineName = Literal["auto", "torch", "fast", "onnx", "torchscript"]
 #: Torch dtypes of the generation engines; ``auto``: bfloat16 on CUDA, float32 on CPU.
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+
+
+class BaseModelEnvironment(StrictEnvironment):
+    """Where Job and server containers find base models: a mirror in the artifact store, a node cache."""
+
+    env_prefix: ClassVar[str] = BASE_MODEL_ENV_PREFIX
+
+    mirror: str | None = Field(
+        None,
+        description="Artifact root holding mirrored base models (models/<org>--<name>/); hub ids load "
+        "from there first.",
+    )
+    cache: Path | None = Field(None, description="Local cache of downloaded base models (a volume).")
 
 
 class JobEnvironment(StrictEnvironment):

@@ -25,6 +25,9 @@ class TrainingSummary(BaseModel):
 
     final_loss: float | None = Field(None, description="Training loss at the end of the run.")
     validation_loss: float | None = Field(None, description="Validation loss of the fine-tuned model.")
+    base_validation_loss: float | None = Field(
+        None, description="Validation loss of the base model on the same held-out tracks (the baseline)."
+    )
     steps: int | None = Field(None, description="Optimizer steps taken.")
     train_loss_per_epoch: list[float] = Field(default_factory=list)
     dataset_uri: str | None = None

@@ -22,7 +22,12 @@ class TrainingProgress(BaseModel):
     step: int = Field(ge=0)
     total_steps: int = Field(ge=0)
     loss: float | None = Field(None, description="Latest training loss.")
-    val_loss: float | None = Field(None, description="Latest validation loss.")
+    val_loss: float | None = Field(
+        None, description="Latest validation loss (the fine-tuned model's at the end)."
+    )
+    base_val_loss: float | None = Field(
+        None, description="The base model's validation loss, measured before training (the baseline)."
+    )
     learning_rate: float | None = None
     samples_per_second: float | None = None
     eta_seconds: float | None = Field(None, description="Estimated seconds left.")

@@ -31,8 +31,9 @@ class LoraParameters(Contract):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
     target_modules: list[str] = Field(
         default_factory=list,
-        description="Decoder projections to adapt, e.g. q_proj,v_proj (empty: self- and cross-attention "
-        "q/k/v/out).",
+        description="Decoder layers to adapt: attention projections (q_proj, self_attn, encoder_attn.v_proj, "
+        "...) and/or the feed-forward fc1, fc2 (feed_forward = both); empty: self- and cross-attention "
+        "q/k/v/out.",
     )
 
     @property
@@ -61,7 +62,22 @@ class TrainingParameters(Contract):
     )
     backend: TrainingBackend = Field("hf", description="Hugging Face Trainer (hf) or PyTorch Lightning.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seeds data order, LoRA init and dropout.")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the data held out for validation.")
+    val_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of tracks held out for validation (a track's clips stay together).",
+    )
+    condition_dropout: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Share of training clips whose text condition is replaced by the unconditional (null) "
+        "one, so classifier-free guidance keeps working (audiocraft's text-to-music recipe uses 0.3).",
+    )
+    encode_batch_size: int = Field(
+        16, ge=1, le=1024, description="Clips EnCodec encodes at once when building the code cache."
+    )
     max_duration_seconds: float = Field(30.0, gt=0, le=30.0, description="Longer clips are truncated.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     save_total_limit: int = Field(3, ge=1, le=100, description="Checkpoints kept (oldest removed first).")

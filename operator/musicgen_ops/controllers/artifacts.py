@@ -52,6 +52,8 @@ class ArtifactCheck:
     formats: list[str] = field(default_factory=list)
     base_model: str | None = None
     final_loss: float | None = None
+    validation_loss: float | None = None
+    base_validation_loss: float | None = None
     size_bytes: int | None = None
 
 
@@ -71,6 +73,8 @@ def check_model(root_uri: str, model_id: str, required_formats: list[str]) -> Ar
         formats=list(manifest.formats),
         base_model=manifest.base_model,
         final_loss=loss,
+        validation_loss=manifest.training.validation_loss,
+        base_validation_loss=manifest.training.base_validation_loss,
         size_bytes=manifest.total_size,
     )
 

@@ -9,9 +9,11 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from musicgen_ops import __version__
 from musicgen_ops.api.common import STORAGE_URI_PATTERN
 
 ENV_PREFIX = "MUSICGEN_OPERATOR_"
+IMAGE_REPOSITORY = "ghcr.io/musicgen-ops"
 
 
 class ConfigurationError(ValueError):
@@ -26,9 +28,9 @@ class OperatorConfig(BaseSettings):
     #: Comma-separated namespaces to watch; empty: the whole cluster.
     watch_namespaces: str = ""
     #: Image of the training Jobs (runs ``train-job``).
-    trainer_image: str = Field("ghcr.io/musicgen-ops/trainer:0.1.0", min_length=1)
+    trainer_image: str = Field(f"{IMAGE_REPOSITORY}/trainer:{__version__}", min_length=1)
     #: Image of the generation Jobs and servers (``generate-job``, ``musicgen-ops serve``).
-    generator_image: str = Field("ghcr.io/musicgen-ops/generator:0.1.0", min_length=1)
+    generator_image: str = Field(f"{IMAGE_REPOSITORY}/generator:{__version__}", min_length=1)
     #: imagePullPolicy of every container the operator creates.
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     #: Secret with storage credentials, mounted into Jobs with envFrom ("" for none).
@@ -41,6 +43,8 @@ class OperatorConfig(BaseSettings):
     default_node_selector: dict[str, str] = Field(default_factory=dict)
     #: JSON list of tolerations added to every pod.
     default_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    #: RuntimeClass of GPU pods (e.g. "nvidia" for the NVIDIA GPU operator's runtime; "" : cluster default).
+    default_runtime_class: str = ""
     #: ttlSecondsAfterFinished of finished Jobs (artifacts and TrainedModels stay).
     job_ttl_seconds: int = Field(86400, ge=0)
     #: Default backoffLimit of training Jobs (each retry resumes from the last checkpoint).
@@ -51,6 +55,12 @@ class OperatorConfig(BaseSettings):
     progress_poll_seconds: float = Field(15.0, gt=0, le=3600)
     #: Port of the Prometheus /metrics endpoint (0 disables it).
     metrics_port: int = Field(9090, ge=0, le=65535)
+    #: Root URI of mirrored base models (``musicgen-ops models mirror``); hub ids load from there first.
+    base_model_mirror: str = Field("", pattern=rf"^$|{STORAGE_URI_PATTERN}")
+    #: PersistentVolumeClaim caching base models across pods ("" : an emptyDir per pod).
+    base_model_cache_pvc: str = ""
+    #: Secret whose key ``HF_TOKEN`` reaches Jobs and servers (gated/private hub models; "" for none).
+    hf_token_secret: str = ""
 
     @field_validator("default_tolerations")
     @classmethod

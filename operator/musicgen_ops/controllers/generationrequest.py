@@ -131,11 +131,18 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
     outcome = job_outcome(job)
     update = StatusUpdate(body)
     if outcome == "Succeeded":
-        result = (
-            await asyncio.to_thread(artifacts.read_generation_result, status["resultUri"])
-            if status.get("resultUri")
-            else None
-        )
+        try:
+            result = (
+                await asyncio.to_thread(artifacts.read_generation_result, status["resultUri"])
+                if status.get("resultUri")
+                else None
+            )
+        except ValidationError as err:  # a result this operator cannot read: say so, do not retry forever
+            message = (
+                f"the Job succeeded but its result {status['resultUri']} is not a generation result: {err}"
+            )
+            await _fail(ctx, owner, update, "InvalidResult", message[:1000])
+            return False
         if result is not None:
             update.set(**result_fields(result))
         update.set(completionTime=now())

@@ -100,6 +100,8 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> str:
         formats=check.formats,
         formatsText=",".join(check.formats),
         finalLoss=check.final_loss,
+        validationLoss=check.validation_loss,
+        baseValidationLoss=check.base_validation_loss,
         sizeBytes=check.size_bytes,
     )
     update.condition(

@@ -112,6 +112,7 @@ def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
         progress_percent=progress.percent if progress.total_steps else None,
         current_loss=_rounded(progress.loss),
         validation_loss=_rounded(progress.val_loss),
+        base_validation_loss=_rounded(progress.base_val_loss),
         eta_seconds=int(progress.eta_seconds) if progress.eta_seconds is not None else None,
         training_phase=progress.phase,
         last_progress_time=progress.updated_at,

@@ -34,8 +34,12 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
     from musicgen_ops.pipeline.inference.loader import open_engine, resolve_device
+    from musicgen_ops.pipeline.models import set_base_model_resolver
     from musicgen_ops.storage import download_model, open_object
+    from musicgen_ops.storage.base_models import resolve_base_model
 
+    # The checkpoint's base model, when mirrored, loads from the node cache instead of the hub.
+    set_base_model_resolver(resolve_base_model)
     started = time.perf_counter()
     params = settings.parameters
     cache = settings.cache_dir or Path(tempfile.mkdtemp(prefix="models-"))

@@ -14,8 +14,12 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicgen_ops.contracts.environment import TrainJobEnvironment
+
+if TYPE_CHECKING:
+    from musicgen_ops.pipeline.training import TrainConfig
 from musicgen_ops.contracts.manifest import TrainingSummary
 from musicgen_ops.jobs.checkpoints import CheckpointMirror
 from musicgen_ops.jobs.reporting import StorageProgressReporter
@@ -67,24 +71,36 @@ def export_formats(settings: TrainJobEnvironment, final_model: Path, publish: Pa
     return ["adapter", *extra]
 
 
-def train(settings: TrainJobEnvironment) -> None:
-    """Run the whole training Job."""
-    from musicgen_ops.pipeline.progress import MultiReporter
-    from musicgen_ops.pipeline.training import TrainConfig, run_training
-    from musicgen_ops.storage import open_store, publish_model
+def train_config(settings: TrainJobEnvironment, data_dir: Path, output_dir: Path) -> TrainConfig:
+    """The pipeline's training configuration for this Job: the contract's LoRA and training settings as
+    they arrived, plus this pod's folders and device."""
+    from musicgen_ops.pipeline.training import TrainConfig
 
-    scratch = work_dir(settings)
-    progress = StorageProgressReporter(settings.progress_uri)
-    data_dir = prepare_dataset(settings, scratch)
-    config = TrainConfig(
+    return TrainConfig(
         **settings.training.model_dump(),
         lora=settings.lora,
         base_model=settings.base_model,
         device=settings.device,
         resume=settings.resume,
         data_dir=data_dir,
-        output_dir=scratch / "output",
+        output_dir=output_dir,
     )
+
+
+def train(settings: TrainJobEnvironment) -> None:
+    """Run the whole training Job."""
+    from musicgen_ops.pipeline.models import set_base_model_resolver
+    from musicgen_ops.pipeline.progress import MultiReporter
+    from musicgen_ops.pipeline.training import run_training
+    from musicgen_ops.storage import open_store, publish_model
+    from musicgen_ops.storage.base_models import resolve_base_model
+
+    # A mirrored base model (URI, or hub id with MUSICGEN_BASE_MODEL_MIRROR) loads from the node cache.
+    set_base_model_resolver(resolve_base_model)
+    scratch = work_dir(settings)
+    progress = StorageProgressReporter(settings.progress_uri)
+    data_dir = prepare_dataset(settings, scratch)
+    config = train_config(settings, data_dir, scratch / "output")
     mirror = CheckpointMirror(config.checkpoint_dir, open_store(settings.run_uri).child("checkpoints"))
     if settings.resume:
         mirror.restore()
@@ -102,6 +118,7 @@ def train(settings: TrainJobEnvironment) -> None:
         metadata=TrainingSummary(
             final_loss=result.final_train_loss,
             validation_loss=result.val_loss,
+            base_validation_loss=result.base_val_loss,
             steps=result.steps,
             train_loss_per_epoch=result.train_loss_per_epoch,
             dataset_uri=settings.dataset_uri,

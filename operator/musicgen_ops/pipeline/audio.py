@@ -287,6 +287,9 @@ class AudioDataPreprocessor:
             e.source_sha256 == source_hash
             and e.settings == self.settings_key
             and (output_dir / e.audio).is_file()
+            and (
+                e.content_duration is not None or self.last_clip != "pad"
+            )  # written before lengths were kept
             for e in done
         )
 
@@ -317,7 +320,9 @@ class AudioDataPreprocessor:
         default_prompt = previous[0].prompt if previous else prompts.prompt_for(track)
         stem = source.rsplit(".", 1)[0].replace("/", "__")
         entries = []
+        clip_samples = int(round(self.target_duration * self.target_sample_rate))
         for index, clip in enumerate(clips):
+            real = min(len(clip), len(mono) - index * clip_samples)  # the rest is padding
             relative = f"{CLIPS_DIR}/{stem}_{index:03d}.wav"
             write_wav_atomic(output_dir / relative, clip, self.target_sample_rate)
             entries.append(
@@ -330,6 +335,7 @@ class AudioDataPreprocessor:
                     source_sha256=source_hash,
                     clip_index=index,
                     settings=self.settings_key,
+                    content_duration=round(real / self.target_sample_rate, 6),
                 )
             )
         for stale in {e.audio for e in previous} - {e.audio for e in entries}:

@@ -4,7 +4,10 @@ A manifest is a JSON list of clip entries::
 
     {"audio": "clips/song_000.wav", "prompt": "upbeat funk, 110 bpm", "duration": 30.0,
      "source": "album/song.flac", "sha256": "<clip sha256>", "source_sha256": "<source sha256>",
-     "clip_index": 0, "settings": "sr=32000,duration=30,last=pad,min=1,norm=peak"}
+     "clip_index": 0, "settings": "sr=32000,duration=30,last=pad,min=1,norm=peak", "content_duration": 30.0}
+
+``content_duration`` is the seconds of real audio in the clip: less than ``duration`` for the last clip of a
+track padded with silence (``--last-clip pad``); training leaves the padded frames out of the loss.
 
 ``audio`` is relative to the manifest's folder. Prompts are looked up, in order: an existing manifest
 entry for the same clip (so prompts a user edited survive a re-run), a sidecar ``<track>.txt``, a
@@ -42,6 +45,7 @@ class ManifestEntry(BaseModel):
     source_sha256: str = ""
     clip_index: int = 0
     settings: str = ""
+    content_duration: float | None = None
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

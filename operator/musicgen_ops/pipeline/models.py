@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,10 @@ DEFAULT_BASE_MODEL = "facebook/musicgen-small"
 SAMPLE_RATE = 32_000
 #: Names accepted in place of a hub id / path that build a randomly initialised model in code.
 RANDOM_PRESETS = ("tiny-random", "small-random")
+
+#: Maps a base model reference to what is loaded (a mirrored ``s3://`` URI -> a cached local folder);
+#: the jobs and the generator install ``storage.base_models``' resolver, which the pipeline may not import.
+_reference_resolver: Callable[[str], str] | None = None
 
 # Words that get their own token in the tiny tokenizer; everything else falls back to characters.
 _TINY_VOCAB_WORDS = (
@@ -208,6 +213,12 @@ def _ensure_decoder_start_token(model: MusicgenForConditionalGeneration) -> None
         decoder.decoder_start_token_id = decoder.bos_token_id
 
 
+def set_base_model_resolver(resolver: Callable[[str], str] | None) -> None:
+    """Install the function ``load_base_model`` first maps each reference through (None removes it)."""
+    global _reference_resolver
+    _reference_resolver = resolver
+
+
 def load_base_model(
     name_or_path: str = DEFAULT_BASE_MODEL, *, local_files_only: bool | None = None
 ) -> LoadedModel:
@@ -224,6 +235,11 @@ def load_base_model(
     """
     if name_or_path in RANDOM_PRESETS:
         return build_random_musicgen(name_or_path)
+    reference = name_or_path
+    if _reference_resolver is not None:
+        name_or_path = _reference_resolver(reference)
+        if name_or_path != reference:
+            logger.info("base model %s resolved to %s", reference, name_or_path)
 
     from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
@@ -262,7 +278,7 @@ def load_base_model(
     _ensure_decoder_start_token(model)
     model.eval()
     logger.info("loaded %s (%.1fM parameters)", name_or_path, model.num_parameters() / 1e6)
-    return LoadedModel(model=model, processor=processor, name=name_or_path)
+    return LoadedModel(model=model, processor=processor, name=reference)
 
 
 def _in_hf_cache(repo_id: str) -> bool:

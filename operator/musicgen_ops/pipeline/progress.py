@@ -95,3 +95,14 @@ class MultiReporter:
     def on_progress(self, event: ProgressEvent) -> None:
         for reporter in self.reporters:
             reporter.on_progress(event)
+
+
+class BaselineStamp:
+    """Forwards events with the base model's validation loss filled in, so every progress snapshot has it."""
+
+    def __init__(self, reporter: ProgressReporter, base_val_loss: float | None) -> None:
+        self.reporter = reporter
+        self.base_val_loss = base_val_loss
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        self.reporter.on_progress(event.model_copy(update={"base_val_loss": self.base_val_loss}))

@@ -45,8 +45,11 @@ def test_cli_bad_input_is_one_clear_line(train_data_dir, tmp_path):
     rank = train("-d", str(train_data_dir), "-o", str(tmp_path / "b"), "--lora-r", "0")
     assert rank.exit_code == 1 and "--lora-r" in rank.output
 
-    target = train("-d", str(train_data_dir), "-o", str(tmp_path / "c"), "--target-modules", "q_proj,fc1")
-    assert target.exit_code == 1 and "unknown LoRA target module 'fc1'" in target.output
+    dropout = train("-d", str(train_data_dir), "-o", str(tmp_path / "b"), "--condition-dropout", "1.5")
+    assert dropout.exit_code == 1 and "--condition-dropout" in dropout.output
+
+    target = train("-d", str(train_data_dir), "-o", str(tmp_path / "c"), "--target-modules", "q_proj,mlp")
+    assert target.exit_code == 1 and "unknown LoRA target module 'mlp'" in target.output
 
     broken = tmp_path / "broken"
     shutil.copytree(train_data_dir, broken)

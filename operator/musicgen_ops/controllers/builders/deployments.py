@@ -11,6 +11,7 @@ from musicgen_ops.controllers.builders.pods import (
     SCRATCH_MODEL_CACHE,
     SCRATCH_MOUNTS,
     SCRATCH_VOLUMES,
+    base_model_cache,
     container_resources,
     device_for,
     env_from,
@@ -57,6 +58,7 @@ def build_generator_deployment(
     selector = selector_labels(owner.kind, owner.name, "server")
     labels = {**child_labels(owner.kind, owner.name, "server"), **selector}
     port = serving.port
+    cache_volume, cache_mount, cache_env = base_model_cache(config)
     container = {
         "name": SERVER_CONTAINER,
         "image": serving.image or config.generator_image,
@@ -66,12 +68,13 @@ def build_generator_deployment(
             *serve_settings(spec, model_id, artifacts_root).to_env(),
             {"name": "HOME", "value": "/scratch"},
             {"name": "HF_HOME", "value": "/scratch/hf"},
+            *cache_env,
         ],
         "envFrom": env_from(config.storage_secret or None),
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": container_resources(serving.resources, config),
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": SCRATCH_MOUNTS,
+        "volumeMounts": [*SCRATCH_MOUNTS, cache_mount],
         # Loading a model can take minutes: the startup probe holds the others back meanwhile.
         "startupProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -107,7 +110,7 @@ def build_generator_deployment(
                 "spec": {
                     "securityContext": POD_SECURITY,
                     "containers": [container],
-                    "volumes": SCRATCH_VOLUMES,
+                    "volumes": [*SCRATCH_VOLUMES, cache_volume],
                     **pod_scheduling(serving.resources, serving.scheduling, config),
                 },
             },

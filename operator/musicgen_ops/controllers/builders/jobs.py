@@ -20,6 +20,7 @@ from musicgen_ops.controllers.builders.pods import (
     SCRATCH_MOUNTS,
     SCRATCH_VOLUMES,
     SCRATCH_WORK_DIR,
+    base_model_cache,
     container_resources,
     device_for,
     env_from,
@@ -132,7 +133,7 @@ def _job(
                 "restartPolicy": "Never",
                 "securityContext": POD_SECURITY,
                 "containers": [container],
-                "volumes": SCRATCH_VOLUMES,
+                "volumes": [*SCRATCH_VOLUMES, base_model_cache(config)[0]],
                 **pod_extra,
             },
         },
@@ -161,16 +162,22 @@ def _container(
     resources: dict,
     config: OperatorConfig,
 ) -> dict:
+    _, cache_mount, cache_env = base_model_cache(config)
     return {
         "name": name,
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": command,
-        "env": [*env, {"name": "HOME", "value": "/scratch"}, {"name": "HF_HOME", "value": "/scratch/hf"}],
+        "env": [
+            *env,
+            {"name": "HOME", "value": "/scratch"},
+            {"name": "HF_HOME", "value": "/scratch/hf"},
+            *cache_env,
+        ],
         "envFrom": env_from(secret),
         "resources": resources,
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": SCRATCH_MOUNTS,
+        "volumeMounts": [*SCRATCH_MOUNTS, cache_mount],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from musicgen_ops.api.common import ComputeResources, Scheduling
+from musicgen_ops.contracts.environment import BaseModelEnvironment
 from musicgen_ops.controllers.config import OperatorConfig
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -17,7 +18,7 @@ def container_resources(resources: ComputeResources, config: OperatorConfig) -> 
 
 
 def pod_scheduling(resources: ComputeResources, scheduling: Scheduling, config: OperatorConfig) -> dict:
-    """nodeSelector (operator defaults, then GPU product, then the spec), tolerations and priority class."""
+    """nodeSelector (defaults, GPU product, spec), tolerations, priority class, GPU runtime class."""
     selector = dict(config.default_node_selector)
     if resources.gpu and resources.gpu_type:
         selector[GPU_PRODUCT_LABEL] = resources.gpu_type
@@ -30,6 +31,8 @@ def pod_scheduling(resources: ComputeResources, scheduling: Scheduling, config: 
         result["tolerations"] = tolerations
     if scheduling.priority_class_name:
         result["priorityClassName"] = scheduling.priority_class_name
+    if resources.gpu and config.default_runtime_class:
+        result["runtimeClassName"] = config.default_runtime_class
     if config.job_service_account:
         result["serviceAccountName"] = config.job_service_account
     return result
@@ -63,3 +66,23 @@ def device_for(gpus: int) -> str:
 
 
 SCRATCH_MOUNTS = [{"name": "scratch", "mountPath": "/scratch"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+
+#: Where Job and server containers cache mirrored base models (one download per volume, not per pod).
+BASE_MODEL_CACHE_PATH = "/cache/base-models"
+BASE_MODEL_CACHE_VOLUME = "base-models"
+HF_TOKEN_KEY = "HF_TOKEN"
+
+
+def base_model_cache(config: OperatorConfig) -> tuple[dict, dict, list[dict]]:
+    """(volume, mount, env) for base models: an emptyDir or the configured PVC, the mirror, HF_TOKEN."""
+    if config.base_model_cache_pvc:
+        source: dict = {"persistentVolumeClaim": {"claimName": config.base_model_cache_pvc}}
+    else:
+        source = {"emptyDir": {}}
+    where = BaseModelEnvironment(cache=BASE_MODEL_CACHE_PATH, mirror=config.base_model_mirror or None)
+    env: list[dict] = where.to_env()
+    if config.hf_token_secret:
+        ref = {"name": config.hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}
+        env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": ref}})
+    volume = {"name": BASE_MODEL_CACHE_VOLUME, **source}
+    return volume, {"name": BASE_MODEL_CACHE_VOLUME, "mountPath": BASE_MODEL_CACHE_PATH}, env

@@ -15,7 +15,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
-from musicgen_ops.pipeline.training.steps import compute_loss, model_inputs
+from musicgen_ops.pipeline.training.steps import ConditionDropout, compute_loss, model_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +23,16 @@ logger = logging.getLogger(__name__)
 class _MusicGenTrainer(Trainer):
     """Trainer with our loss, and checkpoints written to a staging folder then renamed (atomic)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, condition_dropout: ConditionDropout | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Our loss is a mean per forward pass: let the Trainer divide it by the accumulation steps.
         self.model_accepts_loss_kwargs = False
+        self.condition_dropout = condition_dropout
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = compute_loss(model, inputs, step=self.state.global_step)
+        loss = compute_loss(
+            model, inputs, step=self.state.global_step, condition_dropout=self.condition_dropout
+        )
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -155,6 +158,7 @@ def train_with_hf_trainer(
         eval_dataset=val_dataset if has_val else None,
         data_collator=lambda items: model_inputs(collator(items)),
         callbacks=[progress, tensorboard],
+        condition_dropout=ConditionDropout(config.condition_dropout, config.seed),
     )
     trainer.remove_callback(PrinterCallback)  # the progress reporter shows progress; no dict dumps
     checkpoint = (

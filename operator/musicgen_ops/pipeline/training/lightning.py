@@ -17,7 +17,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from transformers import get_scheduler
 
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
-from musicgen_ops.pipeline.training.steps import check_precision, compute_loss
+from musicgen_ops.pipeline.training.steps import ConditionDropout, check_precision, compute_loss
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,10 @@ class MusicGenLoRAModule(pl.LightningModule):
         lr_scheduler: str = "cosine",
         warmup_ratio: float = 0.05,
         optimizer: str = "adamw",
+        condition_dropout: ConditionDropout | None = None,
     ) -> None:
         super().__init__()
+        self.condition_dropout = condition_dropout
         self.optimizer = optimizer
         self.model = peft_model
         self.learning_rate = learning_rate
@@ -55,7 +57,9 @@ class MusicGenLoRAModule(pl.LightningModule):
         self.history: list[dict[str, float]] = []
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = compute_loss(self.model, batch, step=self.global_step)
+        loss = compute_loss(
+            self.model, batch, step=self.global_step, condition_dropout=self.condition_dropout
+        )
         self.log("train_loss", loss, prog_bar=True, on_step=True, batch_size=batch["labels"].shape[0])
         return loss
 
@@ -143,6 +147,7 @@ def train_with_pytorch_lightning(
     warmup_ratio: float = 0.05,
     weight_decay: float = 0.0,
     optimizer: str = "adamw",
+    condition_dropout: float = 0.0,
     save_steps: int = 50,
     seed: int = 42,
     resume: bool = False,
@@ -152,7 +157,13 @@ def train_with_pytorch_lightning(
     output_dir = Path(output_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     module = MusicGenLoRAModule(
-        peft_model, learning_rate, weight_decay, lr_scheduler, warmup_ratio, optimizer
+        peft_model,
+        learning_rate,
+        weight_decay,
+        lr_scheduler,
+        warmup_ratio,
+        optimizer,
+        ConditionDropout(condition_dropout, seed),
     )
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",

@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_loss_curve(history: list[dict], path: Path, title: str = "MusicGen LoRA fine-tuning") -> Path | None:
-    """Plot training (``loss``) and validation (``eval_loss``) loss over optimizer steps to a PNG."""
+def plot_loss_curve(
+    history: list[dict],
+    path: Path,
+    title: str = "MusicGen LoRA fine-tuning",
+    baseline: float | None = None,
+) -> Path | None:
+    """Plot training (``loss``) and validation (``eval_loss``) loss over optimizer steps to a PNG, with the
+    base model's validation loss (``baseline``) as a horizontal line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,6 +26,10 @@ def plot_loss_curve(history: list[dict], path: Path, title: str = "MusicGen LoRA
     ax.plot(*zip(*train, strict=True), label="train", linewidth=1.5)
     if val:
         ax.plot(*zip(*val, strict=True), "o-", label="validation", linewidth=1.5)
+    if baseline is not None:
+        ax.axhline(
+            baseline, color="grey", linestyle="--", linewidth=1.2, label=f"base model (val) {baseline:.3f}"
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (mean over codebooks)")
     ax.set_title(title)

@@ -19,12 +19,12 @@ from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, tra
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
-from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
+from musicgen_ops.pipeline.progress import BaselineStamp, ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
 from musicgen_ops.pipeline.training.lock import output_folder_lock
 from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts, target_modules_regex
 from musicgen_ops.pipeline.training.plots import plot_loss_curve
-from musicgen_ops.pipeline.training.steps import check_precision, is_finite
+from musicgen_ops.pipeline.training.steps import check_precision, evaluate_loss, is_finite
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class TrainingResult:
     train_loss_per_epoch: list[float]
     final_train_loss: float | None
     val_loss: float | None
+    base_val_loss: float | None
     steps: int
     samples_per_second: float | None
     wall_seconds: float
@@ -59,8 +60,9 @@ class MusicGenLoRATrainer:
 
     Args:
         base_model_name: hub id, local folder or ``tiny-random``.
-        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator and dropout.
-        target_modules: decoder attention projections (default: self- and cross-attention q/k/v/out).
+        lora_r, lora_alpha, lora_dropout: LoRA rank, scaling numerator (default ``2 * lora_r``) and dropout.
+        target_modules: decoder projections (default: self- and cross-attention q/k/v/out; ``fc1``/``fc2``
+            add the feed-forward layers).
         seed: seeds the LoRA initialisation.
         loaded: an already loaded model (skips loading ``base_model_name``).
     """
@@ -69,7 +71,7 @@ class MusicGenLoRATrainer:
         self,
         base_model_name: str = "facebook/musicgen-small",
         lora_r: int = 16,
-        lora_alpha: int = 32,
+        lora_alpha: int | None = None,
         lora_dropout: float = 0.1,
         target_modules: list[str] | None = None,
         seed: int = 42,
@@ -80,6 +82,7 @@ class MusicGenLoRATrainer:
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules or []
         )
         self.loaded = loaded or load_base_model(base_model_name)
+        lora_alpha = lora_alpha or 2 * lora_r
         self.lora_settings = {
             "r": lora_r,
             "alpha": lora_alpha,
@@ -99,6 +102,7 @@ class MusicGenLoRATrainer:
         )
         self.last_result: TrainingResult | None = None
         self._dataset_hash: str | None = None
+        self.split: dict[str, Any] | None = None
 
     @property
     def processor(self):
@@ -148,7 +152,11 @@ class MusicGenLoRATrainer:
         config: TrainConfig,
         reporter: ProgressReporter | None = None,
     ) -> TrainingResult:
-        """Train with a validated :class:`TrainConfig`."""
+        """Train with a validated :class:`TrainConfig`.
+
+        Before training, the base model (adapters disabled) is evaluated on ``val_dataset``; after, the
+        fine-tuned one, with the same code: ``base_val_loss`` and ``val_loss`` of the result.
+        """
         check_precision(config.precision, config.device)
         if len(train_dataset) == 0:
             raise TrainingError("the training set is empty")
@@ -161,6 +169,27 @@ class MusicGenLoRATrainer:
         self._dataset_hash = getattr(
             getattr(train_dataset, "dataset", train_dataset), "manifest_sha256", None
         )
+        has_val = val_dataset is not None and len(val_dataset) > 0
+        device = training_device(config.device)
+        self.peft_model.to(device)
+        with self.peft_model.disable_adapter():
+            base_val_loss = self._evaluate(val_dataset, config, device) if has_val else None
+        if base_val_loss is not None:
+            logger.info("base model validation loss: %.4f", base_val_loss)
+        if reporter:
+            reporter = BaselineStamp(reporter, base_val_loss)
+        if reporter and base_val_loss is not None:
+            message = f"validation loss of the base model: {base_val_loss:.4f}"
+            reporter.on_progress(
+                ProgressEvent(
+                    phase="evaluating",
+                    epoch=0.0,
+                    total_epochs=config.epochs,
+                    step=0,
+                    total_steps=0,
+                    message=message,
+                )
+            )
         self.peft_model.train()
         if config.backend == "lightning":
             from musicgen_ops.pipeline.training.lightning import train_with_pytorch_lightning
@@ -174,7 +203,6 @@ class MusicGenLoRATrainer:
                     generator=torch.Generator().manual_seed(config.seed),
                 )
 
-            has_val = val_dataset is not None and len(val_dataset) > 0
             raw = train_with_pytorch_lightning(
                 self.peft_model,
                 loader(train_dataset, True),
@@ -192,6 +220,7 @@ class MusicGenLoRATrainer:
                 warmup_ratio=config.warmup_ratio,
                 weight_decay=config.weight_decay,
                 optimizer=config.optimizer,
+                condition_dropout=config.condition_dropout,
                 save_steps=config.save_steps,
                 seed=config.seed,
                 resume=config.resume,
@@ -204,10 +233,19 @@ class MusicGenLoRATrainer:
                 self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter
             )
         self.peft_model.eval()
-        result = _summarise(raw, config)
-        result.loss_curve = plot_loss_curve(result.history, config.output_dir / "loss_curve.png")
+        device = next(self.peft_model.parameters()).device
+        result = _summarise(raw, config, base_val_loss)
+        if has_val:
+            result.val_loss = self._evaluate(val_dataset, config, device)
+            logger.info("fine-tuned validation loss: %.4f (base %.4f)", result.val_loss, base_val_loss)
+        result.loss_curve = plot_loss_curve(
+            result.history, config.output_dir / "loss_curve.png", baseline=base_val_loss
+        )
         self.last_result = result
         return result
+
+    def _evaluate(self, dataset: Any, config: TrainConfig, device: torch.device) -> float | None:
+        return evaluate_loss(self.peft_model, dataset, self.collator(), config.batch_size, device)
 
     def save_model(self, path: str | Path, merge: bool = False, extra_metadata: dict | None = None) -> Path:
         """Write the adapter, the processor and ``training_metadata.json`` (``merged/`` full weights too
@@ -246,6 +284,7 @@ class MusicGenLoRATrainer:
             "trainable_parameters": self.trainable_parameters,
             "total_parameters": self.total_parameters,
             "dataset_manifest_sha256": self._dataset_hash,
+            "split": self.split,
             "training": result.to_dict() if result else None,
             "versions": {
                 "musicgen_ops": __version__,
@@ -257,7 +296,14 @@ class MusicGenLoRATrainer:
         } | (extra or {})
 
 
-def _summarise(raw: dict[str, Any], config: TrainConfig) -> TrainingResult:
+def training_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when there is a GPU, else the CPU."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _summarise(raw: dict[str, Any], config: TrainConfig, base_val_loss: float | None) -> TrainingResult:
     history = raw["history"]
     per_epoch: dict[int, list[float]] = {}
     for entry in history:
@@ -270,6 +316,7 @@ def _summarise(raw: dict[str, Any], config: TrainConfig) -> TrainingResult:
         train_loss_per_epoch=losses,
         final_train_loss=train_losses[-1] if train_losses else None,
         val_loss=raw.get("final_val_loss"),
+        base_val_loss=base_val_loss,
         steps=raw["steps"],
         samples_per_second=raw.get("samples_per_second"),
         wall_seconds=raw["wall_seconds"],
@@ -319,10 +366,15 @@ def _run_training(
         trainer.processor,
         model=trainer.loaded.model,
         max_duration_seconds=config.max_duration_seconds,
+        device=training_device(config.device),
+        encode_batch_size=config.encode_batch_size,
     )
     train_set, val_set = train_val_split(dataset, config.val_fraction, config.seed)
+    val_tracks = sorted({dataset.tracks[i] for i in val_set.indices})
+    trainer.split = {"train_clips": len(train_set), "val_clips": len(val_set), "val_tracks": val_tracks}
     result = trainer.train_with_config(train_set, val_set, config, reporter)
     if reporter:
+        reporter = BaselineStamp(reporter, result.base_val_loss)
         reporter.on_progress(
             ProgressEvent(
                 phase="saving",

@@ -1,0 +1,216 @@
+"""A test kubelet: runs the containers of the emulator's Deployments and Jobs as local processes.
+
+What it does as a kubelet would: the container's ``command`` (else the image's ENTRYPOINT, read from
+``images/<name>/Dockerfile``) plus ``args``; ``env`` with ``value``, ``valueFrom`` (fieldRef to the pod's
+namespace/name, secretKeyRef, configMapKeyRef) and ``envFrom`` (Secrets and ConfigMaps); a Job's status
+(active, then succeeded or failed) as the Job controller would.
+What it does differently: no images (the processes run this checkout's code from the test's Python
+environment), the ServiceAccount token (from the TokenRequest API) is handed over in a kubeconfig
+rather than a mounted file, and the pod's scratch volumes are folders under ``scratch`` passed through
+the jobs' path variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.kube_emulator import write_kubeconfig
+
+logger = logging.getLogger("kubelet")
+REPO = Path(__file__).resolve().parents[2]
+AGENT = "test-kubelet"
+
+
+def image_entrypoint(image: str) -> list[str]:
+    """ENTRYPOINT + CMD of one of this project's images (``.../operator:tag`` -> images/operator)."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    dockerfile = REPO / "images" / name / "Dockerfile"
+    words: dict[str, list[str]] = {}
+    for line in dockerfile.read_text().splitlines():
+        keyword, _, rest = line.strip().partition(" ")
+        if keyword in ("ENTRYPOINT", "CMD") and rest.startswith("["):
+            words[keyword] = json.loads(rest)
+    return words.get("ENTRYPOINT", [])
+
+
+class PodError(Exception):
+    """A pod that cannot start (e.g. a Secret its env refers to is missing)."""
+
+
+class Kubelet:
+    """Runs pods of the emulator behind ``url`` as processes under ``scratch``."""
+
+    def __init__(self, url: str, scratch: Path) -> None:
+        self.api = httpx.Client(base_url=url, headers={"User-Agent": AGENT}, timeout=30)
+        self.scratch = scratch
+        self.processes: list[subprocess.Popen] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _get(self, path: str) -> dict[str, Any]:
+        response = self.api.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def _data(self, kind: str, namespace: str, name: str) -> dict[str, str]:
+        response = self.api.get(f"/api/v1/namespaces/{namespace}/{kind}/{name}")
+        if response.status_code == 404:
+            raise PodError(f'CreateContainerConfigError: {kind[:-1]} "{name}" not found in {namespace}')
+        obj = response.json()
+        data = (
+            {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+            if (kind == "secrets")
+            else dict(obj.get("data") or {})
+        )
+        return {**data, **(obj.get("stringData") or {})}
+
+    def environment(self, namespace: str, pod_name: str, container: dict[str, Any]) -> dict[str, str]:
+        """The container's environment, resolved as the kubelet does."""
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            for key, kind in (("secretRef", "secrets"), ("configMapRef", "configmaps")):
+                if key in source:
+                    prefix = source.get("prefix", "")
+                    env.update(
+                        {prefix + k: v for k, v in self._data(kind, namespace, source[key]["name"]).items()}
+                    )
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+                continue
+            ref = item.get("valueFrom") or {}
+            if "fieldRef" in ref:
+                env[item["name"]] = {"metadata.namespace": namespace, "metadata.name": pod_name}.get(
+                    ref["fieldRef"]["fieldPath"], ""
+                )
+            for key, kind in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+                if key in ref:
+                    env[item["name"]] = self._data(kind, namespace, ref[key]["name"])[ref[key]["key"]]
+        return env
+
+    def _process_env(self, env: dict[str, str], home: Path) -> dict[str, str]:
+        home.mkdir(parents=True, exist_ok=True)
+        return {
+            **env,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO / "operator"),
+            "HOME": str(home),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+
+    def start_deployment(self, namespace: str, name: str, log: Path) -> subprocess.Popen:
+        """Start the first container of a Deployment's pod template (one replica)."""
+        deployment = self._get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        command = (container.get("command") or image_entrypoint(container["image"])) + container.get(
+            "args", []
+        )
+        env = self._process_env(self.environment(namespace, f"{name}-0", container), self.scratch / name)
+        # The pod's ServiceAccount token (TokenRequest, as a kubelet projects it), in a kubeconfig: the
+        # operator's requests are then authorised by the chart's RBAC.
+        account = pod.get("serviceAccountName") or "default"
+        response = self.api.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )
+        assert response.status_code == 201, response.text
+        kubeconfig = write_kubeconfig(
+            self.scratch / name / "kubeconfig",
+            str(self.api.base_url).rstrip("/"),
+            namespace,
+            token=response.json()["status"]["token"],
+        )
+        env["KUBECONFIG"] = str(kubeconfig)
+        logger.info("kubelet: starting %s/%s: %s", namespace, name, " ".join(command))
+        process = subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def run_job(self, namespace: str, job: dict[str, Any]) -> subprocess.CompletedProcess:
+        """Run a Job's pod to completion and write the Job's status as the Job controller does."""
+        name = job["metadata"]["name"]
+        base = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        self.api.patch(
+            base,
+            json={"status": {"active": 1, "startTime": job["metadata"]["creationTimestamp"]}},
+            headers=merge,
+        )
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        scratch = self.scratch / name
+        env = self._process_env(self.environment(namespace, f"{name}-pod", container), scratch)
+        env |= {
+            # main's contracts name it WORK_DIR (older jobs read WORKDIR and fall back to a temp folder)
+            "MUSICGEN_JOB_WORK_DIR": str(scratch / "work"),
+            "MUSICGEN_JOB_CACHE_DIR": str(scratch / "cache"),
+            "MUSICGEN_JOB_TERMINATION_LOG": str(scratch / "termination-log"),
+        }
+        command = (container.get("command") or image_entrypoint(container["image"])) + container.get(
+            "args", []
+        )
+        logger.info("kubelet: running Job %s/%s: %s", namespace, name, " ".join(command))
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode == 0:
+            status = {"succeeded": 1, "active": 0, "conditions": [{"type": "Complete", "status": "True"}]}
+        else:
+            logger.warning("Job %s failed:\n%s", name, done.stderr[-3000:])
+            status = {
+                "failed": 1,
+                "active": 0,
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": done.stderr[-300:],
+                    }
+                ],
+            }
+        self.api.patch(base, json={"status": status}, headers=merge)
+        return done
+
+    def run_jobs(self, namespace: str) -> None:
+        """In the background, run each new, unsuspended Job of ``namespace`` once."""
+
+        def loop() -> None:
+            seen: set[str] = set()
+            while not self._stop.is_set():
+                for job in self._get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]:
+                    if job["metadata"]["uid"] not in seen and not job["spec"].get("suspend"):
+                        seen.add(job["metadata"]["uid"])
+                        try:
+                            self.run_job(namespace, job)
+                        except PodError as err:  # the pod never starts, as on a node
+                            logger.warning("kubelet: Job %s: %s", job["metadata"]["name"], err)
+                            self.errors.append(f"{job['metadata']['name']}: {err}")
+                self._stop.wait(0.3)
+
+        thread = threading.Thread(target=loop, name="kubelet-jobs", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the job loop and terminate every process started."""
+        self._stop.set()
+        for process in self.processes:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for thread in self._threads:
+            thread.join(30)
+        self.api.close()
