@@ -123,7 +123,7 @@ def read_prompts_csv(path: Path) -> dict[str, str]:
                     )
                     raise DatasetError(
                         f"{path}:{reader.line_num}: {len(row)} field(s) where the header has {len(header)} "
-                        f"({hint}, e.g. song.wav,\"calm, slow piano\")"
+                        f'({hint}, e.g. song.wav,"calm, slow piano")'
                     )
                 name, prompt = row[file_col].strip(), row[prompt_col].strip()
                 if not name or not prompt:
