@@ -241,8 +241,6 @@ def load_base_model(
         if name_or_path != reference:
             logger.info("base model %s resolved to %s", reference, name_or_path)
 
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
-
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     path = Path(name_or_path).expanduser()
@@ -266,6 +264,8 @@ def load_base_model(
             f"Cannot load MusicGen model {name_or_path!r}: not in the Hugging Face cache and the hub "
             f"is unreachable ({unreachable}). {hint}."
         )
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
     try:
         model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
