@@ -28,6 +28,7 @@ def _setup(tmp: Path, case: str) -> list[str]:
     _dataset(tmp / "comma", "file,prompt\na.wav,calm, slow piano\n")
     _dataset(tmp / "short", "file,prompt\na.wav\n")
     _dataset(tmp / "quote", 'file,prompt\na.wav,"calm, slow\n')
+    _dataset(tmp / "comma_ok", 'file,prompt\na.wav,"calm, slow"\n')
     return [arg.format(tmp=tmp) for arg in CASES[case][0]]
 
 
@@ -79,6 +80,24 @@ CASES = {
         ["preprocess", "-i", "{tmp}/nothing", "-o", "{tmp}/out"],
         1,
         ["nothing does not exist"],
+    ),
+    "preprocess output is a file": (
+        ["preprocess", "-i", "{tmp}/comma_ok", "-o", "{tmp}/afile"],
+        1,
+        ["afile is a file, not a folder"],
+    ),
+    "train output is a file": (
+        [
+            "train",
+            "--data-dir",
+            "{tmp}/comma_ok",
+            "--output-dir",
+            "{tmp}/afile",
+            "--base-model",
+            "tiny-random",
+        ],
+        1,
+        ["cannot create the output folder", "afile"],
     ),
     "copy of nothing": (["storage", "cp", "{tmp}/nothing", "{tmp}/x"], 1, ["nothing to copy"]),
     "bad storage URI": (["storage", "ls", "gopher://x/y"], 1, ["gopher"]),

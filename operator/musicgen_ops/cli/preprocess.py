@@ -44,6 +44,8 @@ def preprocess(
         )
         if not input_dir.is_dir():
             exit_with_error(f"input folder {input_dir} does not exist")
+        if output_dir.exists() and not output_dir.is_dir():
+            exit_with_error(f"output folder {output_dir} is a file, not a folder")
         PromptSource(input_dir)  # a bad prompts.csv/json fails here, before the progress bar
         tracks = preprocessor.find_tracks(input_dir, exclude=output_dir)
         with progress_bar() as progress:
