@@ -163,3 +163,16 @@ async def test_job_answers_show_no_server_paths(app, client):
     assert job["state"] == "succeeded", job
     assert job["result"]["audio_path"] == f"{job['job_id']}.wav"
     assert str(service.settings.output_dir) not in json.dumps(job)
+
+
+async def test_draining_server_is_not_ready_and_refuses_new_work(app, client):
+    service = app.state.service
+    await service.start()
+    assert (await client.get("/readyz")).status_code == 200
+    assert await service.drain(grace_seconds=5) is True
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    refused = await client.post("/v1/generate", json={"prompt": "x", "duration_seconds": 0.05})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"] == "ShuttingDown"
+    assert (await client.get("/healthz")).status_code == 200  # alive: finishing, not broken
