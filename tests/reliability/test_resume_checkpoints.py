@@ -48,3 +48,13 @@ def test_no_whole_checkpoint_means_a_fresh_start(tmp_path):
     assert checkpoint_problem(folder) == "trainer_state.json: missing"
     assert newest_valid_checkpoint(tmp_path) is None
     assert newest_valid_checkpoint(tmp_path / "absent") is None
+
+
+def test_torn_lightning_checkpoint_is_detected(tmp_path):
+    from musicgen_ops.pipeline.training.checkpoints import torch_file_problem
+
+    last = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(128, 128)}, "global_step": 3}, last)
+    assert torch_file_problem(last) is None
+    _truncate(last)
+    assert torch_file_problem(last) == "not a complete torch archive (truncated?)"

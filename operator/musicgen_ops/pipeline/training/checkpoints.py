@@ -14,7 +14,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-__all__ = ["checkpoint_problem", "newest_valid_checkpoint"]
+__all__ = ["checkpoint_problem", "newest_valid_checkpoint", "torch_file_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def _safetensors_problem(path: Path) -> str | None:
     return None if 8 + header_len + end <= size else "tensor data runs past the end of the file (truncated)"
 
 
-def _torch_file_problem(path: Path) -> str | None:
+def torch_file_problem(path: Path) -> str | None:
+    """Why a ``torch.save`` archive (``.pt``, ``.ckpt``) is unusable (truncated, corrupt), or None."""
     if not zipfile.is_zipfile(path):
         return "not a complete torch archive (truncated?)"
     try:
@@ -64,7 +65,7 @@ def checkpoint_problem(folder: Path) -> str | None:
         if path.suffix == ".safetensors":
             problem = _safetensors_problem(path)
         elif path.suffix in (".pt", ".pth", ".bin"):
-            problem = _torch_file_problem(path)
+            problem = torch_file_problem(path)
         else:
             continue
         if problem:
