@@ -71,7 +71,7 @@ def main() -> None:
         MusicGenExporter(loaded.model, loaded.processor).export_to_onnx(Path(tmp) / "onnx", quantize=True)
         export_seconds = time.perf_counter() - start
         folder = Path(tmp) / "onnx"
-        sizes = {f.name: f.stat().st_size for f in sorted(folder.glob("*.onnx"))}
+        sizes = {f.name: f.stat().st_size for f in sorted(folder.glob("*.onnx*"))}  # graphs + weights
         for precision in ("fp32", "int8"):
             engine = ONNXInferenceEngine(folder, precision=precision, intra_op_threads=args.threads)
             best, median = _best_of(
@@ -79,6 +79,9 @@ def main() -> None:
             )
             results[f"onnx-{precision}"] = {"best_s": best, "median_s": median}
             part_files = {spec.files[precision] for spec in engine.descriptor.parts.values()}
+            part_files |= {
+                s.weights[precision] for s in engine.descriptor.parts.values() if precision in s.weights
+            }
             results[f"onnx-{precision}"]["files_bytes"] = sum(sizes[f] for f in part_files)
     torch_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     results["pytorch-fp32"]["files_bytes"] = torch_bytes

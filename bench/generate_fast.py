@@ -1,6 +1,7 @@
-"""Benchmark: Hugging Face ``generate()`` (eager) against the fast engine (static cache + CUDA graphs).
+"""Benchmark: Hugging Face ``generate()`` (eager) against the fast engine (static cache + CUDA graphs)
+and ONNX Runtime (``onnx``: an fp32 export made when its turn comes, IO binding, CUDA provider).
 
-Both run in this one process on the same device and the same model (``*-random`` presets: random
+All run in this one process on the same device and the same model (``*-random`` presets: random
 weights, no download), sampling with top-k 250 and guidance 3 (MusicGen's defaults). For every
 (engine, batch, duration) case it reports the min and median wall time of ``--repeats`` runs after one
 untimed run, decoder steps per second, real-time factor (audio seconds per wall second, per stream and
@@ -10,17 +11,20 @@ short by ``--max-wall-s`` or a timeout still leaves its JSON.
 
     python bench/generate_fast.py --device cpu --threads 1        # CPU smoke run -> bench/results/
     python bench/generate_fast.py --device cuda                   # H100: small-random, bf16, 1/16 x 10/30 s
+    bench/gpu.sh                                                  # the prepared GPU run (fast, onnx, hf)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import re
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", default=None, help="Comma-separated batch sizes (cuda: 1,16).")
     parser.add_argument("--durations", default=None, help="Comma-separated seconds of audio (cuda: 10,30).")
     parser.add_argument("--repeats", type=int, default=None, help="Timed runs per case (>= 3 for reports).")
-    parser.add_argument("--engines", default="fast,hf", help="Which engines to run, in this order.")
+    parser.add_argument(
+        "--engines", default="fast,hf", help="Which engines to run (fast, onnx, hf), in order."
+    )
     parser.add_argument("--hf-durations", default=None, help="Only these durations for hf (default: all).")
     parser.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
     parser.add_argument("--no-graphs", action="store_true", help="Fast engine without CUDA graphs.")
@@ -79,15 +85,15 @@ def timed(device: str, fn) -> float:
     return time.perf_counter() - start
 
 
-def make_runner(engine_name: str, loaded, fast_engine, args, batch: int, frames: int):
+def make_runner(engine_name: str, loaded, engines: dict, args, batch: int, frames: int):
     """A no-argument callable generating ``batch`` x ``frames`` with the chosen engine; returns timings."""
     from musicgen_ops.pipeline.inference.base import SamplingParams
 
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
     k = loaded.num_codebooks
-    if engine_name == "fast":
+    if engine_name in engines:
         params = SamplingParams(guidance_scale=3.0, top_k=250, seed=0)
-        return lambda: fast_engine.generate(prompts, num_frames=frames, sampling=params).timings
+        return lambda: engines[engine_name].generate(prompts, num_frames=frames, sampling=params).timings
     inputs = loaded.processor(text=prompts, padding=True, return_tensors="pt").to(args.device)
 
     def hf() -> dict:
@@ -100,10 +106,11 @@ def make_runner(engine_name: str, loaded, fast_engine, args, batch: int, frames:
     return hf
 
 
-def run_case(engine_name, loaded, fast_engine, args, batch: int, seconds: float) -> dict:
+def run_case(engine_name, loaded, engines: dict, args, batch: int, seconds: float) -> dict:
     frames = round(seconds * loaded.frame_rate)
     steps = frames + loaded.num_codebooks - 1
-    run = make_runner(engine_name, loaded, fast_engine, args, batch, frames)
+    fast_engine = engines.get("fast")
+    run = make_runner(engine_name, loaded, engines, args, batch, frames)
     first = timed(args.device, run)  # untimed for the statistics: first-call costs
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -174,6 +181,35 @@ def greedy_agreement(loaded, fast_engine, args, frames: int = 100) -> dict:
     }
 
 
+def open_onnx(loaded, args, result: dict, workdir: Path):
+    """Export the (still float32, CPU) model to ONNX and open it on ONNX Runtime's CUDA provider
+    (CPU provider on ``--device cpu``); ``None`` (with the reason in ``result["skipped"]``) when the
+    installed onnxruntime has no CUDA provider."""
+    import onnxruntime as ort
+
+    from musicgen_ops.pipeline.export.exporter import MusicGenExporter
+    from musicgen_ops.pipeline.inference.onnx_engine import ONNXInferenceEngine
+
+    cuda = args.device == "cuda"
+    if cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
+        reason = f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (install onnxruntime-gpu)"
+        result["skipped"].append({"engine": "onnx", "reason": reason})
+        print(f"skipping onnx: {reason}", file=sys.stderr, flush=True)
+        return None
+    started = time.perf_counter()
+    MusicGenExporter(loaded.model, loaded.processor).export_to_onnx(workdir / "onnx", verify=False)
+    exported = time.perf_counter()
+    engine = ONNXInferenceEngine(workdir, use_gpu=cuda, precision="fp32", intra_op_threads=args.threads)
+    result["onnx_setup"] = {
+        "export_s": round(exported - started, 1),
+        "session_s": round(time.perf_counter() - exported, 1),
+        "providers": engine.providers,
+        "precision": "fp32",
+        "io_binding": engine.io_binding,
+    }
+    return engine
+
+
 def run(args: argparse.Namespace) -> dict:
     from musicgen_ops.pipeline.inference.fast_engine import FastEngineConfig, FastGenerationEngine
     from musicgen_ops.pipeline.models import build_random_musicgen
@@ -183,7 +219,7 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     loaded = build_random_musicgen(args.preset)
-    loaded.model.to(args.device, dtype)
+    engines: dict = {}
     result = {
         "benchmark": "generate_fast",
         "config": {
@@ -209,6 +245,9 @@ def run(args: argparse.Namespace) -> dict:
         result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         output.write_text(json.dumps(result, indent=2) + "\n")
 
+    # ONNX is exported from a float32 CPU copy when its turn comes (so --max-wall-s can skip it).
+    onnx_source = copy.deepcopy(loaded) if "onnx" in args.engines and args.device != "cpu" else loaded
+    loaded.model.to(args.device, dtype)
     fast_engine = None
     if "fast" in args.engines:
         config = FastEngineConfig(
@@ -220,6 +259,7 @@ def run(args: argparse.Namespace) -> dict:
             attention=args.attention,
         )
         fast_engine = FastGenerationEngine(loaded, device=args.device, dtype=dtype, config=config)
+        engines["fast"] = fast_engine
         warm = fast_engine.warmup()
         result["fast_warmup"] = {
             "seconds": round(warm["seconds"], 3),
@@ -232,6 +272,15 @@ def run(args: argparse.Namespace) -> dict:
         result["greedy_agreement_with_hf"] = greedy_agreement(loaded, fast_engine, args)
         save()
     for engine_name in args.engines:
+        if engine_name == "onnx" and time.perf_counter() - started <= args.max_wall_s:
+            with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:  # sessions keep what they need
+                onnx_engine = open_onnx(onnx_source, args, result, Path(tmp))
+            del onnx_source
+            gc.collect()
+            if onnx_engine is None:
+                continue  # no CUDA provider: the reason is in result["skipped"]
+            engines["onnx"] = onnx_engine
+            save()
         durations = args.durations
         if engine_name == "hf" and args.hf_durations:
             durations = [d for d in durations if d in args.hf_durations]
@@ -241,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
                 if time.perf_counter() - started > args.max_wall_s:
                     result["skipped"].append({**label, "reason": f"--max-wall-s {args.max_wall_s} reached"})
                     continue
-                case = run_case(engine_name, loaded, fast_engine, args, batch, seconds)
+                case = run_case(engine_name, loaded, engines, args, batch, seconds)
                 result["cases"].append(case)
                 print(json.dumps(case), flush=True)
                 save()

@@ -8,7 +8,7 @@ Deviations from a real cluster, each forced by the test machine and kept small:
 - The operator Deployment and the Jobs run as local processes (the test kubelet, tests/kube_api/kubelet.py);
   the operator's requests carry its ServiceAccount's token, so the chart's RBAC is enforced.
 - examples/trainingjob.yaml points at a small local dataset with the tiny random model on CPU and
-  without the Kueue queue label (no Kueue here); examples/generationrequest.yaml asks for 2 s of audio.
+  without the Kueue queue label (no Kueue here); examples/generationrequest.yaml asks for 2 s of audio on CPU.
 Every kubectl call and its output is in the test log.
 """
 
@@ -71,7 +71,7 @@ def _examples(tmp_path: Path, dataset: Path) -> tuple[Path, Path]:
         "resources": {"gpu": 0},
     }
     generation = yaml.safe_load((REPO / "examples" / "generationrequest.yaml").read_text())
-    generation["spec"]["durationSeconds"] = 2
+    generation["spec"] |= {"durationSeconds": 2, "resources": {"gpu": 0}}  # CPU pods here: no GPU to ask for
     (tmp_path / "trainingjob.yaml").write_text(yaml.safe_dump(training))
     (tmp_path / "generationrequest.yaml").write_text(yaml.safe_dump(generation))
     return tmp_path / "trainingjob.yaml", tmp_path / "generationrequest.yaml"

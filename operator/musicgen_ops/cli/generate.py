@@ -11,6 +11,7 @@ import typer
 
 from musicgen_ops.cli.console import console, exit_with_error
 from musicgen_ops.cli.options import field_option
+from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.contracts.generation import GenerationParameters, OutputFormat
 
 OUTPUT_FORMATS = get_args(OutputFormat)
@@ -95,6 +96,7 @@ def generate(
     model_format: str = typer.Option(
         "auto", "--model-format", help="Artifact of a model folder: auto, adapter, merged, onnx, onnx-int8..."
     ),
+    decoder: str = field_option(ServeEnvironment, "decoder"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
@@ -145,6 +147,7 @@ def generate(
                 device=device,
                 dtype=dtype,
                 model_format=model_format,
+                decoder=decoder,
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,

@@ -24,6 +24,7 @@ def serve(
     model_format: str | None = field_option(ServeEnvironment, "model_format", default=None),
     device: str | None = field_option(ServeEnvironment, "device", default=None),
     dtype: str | None = field_option(ServeEnvironment, "dtype", default=None),
+    decoder: str | None = field_option(ServeEnvironment, "decoder", default=None),
     models_root: Path | None = typer.Option(
         None, "--models-root", help="Local folder of <model-id>/ models."
     ),
@@ -49,6 +50,7 @@ def serve(
         "device": device,
         "dtype": dtype,
         "model_format": model_format,
+        "decoder": decoder,
         "models_root": models_root,
         "models_uri": models_uri,
     }

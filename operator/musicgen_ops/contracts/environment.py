@@ -35,6 +35,8 @@ ModelFormat = Literal["auto", "adapter", "merged", "torchscript", "onnx", "onnx-
 EngineName = Literal["auto", "torch", "fast", "onnx", "torchscript"]
 #: Torch dtypes of the generation engines; ``auto``: bfloat16 on CUDA, float32 on CPU.
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+#: Audio decoders turning codes into a waveform (``pipeline.inference.decoders``).
+AudioDecoderName = Literal["encodec", "mbd"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
 
 
@@ -130,6 +132,9 @@ class ServeEnvironment(StrictEnvironment):
         "auto", pattern=DEVICE_PATTERN, description="auto (CUDA when visible), cpu, cuda[:N]."
     )
     dtype: DtypeName = Field("auto", description="Torch dtype (auto: bfloat16 on CUDA, float32 on CPU).")
+    decoder: AudioDecoderName = Field(
+        "encodec", description="Codes to audio: encodec, or mbd (MultiBand Diffusion; needs its weights)."
+    )
     max_cached_models: int = Field(2, ge=1, description="Models kept loaded (least recently used evicted).")
     max_cache_bytes: int = Field(
         16 * 1024**3, ge=1, description="Memory budget of the loaded models (parameters + buffers)."

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
-from musicgen_ops.pipeline.inference.loader import locate_format
 from musicgen_ops.pipeline.models import RANDOM_PRESETS, set_base_model_resolver
 from musicgen_ops.serving.errors import InvalidParametersError, ModelNotFoundError
 from musicgen_ops.storage.base_models import resolve_base_model
@@ -34,6 +33,8 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def loadable_folder(folder: Path, settings: ServeEnvironment) -> Path | None:
     """``folder`` when it holds the model format the server loads (see ``locate_format``), else None."""
+    from musicgen_ops.pipeline.inference.loader import locate_format  # torch: imported on first use
+
     fmt = settings.model_format
     if fmt == "auto" and settings.engine in ("onnx", "torchscript"):
         fmt = settings.engine

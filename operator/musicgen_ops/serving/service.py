@@ -175,7 +175,9 @@ class GenerationService:
         from musicgen_ops.pipeline.inference.loader import open_engine
 
         s = self.settings
-        return open_engine(reference, s.engine, s.device, dtype=s.dtype, model_format=s.model_format)
+        return open_engine(
+            reference, s.engine, s.device, dtype=s.dtype, model_format=s.model_format, decoder=s.decoder
+        )
 
     def _load(self, model_key: str) -> tuple[Any, str]:
         reference = resolve_model(model_key, self.settings)

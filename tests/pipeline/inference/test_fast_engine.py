@@ -307,3 +307,14 @@ def test_cuda_graphs_greedy_matches_hf_generate(fresh_tiny_model):
     ref_codes, _ = hf_greedy(fresh_tiny_model.model, fresh_tiny_model.processor, PROMPTS, 70, 3.0)
     out = engine.generate(PROMPTS, num_frames=70, sampling=GREEDY)
     np.testing.assert_array_equal(out.codes, ref_codes)
+
+
+def test_eager_steps_attend_over_the_filled_slots_only(engine, monkeypatch):
+    """Without graphs the attention window follows the position (rounded up to 64), not the bucket."""
+    windows: list[int] = []
+    step = engine.workspace.step
+    monkeypatch.setattr(
+        engine.workspace, "step", lambda buf, window, text: (windows.append(window), step(buf, window, text))
+    )
+    engine.generate(["a"], num_frames=70, sampling=SamplingParams(do_sample=False))
+    assert windows == [64] * 64 + [128] * (70 + 3 - 64)

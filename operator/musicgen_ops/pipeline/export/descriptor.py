@@ -37,11 +37,16 @@ class TensorSpec:
 
 @dataclass
 class PartSpec:
-    """One exported part: its files per precision (``fp32``, ``int8``) and its inputs/outputs."""
+    """One exported part: its files per precision (``fp32``, ``int8``) and its inputs/outputs.
+
+    ``weights`` names, per precision, the external-data file the graph reads its weights from (shared by
+    the two decoder graphs), when it has one.
+    """
 
     files: dict[str, str]
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    weights: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -120,6 +125,7 @@ class ExportDescriptor:
                     files=dict(spec["files"]),
                     inputs=[TensorSpec(**t) for t in spec["inputs"]],
                     outputs=[TensorSpec(**t) for t in spec["outputs"]],
+                    weights=dict(spec.get("weights", {})),
                 )
                 for name, spec in raw["parts"].items()
             }

@@ -123,9 +123,14 @@ class MusicGenExporter:
             add_int8_variants(folder, specs)
             if not keep_fp32:
                 for spec in specs.values():
+                    spec.weights.pop("fp32", None)
                     fp32 = spec.files.pop("fp32")
                     if fp32 not in spec.files.values():
                         (folder / fp32).unlink()
+                kept = {f for spec in specs.values() for f in [*spec.files.values(), *spec.weights.values()]}
+                for path in folder.glob("*.onnx.data"):
+                    if path.name not in kept:
+                        path.unlink()
         descriptor = ExportDescriptor("onnx", self.constants, specs, opset=opset, source=self.source)
         descriptor.save(folder)
         self.processor.save_pretrained(folder)

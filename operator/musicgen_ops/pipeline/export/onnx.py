@@ -1,4 +1,7 @@
-"""Export the generation parts to ONNX (one file per part) and check each with ``onnx.checker``.
+"""Export the generation parts to ONNX (one graph per part) and check each with ``onnx.checker``.
+
+The two decoder graphs keep their weights once, in ``decoder.onnx.data`` (see
+:mod:`musicgen_ops.pipeline.export.weights`); a part over 2 GB gets ``<part>.onnx.data`` beside it.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): with torch 2.13 the dynamo exporter fails on
 the T5 text encoder's reshapes under dynamic sequence length, while the TorchScript-based one gives graphs
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from musicgen_ops.pipeline.errors import ExportError
 from musicgen_ops.pipeline.export.descriptor import PART_NAMES, ModelConstants, PartSpec, part_io
+from musicgen_ops.pipeline.export.weights import external_locations, share_external_weights
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +27,24 @@ logger = logging.getLogger(__name__)
 MIN_OPSET = 14
 MAX_OPSET = 20  # the TorchScript-based exporter's newest opset in torch 2.x
 DEFAULT_OPSET = 17
+#: Parts whose graphs share one weights file, and its name (per precision: ``decoder.int8.onnx.data``).
+SHARED_WEIGHT_PARTS = ("decoder_init", "decoder_step")
+DECODER_WEIGHTS = "decoder.onnx.data"
+
+
+def store_weights(folder: Path, specs: dict[str, PartSpec], precision: str) -> None:
+    """Store each ``precision`` graph's weights once: the decoders in one shared file, any other part
+    that needed external data (over 2 GB) in ``<file>.data``; record the files in ``spec.weights``."""
+    shared = [folder / specs[name].files[precision] for name in SHARED_WEIGHT_PARTS]
+    weights = DECODER_WEIGHTS if precision == "fp32" else f"decoder.{precision}.onnx.data"
+    share_external_weights(shared, weights)
+    for name in SHARED_WEIGHT_PARTS:
+        specs[name].weights[precision] = weights
+    for name, spec in specs.items():
+        graph = folder / spec.files[precision]
+        if name in SHARED_WEIGHT_PARTS or spec.weights.get(precision) or not external_locations(graph):
+            continue
+        spec.weights[precision] = share_external_weights([graph], graph.name + ".data").name
 
 
 def check_opset(opset_version: int) -> int:
@@ -91,7 +113,7 @@ def export_parts_to_onnx(
                     dynamo=False,
                     do_constant_folding=True,
                 )
-            onnx.checker.check_model(str(path), full_check=True)
+            onnx.checker.check_model(str(path), full_check=not external_locations(path))
         except Exception as err:
             raise ExportError(
                 f"ONNX export of part {name!r} to {path} failed: {type(err).__name__}: {err}"
@@ -99,6 +121,7 @@ def export_parts_to_onnx(
         logger.info("exported %s (%.1f MB)", path.name, path.stat().st_size / 1e6)
         specs[name] = PartSpec(files={"fp32": path.name}, inputs=inputs, outputs=outputs)
     assert list(specs) == list(PART_NAMES)
+    store_weights(folder, specs, "fp32")
     return specs
 
 

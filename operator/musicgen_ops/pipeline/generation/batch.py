@@ -146,6 +146,7 @@ def generate_to_files(
     device: str = "cpu",
     dtype: str | None = None,
     model_format: str = "auto",
+    decoder: str = "encodec",
     audio_paths: Sequence[str | Path] | None = None,
     max_batch_size: int = 8,
     window_seconds: float = 30.0,
@@ -159,7 +160,7 @@ def generate_to_files(
         params_list: the tracks to generate, all with ``model_ref``.
         model_ref: base model, checkpoint folder or ONNX export for ``open_engine``, or an open engine.
         output_dir: where ``track-<n>.<format>`` (+ ``.json``, ``.png``) go unless ``audio_paths``.
-        engine, device, dtype, model_format: passed to ``open_engine``.
+        engine, device, dtype, model_format, decoder: passed to ``open_engine``.
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
         window_seconds, context_seconds: windowed continuation beyond the model's window.
@@ -175,7 +176,7 @@ def generate_to_files(
     if isinstance(model_ref, (str, Path)):
         from musicgen_ops.pipeline.inference.loader import open_engine
 
-        gen = open_engine(model_ref, engine, device, dtype=dtype, model_format=model_format)
+        gen = open_engine(model_ref, engine, device, dtype=dtype, model_format=model_format, decoder=decoder)
         model_id = model_id or str(model_ref)
     else:
         gen = model_ref

@@ -10,7 +10,9 @@ step runs eagerly, which is how the tests prove it matches ``generate()`` token 
 Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
 padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
 position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
-request read less of the cache); the prompt's tokens are padded to the smallest prompt bucket.
+request read less of the cache; eager steps, without graphs, attend over the filled slots rounded up to
+64, so their cost grows with the position, not the bucket); the prompt's tokens are padded to the
+smallest prompt bucket.
 Call :meth:`FastGenerationEngine.warmup` before serving: it captures every bucket's graphs, so nothing
 is captured (or compiled) at request time.
 """
@@ -30,6 +32,7 @@ import torch
 from musicgen_ops.pipeline.codes import revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -59,6 +62,7 @@ class FastGenerationEngine:
         device: ``cuda``, ``cuda:1``, ``cpu``...; default CUDA when available.
         dtype: decoder dtype, ``bfloat16`` by default on CUDA and ``float32`` on CPU.
         config: buckets and switches (:class:`FastEngineConfig`).
+        decoder: turns the codes into audio; default EnCodec (``build_decoder("encodec")``).
     """
 
     #: Accepts ``seeds=`` with one seed per prompt: a prompt's audio does not depend on its batch.
@@ -70,6 +74,7 @@ class FastGenerationEngine:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         config: FastEngineConfig | None = None,
+        decoder: AudioDecoder | None = None,
     ) -> None:
         self.config = config or FastEngineConfig()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -92,6 +97,12 @@ class FastGenerationEngine:
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
         self.hop_length = self.sample_rate // self.frame_rate
+        self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
+        if self.decoder.sample_rate != self.sample_rate:
+            raise FastEngineError(
+                f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
+                f"the model's codes are for {self.sample_rate} Hz"
+            )
         k = self.num_codebooks
         steps = [round(s * self.frame_rate) + k - 1 for s in self.config.length_buckets_s]
         #: Cache windows (slots), one per length bucket, ascending.
@@ -327,6 +338,10 @@ class FastGenerationEngine:
                 f"({self.config.text_buckets[-1]}); shorten it or raise FastEngineConfig.text_buckets"
             )
         windows = [next(w for w in self.windows if w > s) for s in range(steps)]
+        if not self.use_graphs:  # eager steps need no fixed shapes: attend over the slots filled so far
+            windows = [
+                min(w, math.ceil((s + 1) / _CACHE_ALIGN) * _CACHE_ALIGN) for s, w in enumerate(windows)
+            ]
         ws = self.workspace
         if self.use_graphs:  # caches always hold the largest buckets: graphs are never recaptured
             ws.ensure(self.config.batch_buckets[-1], self.windows[-1])
@@ -360,11 +375,10 @@ class FastGenerationEngine:
         return full, full_mask
 
     def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
-        """EnCodec decode of ``[B, K, frames]`` codes to float32 ``[B, samples]``."""
-        with torch.inference_mode():
-            values = self.model.audio_encoder.decode(codes[None], [None]).audio_values
+        """``[B, K, frames]`` codes through the engine's decoder to float32 mono ``[B, samples]``."""
+        values = self.decoder.decode(codes)
         samples = num_frames * self.hop_length
-        audio = values[:, 0, :samples].float().cpu().numpy()
+        audio = values[:, 0, :samples].cpu().numpy()
         if audio.shape[1] != samples:
             raise RuntimeError(f"codec returned {audio.shape[1]} samples, expected {samples}")
         return np.ascontiguousarray(audio, dtype=np.float32)

@@ -19,6 +19,7 @@ from typing import Any
 
 from musicgen_ops.pipeline.errors import DeviceNotAvailableError, ModelNotAvailableError
 from musicgen_ops.pipeline.inference.base import GenerationEngine
+from musicgen_ops.pipeline.inference.decoders import DEFAULT_DECODER, available_decoders, build_decoder
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def open_engine(
     dtype: str | None = None,
     model_format: str = "auto",
     processor_path: str | Path | None = None,
+    decoder: str = DEFAULT_DECODER,
 ) -> GenerationEngine:
     """Open a generation engine for a model reference.
 
@@ -198,13 +200,20 @@ def open_engine(
         model_format: which artifact of a model folder to load (see :func:`locate_format`);
             ``onnx-int8`` selects the INT8 ONNX files.
         processor_path: ONNX only: folder holding the processor when it is not beside the export.
+        decoder: the registered audio decoder turning codes into audio (``encodec`` by default; see
+            ``pipeline.inference.decoders``); for exports, ``encodec`` is the exported codec part.
 
     Raises:
-        ValueError: unknown engine, or an engine that cannot run the format.
+        ValueError: unknown engine or decoder, or an engine that cannot run the format.
         ModelNotAvailableError: the model cannot be found or loaded, or the ONNX engine is not installed.
+        DeviceNotAvailableError: a CUDA device was asked for and none is visible.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if decoder not in available_decoders():
+        raise ValueError(
+            f"unknown audio decoder {decoder!r}; choose one of {', '.join(available_decoders())}"
+        )
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     path = Path(model_ref).expanduser()
@@ -220,16 +229,28 @@ def open_engine(
         from musicgen_ops.pipeline.export.manifest import verify_export
 
         verify_export(model_ref)  # a truncated or modified export fails here, clearly
+    exported_decoder = (
+        None if decoder == DEFAULT_DECODER else build_decoder(decoder, model=None, device=device)
+    )
     if engine == "fast":
         from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
 
         # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
-        return FastGenerationEngine(load_model(model_ref), device=device, dtype=dtype)
+        loaded = load_model(model_ref)
+        return FastGenerationEngine(
+            loaded,
+            device=device,
+            dtype=dtype,
+            decoder=build_decoder(decoder, model=loaded.model, device=device),
+        )
     if engine == "torchscript":
         from musicgen_ops.pipeline.inference.torchscript_engine import TorchScriptInferenceEngine
 
         return TorchScriptInferenceEngine(
-            model_ref, processor_path=processor_path, use_gpu=device.startswith("cuda")
+            model_ref,
+            processor_path=processor_path,
+            use_gpu=device.startswith("cuda"),
+            decoder=exported_decoder,
         )
     if engine == "onnx":
         if not onnx_available():
@@ -246,10 +267,14 @@ def open_engine(
             processor_path=str(processor_path) if processor_path else None,
             use_gpu=device.startswith("cuda"),
             precision={"onnx": "fp32", "onnx-int8": "int8"}.get(model_format, "auto"),
+            decoder=exported_decoder,
         )
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
-    return TorchEngine(load_model(model_ref), device=device, dtype=dtype)
+    loaded = load_model(model_ref)
+    return TorchEngine(
+        loaded, device=device, dtype=dtype, decoder=build_decoder(decoder, model=loaded.model, device=device)
+    )
 
 
 def _default(engine: str) -> str:

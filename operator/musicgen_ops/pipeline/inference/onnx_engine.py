@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.export.descriptor import DESCRIPTOR_NAME, ExportDescriptor
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, ExportedEncodecDecoder
+from musicgen_ops.pipeline.inference.onnx_binding import BoundDecoderState
 from musicgen_ops.pipeline.inference.sampling import (
     make_rng,
     process_logits,
@@ -55,6 +58,32 @@ def load_processor(folder: Path, processor_path: str | Path | None) -> Any:
         ) from err
 
 
+class DecoderState(Protocol):
+    """The key/value cache of one generation: ``run`` feeds the next ids and returns their logits."""
+
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        """``ids [(2)B, K, 1]`` -> logits ``[(2)B, K, 1, vocab]`` (the first call runs ``decoder_init``)."""
+        ...
+
+
+class NumpyDecoderState:
+    """The cache as numpy arrays handed to and returned by the part runners each step."""
+
+    def __init__(self, engine: PartsGenerationEngine, hidden: np.ndarray, mask: np.ndarray) -> None:
+        self.engine, self.hidden, self.mask = engine, hidden, mask
+        self.past: list[np.ndarray] | None = None
+
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        if self.past is None:
+            outputs = self.engine.run_decoder_init(ids, self.hidden, self.mask)
+            self.past = list(outputs[1:])
+            return outputs[0]
+        outputs = self.engine.run_decoder_step(ids, self.mask, self.past)
+        for layer in range(self.engine.constants.num_layers):
+            self.past[4 * layer : 4 * layer + 2] = outputs[1 + 2 * layer : 3 + 2 * layer]
+        return outputs[0]
+
+
 class PartsGenerationEngine:
     """The generation loop over four exported parts; subclasses run the parts on one runtime.
 
@@ -63,12 +92,25 @@ class PartsGenerationEngine:
     ``max_length``, ``guidance_scale``, ``temperature``, ``top_k``, ``seed``).
     """
 
-    def __init__(self, descriptor: ExportDescriptor, processor: Any) -> None:
+    def __init__(
+        self, descriptor: ExportDescriptor, processor: Any, decoder: AudioDecoder | None = None
+    ) -> None:
         self.descriptor = descriptor
         self.constants = descriptor.constants
         self.processor = processor
         self.sample_rate = self.constants.sample_rate
         self.frame_rate = self.constants.frame_rate
+        self.decoder = decoder or ExportedEncodecDecoder(
+            self.run_audio_decoder,
+            sample_rate=self.sample_rate,
+            num_codebooks=self.constants.num_codebooks,
+            runtime=descriptor.runtime,
+        )
+        if self.decoder.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
+                f"the exported codes are for {self.sample_rate} Hz"
+            )
 
     # The four parts, numpy in / numpy out; implemented per runtime.
     def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -124,9 +166,13 @@ class PartsGenerationEngine:
         start = time.perf_counter()
         frames = np.stack([codes[:, c, c + 1 : c + 1 + num_frames] for c in range(k)], axis=1)
         assert frames.shape[-1] == num_frames and not (frames == pad).any()
-        audio = self.run_audio_decoder(frames).astype(np.float32)
+        audio = self.decoder.decode(torch.from_numpy(frames))[:, 0].numpy()
         timings["codec"] = time.perf_counter() - start
         return GenerationOutput(audio=audio, sample_rate=self.sample_rate, codes=frames, timings=timings)
+
+    def open_decoder(self, hidden: np.ndarray, mask: np.ndarray, steps: int) -> DecoderState:
+        """Decoder state for one generation of ``steps`` steps (runtimes may preallocate its cache)."""
+        return NumpyDecoderState(self, hidden, mask)
 
     def _decode_loop(
         self, hidden: np.ndarray, mask: np.ndarray, batch: int, steps: int, sampling: SamplingParams
@@ -139,18 +185,11 @@ class PartsGenerationEngine:
         seq = np.full((batch, k, steps + 1), pad, dtype=np.int64)
         seq[:, :, 0] = const.bos_token_id
         codebook = np.arange(k)
-        past: list[np.ndarray] = []
+        state = self.open_decoder(hidden, mask, steps)
         for t in range(steps):
             current = seq[:, :, t : t + 1]
             feed = np.concatenate([current, current]) if guided else current
-            if t == 0:
-                outputs = self.run_decoder_init(feed, hidden, mask)
-                past = list(outputs[1:])
-            else:
-                outputs = self.run_decoder_step(feed, mask, past)
-                for layer in range(const.num_layers):
-                    past[4 * layer : 4 * layer + 2] = outputs[1 + 2 * layer : 3 + 2 * layer]
-            logits = outputs[0][:, :, -1, :].reshape(-1, const.vocab_size)  # [(2)B * K, vocab]
+            logits = state.run(feed)[:, :, -1, :].reshape(-1, const.vocab_size)  # [(2)B * K, vocab]
             scores = process_logits(logits, sampling)
             new = select_tokens(scores, sampling, rng).reshape(batch, k)
             position = t + 1  # codebook c holds frames at positions c+1 .. steps+1-(k-1)+c
@@ -204,7 +243,12 @@ class ONNXInferenceEngine(PartsGenerationEngine):
         processor_path: where the processor is; defaults to the one saved in the export folder.
         use_gpu: use the CUDA execution provider when ONNX Runtime has it (else CPU, with a log line).
         precision: ``fp32``, ``int8`` or ``auto`` (fp32 when exported, else int8).
-        intra_op_threads: ONNX Runtime threads per operator (0: its default).
+        intra_op_threads: ONNX Runtime threads per operator (0: one per physical core).
+        decoder: turns the codes into audio; default the exported EnCodec part.
+        io_binding: keep the key/value cache in preallocated buffers on the provider's device
+            (:mod:`~musicgen_ops.pipeline.inference.onnx_binding`); False hands numpy arrays each step.
+        spin_threads: let idle ONNX Runtime threads spin (lower latency; False frees the cores on a
+            shared machine).
     """
 
     def __init__(
@@ -215,6 +259,9 @@ class ONNXInferenceEngine(PartsGenerationEngine):
         *,
         precision: str = "auto",
         intra_op_threads: int = 0,
+        decoder: AudioDecoder | None = None,
+        io_binding: bool = True,
+        spin_threads: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -240,12 +287,32 @@ class ONNXInferenceEngine(PartsGenerationEngine):
             logger.info("running ONNX Runtime on CPU")
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1  # the parts are chains of large ops: parallelism is within ops
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin_threads:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.io_binding = io_binding
+        self.device_type = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         self.sessions = {
             name: ort.InferenceSession(str(folder / spec.files[precision]), options, providers=self.providers)
             for name, spec in descriptor.parts.items()
         }
-        super().__init__(descriptor, load_processor(folder, processor_path))
+        super().__init__(descriptor, load_processor(folder, processor_path), decoder)
         self._step_inputs = descriptor.parts["decoder_step"].input_names
+
+    def open_decoder(self, hidden: np.ndarray, mask: np.ndarray, steps: int) -> DecoderState:
+        if not self.io_binding:
+            return super().open_decoder(hidden, mask, steps)
+        return BoundDecoderState(
+            self.sessions["decoder_init"],
+            self.sessions["decoder_step"],
+            self.constants,
+            hidden,
+            mask,
+            steps,
+            device_type=self.device_type,
+        )
 
     def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.sessions["text_encoder"].run(

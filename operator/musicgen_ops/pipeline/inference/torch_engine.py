@@ -11,14 +11,17 @@ global RNG. Classifier-free guidance, temperature, top-k and top-p are applied i
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -96,6 +99,56 @@ class SeededSampler:
         return (logits + gumbel).argmax(dim=-1)
 
 
+class _CodesTap:
+    """Stands in for ``audio_encoder.decode`` so that ``generate()`` hands over its codes undecoded.
+
+    ``generate()`` always ends by decoding with EnCodec; the engine decodes through its
+    :class:`AudioDecoder` instead. While a thread is inside :meth:`capture`, calls from that thread
+    record the codes and return an empty waveform; every other call goes to the real ``decode``.
+    """
+
+    def __init__(self, decode: Any) -> None:
+        self.decode = decode
+        self._local = threading.local()
+
+    def __call__(self, audio_codes: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        sink = getattr(self._local, "sink", None)
+        if sink is None:
+            return self.decode(audio_codes, *args, **kwargs)
+        sink.append(audio_codes)
+        return SimpleNamespace(
+            audio_values=audio_codes.new_zeros((audio_codes.shape[1], 1, 0), dtype=torch.float)
+        )
+
+    def __reduce__(self) -> tuple:
+        """Copies and pickles of the model (``deepcopy``, ``torch.save``) get a fresh tap on their codec."""
+        return (_CodesTap, (self.decode,))
+
+    def capture(self, sink: list[torch.Tensor]) -> _TapScope:
+        return _TapScope(self._local, sink)
+
+
+class _TapScope:
+    def __init__(self, local: threading.local, sink: list[torch.Tensor]) -> None:
+        self.local, self.sink = local, sink
+
+    def __enter__(self) -> list[torch.Tensor]:
+        self.local.sink = self.sink
+        return self.sink
+
+    def __exit__(self, *exc: object) -> None:
+        self.local.sink = None
+
+
+def _codes_tap(audio_encoder: torch.nn.Module) -> _CodesTap:
+    """The tap on ``audio_encoder.decode``, installed once per codec (engines may share a model)."""
+    tap = audio_encoder.__dict__.get("decode")
+    if not isinstance(tap, _CodesTap):
+        tap = _CodesTap(audio_encoder.decode)
+        audio_encoder.decode = tap
+    return tap
+
+
 class TorchEngine:
     """A MusicGen model (base, or base with a merged LoRA adapter) generating with ``generate()``.
 
@@ -103,12 +156,19 @@ class TorchEngine:
         loaded: the model and processor (from ``load_base_model`` or the checkpoint loader).
         device: ``cpu``, ``cuda``, ``cuda:1`` ...
         dtype: ``float32`` (default), ``bfloat16`` or ``float16``; the codec always decodes in float32.
+        decoder: turns the codes into audio; default EnCodec (``build_decoder("encodec")``).
     """
 
     #: Accepts ``seeds=`` with one seed per prompt: results do not depend on batch composition.
     supports_item_seeds = True
 
-    def __init__(self, loaded: LoadedModel, device: str = "cpu", dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str = "cpu",
+        dtype: str | None = None,
+        decoder: AudioDecoder | None = None,
+    ) -> None:
         self.name = loaded.name
         self.processor = loaded.processor
         self.device = torch.device(device)
@@ -124,6 +184,13 @@ class TorchEngine:
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
         self.hop_length = self.sample_rate // self.frame_rate
+        self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
+        if self.decoder.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
+                f"the model's codes are for {self.sample_rate} Hz"
+            )
+        self._tap = _codes_tap(model.audio_encoder)
         #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
         self.batch_sizes: list[int] = []
 
@@ -171,8 +238,8 @@ class TorchEngine:
         encoded = time.perf_counter()
         sampler = SeededSampler(seeds, self.num_codebooks, sampling)
         guidance = float(sampling.guidance_scale)
-        with torch.inference_mode():
-            audio = self.model.generate(
+        with torch.inference_mode(), self._tap.capture([]) as captured:
+            self.model.generate(
                 **inputs,
                 do_sample=False,
                 guidance_scale=guidance if guidance > 1 else 1.0,  # <= 1: no unconditional half
@@ -180,15 +247,24 @@ class TorchEngine:
                 logits_processor=[sampler],
             )
         done = time.perf_counter()
+        codes = _captured_codes(captured)
+        audio = self.decoder.decode(codes)  # audio prompt and continuation, decoded together
+        decoded = time.perf_counter()
         self.batch_sizes.append(len(prompts))
         samples = num_frames * self.hop_length
-        audio = audio[:, 0, prompt_samples : prompt_samples + samples].float().cpu().numpy()
+        audio = audio[:, 0, prompt_samples : prompt_samples + samples].cpu().numpy()
         if audio.shape[1] != samples:
             raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
         return GenerationOutput(
             audio=np.ascontiguousarray(audio, dtype=np.float32),
             sample_rate=self.sample_rate,
-            timings={"inputs": encoded - started, "generate": done - encoded, "steps": float(sampler.steps)},
+            codes=codes[:, :, prompt_samples // self.hop_length :].cpu().numpy(),
+            timings={
+                "inputs": encoded - started,
+                "generate": done - encoded,
+                "codec": decoded - done,
+                "steps": float(sampler.steps),
+            },
         )
 
     def _inputs(self, prompts: list[str], audio_prompt: np.ndarray | None) -> tuple[dict, int]:
@@ -216,6 +292,17 @@ class TorchEngine:
             prompt_samples = usable
         # input_values stay float32: the codec is never cast.
         return {k: v.to(self.device) for k, v in batch.items()}, prompt_samples
+
+
+def _captured_codes(captured: list[torch.Tensor]) -> torch.Tensor:
+    """``(batch, K, frames)`` from what ``generate()`` handed the codec: ``[1, B, K, F]`` once (mono) or
+    the even and odd codebooks of stereo in two calls (interleaved back)."""
+    if len(captured) == 1:
+        return captured[0][0]
+    if len(captured) == 2:
+        left, right = captured[0][0], captured[1][0]
+        return torch.stack([left, right], dim=2).flatten(1, 2)
+    raise RuntimeError(f"generate() called the codec {len(captured)} times, expected 1 or 2")
 
 
 def _torch_dtype(name: str | None) -> torch.dtype:

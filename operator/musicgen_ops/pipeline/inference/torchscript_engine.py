@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgen_ops.pipeline.export.descriptor import ExportDescriptor
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder
 from musicgen_ops.pipeline.inference.onnx_engine import (
     PartsGenerationEngine,
     load_processor,
@@ -24,10 +25,15 @@ class TorchScriptInferenceEngine(PartsGenerationEngine):
         model_path: the export root (holding ``torchscript/``) or that folder itself.
         processor_path: defaults to the processor saved in the export folder.
         use_gpu: run on CUDA when torch sees a device (else CPU, with a log line).
+        decoder: turns the codes into audio; default the exported EnCodec part.
     """
 
     def __init__(
-        self, model_path: str | Path, processor_path: str | Path | None = None, use_gpu: bool = False
+        self,
+        model_path: str | Path,
+        processor_path: str | Path | None = None,
+        use_gpu: bool = False,
+        decoder: AudioDecoder | None = None,
     ):
         import torch
 
@@ -40,7 +46,7 @@ class TorchScriptInferenceEngine(PartsGenerationEngine):
             name: torch.jit.load(str(folder / spec.files["fp32"]), map_location=self.device).eval()
             for name, spec in descriptor.parts.items()
         }
-        super().__init__(descriptor, load_processor(folder, processor_path))
+        super().__init__(descriptor, load_processor(folder, processor_path), decoder)
 
     def _run(self, name: str, *arrays: np.ndarray) -> list[np.ndarray]:
         import torch
