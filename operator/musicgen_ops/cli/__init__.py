@@ -8,6 +8,7 @@ so `--help` is fast and the operator image needs no torch.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -37,13 +38,18 @@ def _configure(
     log_json: bool = typer.Option(
         False, "--log-json", envvar="MUSICGEN_LOG_JSON", help="Structured JSON log lines."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="MUSICGEN_DEBUG", help="Show the full traceback of an error."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Global options: logging."""
+    """Global options: logging, tracebacks."""
+    from musicgen_ops.cli import console as terminal
     from musicgen_ops.logs import configure_logging
 
+    terminal.debug_enabled = debug
     configure_logging(log_level, json_lines=log_json)
 
 
@@ -65,6 +71,39 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Every error ends as one ``error: ...`` line on stderr: usage errors exit 2, anything else 1.
+    A traceback is shown only with ``--debug`` (or ``MUSICGEN_DEBUG=1``).
+    """
+    from musicgen_ops.cli import console as terminal
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="musicgen-ops", standalone_mode=False)
+    except typer.Exit as err:
+        return err.exit_code
+    except typer.Abort:
+        terminal.print_error("aborted")
+        return 1
+    except typer.TyperException as err:  # usage errors (unknown command or option, bad value): exit 2
+        context = getattr(err, "ctx", None)
+        where = context.command_path if context is not None else "musicgen-ops"
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        terminal.print_error(f"{message} (see '{where} --help')")
+        return getattr(err, "exit_code", 2)
+    except KeyboardInterrupt:
+        terminal.print_error("interrupted")
+        return 130
+    except Exception as err:
+        if terminal.debug_enabled or "--debug" in (sys.argv[1:] if args is None else args):
+            raise
+        terminal.print_error(terminal.describe_error(err))
+        return 1
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     """Entry point of the `musicgen-ops` console script."""
-    app()
+    sys.exit(run())

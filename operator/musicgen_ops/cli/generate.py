@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import get_args
 
 import typer
 
 from musicgen_ops.cli.console import console, exit_with_error
 from musicgen_ops.cli.options import field_option
 from musicgen_ops.contracts.environment import ServeEnvironment
-from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.contracts.generation import GenerationParameters, OutputFormat
+
+OUTPUT_FORMATS = get_args(OutputFormat)
 
 
 def _read_requests(path: Path) -> list[dict]:
@@ -34,6 +38,28 @@ def _read_requests(path: Path) -> list[dict]:
 
 
 P = GenerationParameters
+
+
+def _format_of(output: Path) -> str:
+    """The audio format an ``--output`` file name asks for (its suffix); other suffixes are refused."""
+    suffix = output.suffix.lstrip(".").lower()
+    if suffix not in OUTPUT_FORMATS:
+        exit_with_error(
+            f"--output {output}: cannot write {suffix or 'files without a suffix'!s}; "
+            f"use a name ending in {' or '.join('.' + f for f in OUTPUT_FORMATS)}"
+        )
+    return suffix
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before loading any model when results could not be written into ``folder``."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                exit_with_error(f"{parent} is a file, not a folder: results cannot be written under it")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                exit_with_error(f"{parent}: no permission to write there")
+            return
 
 
 def generate(
@@ -88,8 +114,9 @@ def generate(
     if requests_file is not None:
         raw = _read_requests(requests_file)
     else:
-        if output is not None and output.suffix.lstrip(".").lower() in ("wav", "flac"):
-            output_format = output.suffix.lstrip(".").lower()
+        if output is not None:
+            output_format = _format_of(output)
+            _check_writable(output.parent)
         options = {
             "prompt": prompt,
             "duration_seconds": duration_seconds,
@@ -107,6 +134,8 @@ def generate(
         raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")
         audio_paths = [output]
+    if requests_file is not None:
+        _check_writable(output_dir)
     try:
         params = [validate_parameters(item) for item in raw]
         with console.status(f"generating {len(params)} track(s) with {model}"):

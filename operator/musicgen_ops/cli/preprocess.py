@@ -32,6 +32,7 @@ def preprocess(
     or file names. Re-running skips finished tracks and keeps prompts you edited in manifest.json."""
     from musicgen_ops.pipeline.audio import AudioDataPreprocessor
     from musicgen_ops.pipeline.errors import PipelineError
+    from musicgen_ops.pipeline.manifest import PromptSource
 
     try:
         preprocessor = AudioDataPreprocessor(
@@ -43,6 +44,9 @@ def preprocess(
         )
         if not input_dir.is_dir():
             exit_with_error(f"input folder {input_dir} does not exist")
+        if output_dir.exists() and not output_dir.is_dir():
+            exit_with_error(f"output folder {output_dir} is a file, not a folder")
+        PromptSource(input_dir)  # a bad prompts.csv/json fails here, before the progress bar
         tracks = preprocessor.find_tracks(input_dir, exclude=output_dir)
         with progress_bar() as progress:
             task = progress.add_task("preprocessing", total=len(tracks))

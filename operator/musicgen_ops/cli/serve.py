@@ -64,11 +64,10 @@ def serve(
     except ValidationError as err:
         exit_with_error("invalid server settings: " + describe_option_errors(err))
 
-    import uvicorn
-
     from musicgen_ops.serving.app import create_app
+    from musicgen_ops.serving.server import run
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
 
 
 def register(app: typer.Typer) -> None:

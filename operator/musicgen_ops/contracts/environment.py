@@ -167,6 +167,20 @@ class ServeEnvironment(StrictEnvironment):
     )
     output_dir: Path = Field(Path("/tmp/musicgen-output"), description="Where results are written.")
     max_jobs: int = Field(1000, ge=1, description="Finished jobs remembered (oldest forgotten first).")
+    job_retention_seconds: float = Field(
+        7 * 24 * 3600.0,
+        gt=0,
+        description="Finished jobs (and their audio) are deleted this long after they finished.",
+    )
+    drain_seconds: float = Field(
+        25.0,
+        ge=0,
+        description="Grace period on SIGTERM: /readyz answers 503, no new work is accepted, queued and "
+        "running work finishes; keep it below the pod's terminationGracePeriodSeconds.",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request body accepted; larger ones are answered 413."
+    )
     spectrogram: bool = Field(False, description="Also write a spectrogram PNG beside each result.")
 
     @field_validator("preload", mode="before")

@@ -22,7 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from musicgen_ops.pipeline.audio_stream import SUPPORTED_EXTENSIONS, measure_track, stream_clips
 from musicgen_ops.pipeline.errors import AudioDecodeError
+from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
@@ -34,7 +36,6 @@ from musicgen_ops.pipeline.manifest import (
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 PEAK_TARGET = 10 ** (-1 / 20)  # -1 dBFS
 RMS_TARGET = 10 ** (-20 / 20)  # -20 dBFS
 SILENCE_PEAK = 10 ** (-60 / 20)  # below -60 dBFS peak a track counts as silent
@@ -86,17 +87,18 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return soxr.resample(audio, source_rate, target_rate, quality="HQ").astype(np.float32)
 
 
+def normalisation_gain(peak: float, rms: float, method: Literal["peak", "rms"] = "peak") -> float:
+    """The gain that peak-normalises to -1 dBFS, or RMS-normalises to -20 dBFS (peak limited to -1 dBFS)."""
+    if peak < SILENCE_PEAK:
+        raise AudioDecodeError("silent audio (peak below -60 dBFS)")
+    return min(RMS_TARGET / rms, PEAK_TARGET / peak) if method == "rms" else PEAK_TARGET / peak
+
+
 def normalise(audio: np.ndarray, method: Literal["peak", "rms"] = "peak") -> np.ndarray:
     """Peak-normalise to -1 dBFS, or RMS-normalise to -20 dBFS with the peak limited to -1 dBFS."""
     peak = float(np.abs(audio).max(initial=0.0))
-    if peak < SILENCE_PEAK:
-        raise AudioDecodeError("silent audio (peak below -60 dBFS)")
-    if method == "rms":
-        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-        gain = min(RMS_TARGET / rms, PEAK_TARGET / peak)
-    else:
-        gain = PEAK_TARGET / peak
-    return (audio * gain).astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return (audio * normalisation_gain(peak, rms, method)).astype(np.float32)
 
 
 def split_clips(
@@ -130,6 +132,7 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     os.close(fd)
     try:
         sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        make_public(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -300,27 +303,25 @@ class AudioDataPreprocessor:
         prompts: PromptSource,
         previous: list[ManifestEntry],
     ) -> list[ManifestEntry]:
-        audio, rate = load_audio(track)
-        mono = resample(to_mono(audio), rate, self.target_sample_rate)
+        # Streamed in blocks (two passes): memory stays bounded whatever the track's length.
+        stats = measure_track(track, self.target_sample_rate)
         try:
-            mono = normalise(mono, self.normalization)
+            gain = normalisation_gain(stats.peak, stats.rms, self.normalization)
         except AudioDecodeError as err:
             raise AudioDecodeError(f"{track}: {err}") from err
-        clips = split_clips(
-            mono, self.target_sample_rate, self.target_duration, self.last_clip, self.min_clip_duration
-        )
-        if not clips:
+        clip_samples = int(round(self.target_duration * self.target_sample_rate))
+        min_samples = int(round(self.min_clip_duration * self.target_sample_rate))
+        if stats.samples < clip_samples and (stats.samples < min_samples or self.last_clip == "drop"):
             raise AudioDecodeError(
                 f"{track}: shorter than the minimum clip length ({self.min_clip_duration:g} s)"
             )
+        clips = stream_clips(track, self.target_sample_rate, gain, clip_samples, min_samples, self.last_clip)
         edited = {e.audio: e.prompt for e in previous}
         # A prompt kept in the manifest wins over sidecar/table/file name, also for clips a new cut adds.
         default_prompt = previous[0].prompt if previous else prompts.prompt_for(track)
         stem = source.rsplit(".", 1)[0].replace("/", "__")
         entries = []
-        clip_samples = int(round(self.target_duration * self.target_sample_rate))
-        for index, clip in enumerate(clips):
-            real = min(len(clip), len(mono) - index * clip_samples)  # the rest is padding
+        for index, (clip, real) in enumerate(clips):  # real: samples of audio, the rest is padding
             relative = f"{CLIPS_DIR}/{stem}_{index:03d}.wav"
             write_wav_atomic(output_dir / relative, clip, self.target_sample_rate)
             entries.append(

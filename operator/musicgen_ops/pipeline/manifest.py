@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from musicgen_ops.pipeline.errors import DatasetError
+from musicgen_ops.pipeline.filemodes import make_public
 
 MANIFEST_NAME = "manifest.json"
 
@@ -63,6 +64,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        make_public(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,6 +98,44 @@ def readable_name(path: Path) -> str:
     return re.sub(r"\s+", " ", words).strip().lower() or path.stem
 
 
+def read_prompts_csv(path: Path) -> dict[str, str]:
+    """``file -> prompt`` from a CSV with a ``file,prompt`` header (RFC 4180: quote fields with commas).
+
+    Raises:
+        DatasetError: naming the file and line of a row with too few or too many fields, or bad quoting.
+    """
+    table: dict[str, str] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, strict=True)
+            header = [name.strip() for name in next(reader, [])]
+            if "file" not in header or "prompt" not in header:
+                raise DatasetError(f"{path}: needs a header line with the columns 'file' and 'prompt'")
+            file_col, prompt_col = header.index("file"), header.index("prompt")
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    hint = (
+                        "put prompts that contain commas in double quotes"
+                        if len(row) > len(header)
+                        else "give a prompt for every file"
+                    )
+                    raise DatasetError(
+                        f"{path}:{reader.line_num}: {len(row)} field(s) where the header has {len(header)} "
+                        f'({hint}, e.g. song.wav,"calm, slow piano")'
+                    )
+                name, prompt = row[file_col].strip(), row[prompt_col].strip()
+                if not name or not prompt:
+                    raise DatasetError(f"{path}:{reader.line_num}: empty 'file' or 'prompt' field")
+                table[name] = prompt
+    except csv.Error as err:
+        raise DatasetError(f"{path}:{reader.line_num}: not valid CSV ({err})") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    return table
+
+
 class PromptSource:
     """Finds the prompt of a source track following the documented precedence (minus the manifest)."""
 
@@ -120,11 +160,7 @@ class PromptSource:
             else:
                 raise DatasetError(f"{json_path} must map file names to prompts (object or list of objects)")
         if csv_path.is_file():
-            with open(csv_path, newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                if not reader.fieldnames or not {"file", "prompt"} <= set(reader.fieldnames):
-                    raise DatasetError(f"{csv_path} needs a header with the columns 'file' and 'prompt'")
-                table.update({row["file"].strip(): row["prompt"].strip() for row in reader if row["file"]})
+            table.update(read_prompts_csv(csv_path))
         return table
 
     def prompt_for(self, track: Path) -> str:

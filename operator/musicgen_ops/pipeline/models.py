@@ -241,8 +241,6 @@ def load_base_model(
         if name_or_path != reference:
             logger.info("base model %s resolved to %s", reference, name_or_path)
 
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
-
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     path = Path(name_or_path).expanduser()
@@ -252,22 +250,61 @@ def load_base_model(
             f"{path} exists but holds no config.json: it is not a saved MusicGen model "
             "(expected a folder written by save_pretrained)."
         )
+    if not is_local and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise ModelNotAvailableError(f"model folder {path} does not exist")
     source = str(path) if is_local else name_or_path
+    hint = (
+        f"Download it where there is internet (`hf download {name_or_path}`) and copy the Hugging Face "
+        f"cache ({_hf_cache_dir()}), pass a local model folder, or use the preset 'tiny-random' to try the "
+        "pipeline"
+    )
+    offline = not is_local and not local_files_only and not _in_hf_cache(name_or_path)
+    if offline and (unreachable := _hub_unreachable()) is not None:
+        raise ModelNotAvailableError(
+            f"Cannot load MusicGen model {name_or_path!r}: not in the Hugging Face cache and the hub "
+            f"is unreachable ({unreachable}). {hint}."
+        )
+    from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
     try:
         model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
     except (OSError, ValueError) as err:
         raise ModelNotAvailableError(
             f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the "
-            f"Hugging Face cache ({_hf_cache_dir()}), and it could not be downloaded. Download it on a "
-            f"machine with internet (`huggingface-cli download {name_or_path}`) and copy the cache, pass a "
-            f"local folder, or use --base-model tiny-random to try the pipeline. "
+            f"Hugging Face cache, and it could not be downloaded. {hint}. "
             f"Cause: {type(err).__name__}: {_first_line(err)}"
         ) from err
     _ensure_decoder_start_token(model)
     model.eval()
     logger.info("loaded %s (%.1fM parameters)", name_or_path, model.num_parameters() / 1e6)
     return LoadedModel(model=model, processor=processor, name=reference)
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    """Whether the hub model's config is already in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """None when a TCP connection to the hub (``HF_ENDPOINT``) opens within ``timeout``, else why not."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub.constants import ENDPOINT
+
+    parts = urlsplit(ENDPOINT)
+    host, port = parts.hostname or "huggingface.co", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"{host}:{port}: {err.strerror or type(err).__name__}"
+    return None
 
 
 def _hf_cache_dir() -> str:

@@ -12,17 +12,22 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from musicgen_ops import __version__
 from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.serving.errors import register_exception_handlers
+from musicgen_ops.serving.limits import BodySizeLimit
 from musicgen_ops.serving.routes import api_router, health
 from musicgen_ops.serving.service import EngineFactory, GenerationService
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+DOCS_ASSETS = "/docs/assets"
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -61,9 +66,30 @@ def create_app(
         description="Generate music with MusicGen and LoRA fine-tuned models.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     register_exception_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router)
+    _add_local_docs(app)
     return app
+
+
+def _add_local_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from assets shipped in the ``swagger-ui-bundle`` package (no CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )

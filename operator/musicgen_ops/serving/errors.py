@@ -7,7 +7,8 @@ the pipeline's and storage's typed errors) to status codes and one JSON body sha
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 from musicgen_ops.pipeline.errors import InvalidParametersError, ModelNotAvailableError, PipelineError
 
@@ -25,10 +26,21 @@ __all__ = [
     "ModelNotFoundError",
     "ModelNotReadyError",
     "ServiceBusyError",
+    "ServiceDrainingError",
     "ServingError",
+    "excerpt",
     "register_exception_handlers",
     "status_for",
+    "without_paths",
 ]
+
+#: Longest piece of the caller's input repeated in an error answer.
+EXCERPT_CHARS = 60
+#: Longest message in an error answer.
+MAX_MESSAGE_CHARS = 600
+#: Most invalid fields listed in one error answer.
+MAX_LISTED_FIELDS = 10
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"/:]+/)+([^\s'\"/:]+)")
 
 
 class ServingError(Exception):
@@ -66,6 +78,13 @@ class ServiceBusyError(ServingError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ServiceDrainingError(ServiceBusyError):
+    """The server is shutting down: no new work (HTTP 503 with Retry-After)."""
+
+    status_code = 503
+    code = "ShuttingDown"
 
 
 class JobNotFoundError(ServingError):
@@ -110,6 +129,40 @@ def status_for(err: BaseException) -> tuple[int, str]:
     return 500, "InternalError"
 
 
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """``repr`` of a value cut to ``limit`` characters (the caller's input is never echoed in full)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def without_paths(text: str) -> str:
+    """The message with absolute server paths cut to their last part (no server layout in answers)."""
+    return _ABSOLUTE_PATH.sub(lambda match: f".../{match.group(1)}", text)
+
+
+def describe_request_errors(errors: list[dict[str, Any]]) -> list[str]:
+    """One short line per invalid field of a request body; JSON syntax errors say where and why."""
+    lines = []
+    for item in errors:
+        loc = [str(p) for p in item.get("loc", ()) if p != "body"]
+        if item.get("type") == "json_invalid":
+            position = item["loc"][-1] if item.get("loc") else "?"
+            reason = (item.get("ctx") or {}).get("error", "not valid JSON")
+            lines.append(f"body: invalid JSON at character {position}: {reason}")
+            continue
+        where = ".".join(part[:EXCERPT_CHARS] for part in loc) or "body"
+        lines.append(f"{where}: {item.get('msg')} (got {excerpt(item.get('input'))})")
+    return lines
+
+
+def shorten_lines(lines: list[str]) -> list[str]:
+    """At most ``MAX_LISTED_FIELDS`` lines (then a count of the rest), each cut to a readable length."""
+    if len(lines) > MAX_LISTED_FIELDS:
+        lines = [*lines[:MAX_LISTED_FIELDS], f"... and {len(lines) - MAX_LISTED_FIELDS} more"]
+    limit = 4 * EXCERPT_CHARS
+    return [line if len(line) <= limit else line[:limit] + "..." for line in lines]
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     """Answer every domain error (and request validation) with ``ErrorBody`` and its status code."""
     from fastapi import Request
@@ -123,19 +176,23 @@ def register_exception_handlers(app: FastAPI) -> None:
         if status >= 500:
             logger.error("%s %s failed: %s", request.method, request.url.path, err, exc_info=err)
         fields = getattr(err, "fields", None)
-        body = ErrorBody(error=code, message=getattr(err, "message", str(err)), fields=fields)
+        message = without_paths(getattr(err, "message", str(err)))
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + "..."
+        if fields:
+            fields = [without_paths(line) for line in shorten_lines(fields)]
+        body = ErrorBody(error=code, message=message, fields=fields)
         headers = {"Retry-After": str(err.retry_after)} if isinstance(err, ServiceBusyError) else None
         return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
     async def invalid_request(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)
-        fields = []
-        for item in err.errors():
-            loc = [str(p) for p in item.get("loc", ()) if p != "body"]
-            fields.append(f"{'.'.join(loc) or 'body'}: {item.get('msg')} (got {item.get('input')!r})")
+        all_fields = describe_request_errors(list(err.errors()))
+        fields = shorten_lines(all_fields)
+        request.app.state.service.metrics.requests.labels(outcome="invalid").inc()
         body = ErrorBody(
             error="InvalidParameters",
-            message=f"{len(fields)} invalid parameter(s): " + "; ".join(fields),
+            message=f"{len(all_fields)} invalid parameter(s): " + "; ".join(fields),
             fields=fields,
         )
         return JSONResponse(body.model_dump(), status_code=422)

@@ -102,7 +102,7 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     """Liveness/readiness answer."""
 
-    status: Literal["ok", "loading", "failed"]
+    status: Literal["ok", "loading", "failed", "draining"]
     ready: bool
     detail: str | None = None
 

@@ -20,10 +20,9 @@ import logging
 import secrets
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,19 @@ from musicgen_ops.pipeline.generation.batch import (
 )
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.serving.cache import ModelCache
-from musicgen_ops.serving.errors import InferenceError, JobNotFoundError, ServiceBusyError, ServingError
+from musicgen_ops.serving.errors import (
+    InferenceError,
+    JobNotFoundError,
+    ServiceBusyError,
+    ServiceDrainingError,
+    ServingError,
+)
+from musicgen_ops.serving.jobstore import JobStore
 from musicgen_ops.serving.metrics import ServingMetrics
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
     GenerateRequest,
     GenerationResult,
-    JobState,
     JobStatus,
     ModelInfo,
     ModelList,
@@ -103,9 +108,12 @@ class GenerationService:
         self._batches: dict[Hashable, _Batch] = {}
         self._device = asyncio.Semaphore(settings.max_concurrency)
         self._admitted = 0
-        self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.jobs = JobStore(settings.output_dir)
         self._tasks: set[asyncio.Task] = set()
         self.ready = False
+        self.draining = False
         self.startup_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -116,6 +124,8 @@ class GenerationService:
                 engine = await self.cache.get(model_id)
                 if self.settings.warmup:
                     await self._warmup(model_id, engine)
+            self.forget_expired_jobs()
+            self._resume_jobs()
             self.ready = True
         except Exception as err:
             self.startup_error = f"{type(err).__name__}: {err}"
@@ -136,12 +146,29 @@ class GenerationService:
         )
         logger.info("model %s warmed up in %.2f s", model_id, time.perf_counter() - started)
 
+    async def drain(self, grace_seconds: float | None = None) -> bool:
+        """Stop accepting work and wait (at most the grace period) for admitted work to finish.
+
+        Returns True when everything finished; jobs still unfinished stay in the job store and are
+        re-run by the next server that starts on the same output folder.
+        """
+        grace = self.settings.drain_seconds if grace_seconds is None else grace_seconds
+        self.draining = True
+        logger.info("draining: %d requests queued or running, grace %.1f s", self._admitted, grace)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        except asyncio.TimeoutError:
+            logger.warning("drain grace period over with %d requests unfinished", self._admitted)
+            return False
+        return True
+
     async def close(self) -> None:
-        """Cancel running jobs and drop the models."""
+        """Cancel running jobs (they stay queued in the job store) and drop the models."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.cache.clear()
+        self.jobs.close()
 
     # -- models ----------------------------------------------------------------------------------
     def _open_engine(self, reference: str) -> Any:
@@ -184,18 +211,24 @@ class GenerationService:
         """Requests admitted and not finished."""
         return self._admitted
 
-    def _admit(self) -> None:
-        if self._admitted >= self.settings.max_queue:
+    def _admit(self, *, force: bool = False) -> None:
+        if self.draining and not force:
+            self.metrics.requests.labels(outcome="busy").inc()
+            raise ServiceDrainingError("server is shutting down: retry (another replica will answer)")
+        if self._admitted >= self.settings.max_queue and not force:
             self.metrics.requests.labels(outcome="busy").inc()
             raise ServiceBusyError(
                 f"server busy: {self._admitted} requests queued or running "
                 f"(limit {self.settings.max_queue}); retry later"
             )
         self._admitted += 1
+        self._idle.clear()
         self.metrics.queue_depth.set(self._admitted)
 
     def _release(self) -> None:
         self._admitted -= 1
+        if self._admitted == 0:
+            self._idle.set()
         self.metrics.queue_depth.set(self._admitted)
 
     async def generate_track(
@@ -318,42 +351,62 @@ class GenerationService:
 
     # -- asynchronous jobs -----------------------------------------------------------------------
     def submit_job(self, parameters: GenerateRequest | dict[str, Any]) -> JobStatus:
-        """Admit a request and generate it in the background; poll ``get_job`` for the result."""
+        """Admit a request, record it in the job store and generate it in the background.
+
+        Poll ``get_job`` for the result; the job survives a restart (it is re-run if unfinished).
+        """
         params = self._validate(parameters)
         self._admit()
-        job = JobStatus(
-            job_id=secrets.token_hex(8), state=JobState.QUEUED, created=datetime.now(timezone.utc)
-        )
-        self._jobs[job.job_id] = job
-        self._forget_old_jobs()
-        self._spawn(self._run_job(job, params))
+        try:
+            job = self.jobs.add(secrets.token_hex(8), params)
+        except Exception:
+            self._release()
+            raise
+        self.forget_expired_jobs()
+        self._spawn(self._run_job(job.job_id, params))
         return job
 
-    async def _run_job(self, job: JobStatus, params: GenerateRequest) -> None:
+    def _resume_jobs(self) -> None:
+        """Re-run the jobs a previous server accepted and did not finish (crash or drain timeout)."""
+        unfinished = self.jobs.unfinished()
+        if unfinished:
+            logger.warning("re-running %d unfinished jobs from %s", len(unfinished), self.jobs.path)
+        for job_id, params in unfinished:
+            self._admit(force=True)
+            self._spawn(self._run_job(job_id, params))
+
+    async def _run_job(self, job_id: str, params: GenerateRequest) -> None:
         try:
-            job.state = JobState.RUNNING
-            job.result = await self._generate(params, self._job_dir(job.job_id), job.job_id)
-            job.state = JobState.SUCCEEDED
+            self.jobs.mark_running(job_id)
+            result = await self._generate(params, self._job_dir(job_id), job_id)
+        except asyncio.CancelledError:
+            raise  # server stopping: the job stays unfinished and is re-run after the restart
         except Exception as err:
-            job.state, job.error = JobState.FAILED, f"{type(err).__name__}: {err}"
+            self.jobs.finish(job_id, error=f"{type(err).__name__}: {err}")
+        else:
+            self.jobs.finish(job_id, result=result)
         finally:
-            job.finished = datetime.now(timezone.utc)
             self._release()
 
     def _job_dir(self, job_id: str) -> Path:
         return self.settings.output_dir / "jobs" / job_id
 
     def get_job(self, job_id: str) -> JobStatus:
-        """A job's status (``JobNotFoundError`` when unknown or forgotten)."""
-        job = self._jobs.get(job_id)
+        """A snapshot of a job's status (``JobNotFoundError`` when unknown or forgotten)."""
+        job = self.jobs.get(job_id)
         if job is None:
+            kept = f"the last {self.settings.max_jobs} finished jobs are kept"
             raise JobNotFoundError(
-                f"job {job_id!r} not found (unknown, or older than the last {self.settings.max_jobs})"
+                f"job {job_id[:64]!r} not found (unknown, or deleted by retention: {kept} "
+                f"for {self.settings.job_retention_seconds:g} s)"
             )
         return job
 
-    def _forget_old_jobs(self) -> None:
-        finished = [j for j in self._jobs.values() if j.finished is not None]
-        for job in finished[: max(0, len(self._jobs) - self.settings.max_jobs)]:
-            del self._jobs[job.job_id]
-            shutil.rmtree(self._job_dir(job.job_id), ignore_errors=True)
+    def forget_expired_jobs(self) -> int:
+        """Delete finished jobs (and their folders) beyond ``max_jobs`` or older than the retention."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.settings.job_retention_seconds)
+        expired = self.jobs.expired(keep=self.settings.max_jobs, finished_before=cutoff)
+        for job_id in expired:
+            shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
+        self.jobs.delete(expired)
+        return len(expired)

@@ -28,6 +28,7 @@ from musicgen_ops.storage.base import (
     StorageError,
     iter_local_files,
     join_key,
+    make_public,
     sha256_file,
 )
 from musicgen_ops.storage.uri import open_store
@@ -235,6 +236,7 @@ def download_model(
             _verify(local, entry, store.uri(key))
         (staging / MANIFEST_NAME).write_bytes(manifest.to_json())
         (staging / _COMPLETE_MARKER).write_text(manifest.digest)
+        make_public(staging)
         if target.exists():  # a stale or partial entry from an earlier crash
             shutil.rmtree(target, ignore_errors=True)
         try:

@@ -12,6 +12,7 @@ import os
 import random
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,10 +32,12 @@ from musicgen_ops.storage.base import (
     backoff_seconds,
     env_flag,
     join_key,
+    make_public,
     max_attempts,
     normalize_key,
     relative_key,
 )
+from musicgen_ops.storage.deadlines import Timeouts
 from musicgen_ops.storage.uri import StorageURI
 
 logger = logging.getLogger(__name__)
@@ -92,12 +95,29 @@ def make_service_client(settings: AzureSettings) -> Any:
     """A ``BlobServiceClient`` whose retry policy backs off exponentially (MUSICGEN_STORAGE_* tunables)."""
     from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
+    timeouts = Timeouts.from_env()
+
     class _DoublingRetry(ExponentialRetry):
-        """The SDK's storage retry (connection errors, 5xx, 408, throttling) sleeping base * 2**(n-1)."""
+        """The SDK's storage retry (connection errors, 5xx, 408, throttling) sleeping base * 2**(n-1),
+        giving up when the next attempt would start past the request's deadline."""
+
+        def configure_retries(self, request: Any) -> dict[str, Any]:
+            settings = super().configure_retries(request)
+            settings["deadline_at"] = time.monotonic() + timeouts.deadline
+            return settings
 
         def get_backoff_time(self, settings: dict[str, Any]) -> float:
             delay = self.initial_backoff * 2 ** max(0, settings["count"] - 1)
             return float(random.uniform(delay * 0.8, delay * 1.2))
+
+        def increment(
+            self, settings: dict[str, Any], request: Any, response: Any = None, error: Any = None
+        ) -> bool:
+            retry = super().increment(settings, request, response=response, error=error)
+            if retry and time.monotonic() + self.get_backoff_time(settings) >= settings["deadline_at"]:
+                settings["deadline_exceeded"] = True
+                return False
+            return retry
 
     retries = max_attempts() - 1
     options: dict[str, Any] = {
@@ -110,8 +130,8 @@ def make_service_client(settings: AzureSettings) -> Any:
         ),
         "max_single_put_size": 8 * 1024 * 1024,
         "max_block_size": 4 * 1024 * 1024,
-        "connection_timeout": 10,
-        "read_timeout": 120,
+        "connection_timeout": timeouts.connect,
+        "read_timeout": min(timeouts.read, timeouts.deadline),
     }
     if settings.connection_string:
         try:
@@ -215,9 +235,10 @@ class AzureBlobStore(ArtifactStore):
             raise AccessDeniedError("Azure refused the credentials", uri=uri, hint=CREDENTIALS_HINT) from err
         except (ServiceRequestError, ServiceResponseError) as err:
             raise StorageUnavailableError(
-                f"cannot reach Azure Blob endpoint {self.settings_url} after {max_attempts()} attempts",
+                f"cannot reach Azure Blob endpoint {self.settings_url} (at most {max_attempts()} attempts "
+                f"within {Timeouts.from_env().deadline:g} s): {type(err).__name__}",
                 uri=uri,
-                hint=CREDENTIALS_HINT,
+                hint=f"{CREDENTIALS_HINT}; limits: {Timeouts.from_env().describe()}",
             ) from err
         except HttpResponseError as err:
             status = err.status_code or 0
@@ -275,6 +296,7 @@ class AzureBlobStore(ArtifactStore):
         try:
             with os.fdopen(fd, "wb") as handle, self._errors(uri):
                 blob.download_blob(max_concurrency=2, progress_hook=_delta_hook(progress)).readinto(handle)
+            make_public(Path(tmp))
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

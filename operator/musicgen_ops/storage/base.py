@@ -129,6 +129,20 @@ def retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def make_public(path: Path) -> None:
+    """Give a downloaded temporary file or folder (0600/0700) the ordinary modes under the umask
+    (0644/0755 with umask 022) before it is renamed into place."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    if path.is_dir():
+        for root, _, files in os.walk(path):
+            os.chmod(root, 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
+
+
 def normalize_key(key: str, *, allow_empty: bool = False) -> str:
     """Validate a relative key: no '..', no backslashes; leading/trailing slashes and '.' parts dropped."""
     if "\\" in key:

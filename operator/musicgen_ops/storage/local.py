@@ -23,6 +23,7 @@ from musicgen_ops.storage.base import (
     ProgressCallback,
     StorageError,
     StorageUnavailableError,
+    make_public,
     normalize_key,
 )
 from musicgen_ops.storage.uri import StorageURI
@@ -81,6 +82,7 @@ class LocalStore(ArtifactStore):
         try:
             with os.fdopen(fd, "wb") as handle:
                 size = writer(handle)
+            make_public(Path(tmp))
             os.replace(tmp, target)
             return size
         except OSError as err:

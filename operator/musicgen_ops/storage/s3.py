@@ -35,10 +35,12 @@ from musicgen_ops.storage.base import (
     env_flag,
     env_number,
     join_key,
+    make_public,
     max_attempts,
     normalize_key,
     relative_key,
 )
+from musicgen_ops.storage.deadlines import DeadlineExceededError, Timeouts, deadline_pool_manager
 from musicgen_ops.storage.uri import StorageURI
 
 logger = logging.getLogger(__name__)
@@ -111,22 +113,20 @@ class S3Settings:
 def make_client(settings: S3Settings) -> Any:
     """A ``minio.Minio`` client whose urllib3 pool retries connection errors, 5xx and 429 with backoff."""
     import certifi
-    import urllib3
     from minio import Minio
 
-    retries = urllib3.Retry(
-        total=max_attempts() - 1,
-        backoff_factor=backoff_seconds(),
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=None,
-        raise_on_status=False,
-    )
-    http_client = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=10.0, read=120.0),
+    http_client = deadline_pool_manager(
+        Timeouts.from_env(),
+        {
+            "total": max_attempts() - 1,
+            "backoff_factor": backoff_seconds(),
+            "status_forcelist": (429, 500, 502, 503, 504),
+            "allowed_methods": None,
+            "raise_on_status": False,
+        },
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        retries=retries,
     )
     return Minio(
         settings.endpoint,
@@ -220,6 +220,13 @@ class S3Store(ArtifactStore):
                 hint=ENDPOINT_HINT,
             ) from err
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
+            if isinstance(getattr(err, "reason", None), DeadlineExceededError):
+                raise StorageUnavailableError(
+                    f"S3 endpoint {self.settings.endpoint_url} did not answer within "
+                    f"{Timeouts.from_env().deadline:g} s",
+                    uri=uri,
+                    hint=f"Check the endpoint ({ENDPOINT_HINT}); limits: {Timeouts.from_env().describe()}",
+                ) from err
             raise StorageUnavailableError(
                 f"cannot reach S3 endpoint {self.settings.endpoint_url} after {max_attempts()} attempts: "
                 f"{type(err).__name__}",
@@ -282,6 +289,7 @@ class S3Store(ArtifactStore):
                 finally:
                     response.close()
                     response.release_conn()
+            make_public(Path(tmp))
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

@@ -198,7 +198,7 @@ def test_checkpoints_holding_code_objects_are_refused(musicgen, saved):
 
 def test_unavailable_weights_say_how_to_get_them(musicgen, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelNotAvailableError, match="huggingface-cli download facebook/multiband-diffusion"):
+    with pytest.raises(ModelNotAvailableError, match="`hf download facebook/multiband-diffusion"):
         mbd_decoder_factory(model=musicgen, weights="facebook/multiband-diffusion")
     with pytest.raises(MbdWeightsError, match=f"holds no {MBD_MUSICGEN_FILENAME}"):
         mbd_decoder_factory(model=musicgen, weights=tmp_path)

@@ -206,11 +206,12 @@ def load_checkpoint(checkpoint_path: str | Path) -> tuple[Any, Any, dict[str, An
             "LoRA adapter belongs to"
         )
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     base = load_base_model(base_name)
     try:
         model = PeftModel.from_pretrained(base.model, str(path))
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # truncated weights too
         raise ExportError(
             f"cannot apply the LoRA adapter in {path} to base model {base_name!r}: "
             f"{type(err).__name__}: {err}"

@@ -108,3 +108,28 @@ def verify_manifest(root: str | Path) -> list[str]:
         if not path.is_file() or path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
             bad.append(entry["path"])
     return bad
+
+
+def verify_export(path: str | Path) -> None:
+    """Check an export against the ``export_manifest.json`` of its folder (or the folder above).
+
+    Nothing is checked when no manifest is found (an export made elsewhere).
+
+    Raises:
+        ExportError: a file is missing or its size or sha256 differs (truncated or modified).
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    for root in (folder, folder.parent):
+        if (root / MANIFEST_NAME).is_file():
+            try:
+                bad = verify_manifest(root)
+            except (ValueError, KeyError, TypeError) as err:
+                raise ExportError(f"{root / MANIFEST_NAME} is unreadable ({err}): export again") from err
+            if bad:
+                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise ExportError(
+                    f"{root}: {shown} missing or not matching the size/sha256 in {MANIFEST_NAME} "
+                    "(truncated or modified): export the model again"
+                )
+            return

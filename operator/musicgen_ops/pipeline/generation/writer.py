@@ -17,19 +17,25 @@ from pathlib import Path
 import numpy as np
 
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
+from musicgen_ops.pipeline.filemodes import make_public
 
 #: soundfile container and sample format per output format (FLAC has no float samples).
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The file gets the mode a plain ``open()`` would give it (0644 under the usual umask 022), not the
+    private 0600 of the temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        make_public(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -67,6 +67,7 @@ def load_checkpoint(folder: str | Path) -> LoadedModel:
         ModelNotAvailableError: the folder, its metadata, the base model or the adapter cannot be loaded.
     """
     from peft import PeftModel
+    from safetensors import SafetensorError
     from transformers import AutoProcessor
 
     folder = Path(folder)
@@ -74,7 +75,7 @@ def load_checkpoint(folder: str | Path) -> LoadedModel:
     base = load_base_model(metadata["base_model"])
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # truncated weights too
         raise ModelNotAvailableError(
             f"cannot apply the LoRA adapter in {folder} to base model {metadata['base_model']!r}: "
             f"{type(err).__name__}: {err}"
@@ -224,6 +225,10 @@ def open_engine(
         engine = family if family != "torch" else ("fast" if device.startswith("cuda") else "torch")
     elif not (engine in ("torch", "fast") if family == "torch" else engine == family):
         raise ValueError(f"engine {engine!r} cannot run a {model_format} model; use engine auto or {family}")
+    if engine in ("torchscript", "onnx") and path.exists():
+        from musicgen_ops.pipeline.export.manifest import verify_export
+
+        verify_export(model_ref)  # a truncated or modified export fails here, clearly
     exported_decoder = (
         None if decoder == DEFAULT_DECODER else build_decoder(decoder, model=None, device=device)
     )

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
+from musicgen_ops.pipeline.training.checkpoints import newest_valid_checkpoint
 from musicgen_ops.pipeline.training.config import TrainConfig
 from musicgen_ops.pipeline.training.steps import ConditionDropout, compute_loss, model_inputs
 
@@ -162,7 +162,7 @@ def train_with_hf_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # the progress reporter shows progress; no dict dumps
     checkpoint = (
-        get_last_checkpoint(str(config.checkpoint_dir))
+        newest_valid_checkpoint(config.checkpoint_dir)
         if config.resume and config.checkpoint_dir.is_dir()
         else None
     )

@@ -17,6 +17,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from transformers import get_scheduler
 
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
+from musicgen_ops.pipeline.training.checkpoints import torch_file_problem
 from musicgen_ops.pipeline.training.steps import ConditionDropout, check_precision, compute_loss
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,9 @@ def train_with_pytorch_lightning(
     )
     last = output_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
+    if ckpt_path is not None and (problem := torch_file_problem(last)) is not None:
+        logger.warning("not resuming from %s: %s; starting from scratch", last, problem)
+        ckpt_path = None
     start = time.monotonic()
     trainer.fit(module, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
     wall = time.monotonic() - start

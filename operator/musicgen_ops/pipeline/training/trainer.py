@@ -17,9 +17,11 @@ import torch
 from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
 from musicgen_ops.pipeline.errors import TrainingError
+from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 from musicgen_ops.pipeline.progress import BaselineStamp, ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
+from musicgen_ops.pipeline.training.lock import output_folder_lock
 from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts, target_modules_regex
 from musicgen_ops.pipeline.training.plots import plot_loss_curve
 from musicgen_ops.pipeline.training.steps import check_precision, evaluate_loss, is_finite
@@ -259,6 +261,7 @@ class MusicGenLoRATrainer:
                 merged.save_pretrained(staging / "merged")
                 self.processor.save_pretrained(staging / "merged")
             (staging / METADATA_NAME).write_text(json.dumps(self.metadata(extra_metadata), indent=2) + "\n")
+            make_public(staging)
             if path.exists():
                 shutil.rmtree(path)
             staging.rename(path)
@@ -337,8 +340,16 @@ def run_training(
 ) -> TrainingResult:
     """Load the base model and dataset, train, save ``final_model/`` and the loss curve.
 
-    The CLI's ``train`` command and the Kubernetes ``train-job`` both call this.
+    The CLI's ``train`` command and the Kubernetes ``train-job`` both call this. The output folder is
+    locked for the whole run: a second run into it fails at once, naming the holder.
     """
+    with output_folder_lock(config.output_dir):
+        return _run_training(config, reporter, loaded)
+
+
+def _run_training(
+    config: TrainConfig, reporter: ProgressReporter | None, loaded: LoadedModel | None
+) -> TrainingResult:
     if config.data_dir is None:
         raise TrainingError("no dataset folder given (data_dir)")
     trainer = MusicGenLoRATrainer(

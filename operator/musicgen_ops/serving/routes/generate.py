@@ -28,8 +28,9 @@ _ERRORS = {
     for code, text in (
         (404, "Unknown trained_model_id"),
         (422, "Invalid parameters (every bad field listed)"),
+        (413, "Request body larger than the server's limit"),
         (429, "Queue full: retry after Retry-After seconds"),
-        (503, "Model not ready"),
+        (503, "Model not ready, or the server is shutting down (retry after Retry-After seconds)"),
     )
 }
 
@@ -94,13 +95,27 @@ def _remove(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
+def public_status(job: JobStatus) -> JobStatus:
+    """What a caller sees of a job: file names instead of server paths, and the audio URL once done."""
+    if job.result is None:
+        return job
+    result = job.result
+    names = {
+        key: Path(path).name if path else None
+        for key, path in (
+            ("audio_path", result.audio_path),
+            ("sidecar_path", result.sidecar_path),
+            ("spectrogram_path", result.spectrogram_path),
+        )
+    }
+    audio_url = f"/v1/jobs/{job.job_id}/audio" if job.state == JobState.SUCCEEDED else None
+    return job.model_copy(update={"result": result.model_copy(update=names), "audio_url": audio_url})
+
+
 @router.get("/jobs/{job_id}", response_model=JobStatus, responses={404: _ERRORS[404] | {"model": ErrorBody}})
-def get_job(job_id: str, service: ServiceDep) -> JobStatus:
-    """State of an asynchronous generation, with its result once it succeeded."""
-    job = service.get_job(job_id)
-    if job.state == JobState.SUCCEEDED:
-        return job.model_copy(update={"audio_url": f"/v1/jobs/{job_id}/audio"})
-    return job
+async def get_job(job_id: str, service: ServiceDep) -> JobStatus:
+    """State of an asynchronous generation, with its result once it succeeded (a snapshot)."""
+    return public_status(service.get_job(job_id))
 
 
 @router.get(
@@ -112,7 +127,7 @@ def get_job(job_id: str, service: ServiceDep) -> JobStatus:
         409: {"model": ErrorBody},
     },
 )
-def get_job_audio(job_id: str, service: ServiceDep) -> FileResponse:
+async def get_job_audio(job_id: str, service: ServiceDep) -> FileResponse:
     """The audio of a finished job."""
     job = service.get_job(job_id)
     if job.state != JobState.SUCCEEDED or job.result is None:

@@ -98,10 +98,10 @@ def resolve_mbd_file(
         return Path(hf_hub_download(str(weights), filename, local_files_only=local_files_only))
     except Exception as err:  # hub errors are many (offline, gated, not found); one message for all
         raise MbdWeightsError(
-            f"error: MultiBand Diffusion weights {str(weights)!r} are not available: not a local file or "
+            f"MultiBand Diffusion weights {str(weights)!r} are not available: not a local file or "
             f"folder, and {filename} could not be read from the hub cache or downloaded "
             f"({type(err).__name__}). "
-            f"Download it where there is internet (`huggingface-cli download {MBD_HUB_ID} {filename}`) and "
+            f"Download it where there is internet (`hf download {MBD_HUB_ID} {filename}`) and "
             "pass the file or its folder, or use the default decoder 'encodec'."
         ) from err
 
