@@ -53,7 +53,7 @@ def test_training_is_a_trainingjob_watched_to_the_end(kube_studio, cluster, demo
     assert ("create", "trainingjobs") in {(r.verb, r.resource) for r in studio_calls}
 
     # The operator made the Job; play the Job controller and the trainer, watch over SSE.
-    cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))
+    run_uri = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))["status"]["runUri"]
     cluster.patch(
         "jobs", f"{name}-train", {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}}, "status"
     )
@@ -61,7 +61,7 @@ def test_training_is_a_trainingjob_watched_to_the_end(kube_studio, cluster, demo
     def run_the_job() -> None:
         write_progress(
             cluster.artifacts,
-            name,
+            run_uri,
             TrainingProgress,
             phase="training",
             epoch=2.0,

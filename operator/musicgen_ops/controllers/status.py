@@ -25,6 +25,11 @@ def now() -> str:
     )
 
 
+def rounded_loss(value: float | None) -> float | None:
+    """A loss as status shows it: five decimals (what `kubectl get` prints), None stays None."""
+    return round(value, 5) if value is not None else None
+
+
 def set_condition(
     conditions: list[Mapping[str, Any]] | None,
     type_: str,

@@ -27,7 +27,7 @@ from musicgen_ops.controllers.builders.labels import Owner
 from musicgen_ops.controllers.context import Context, describe_validation_error
 from musicgen_ops.controllers.kube import DEPLOYMENTS, SERVICES, TRAINED_MODELS
 from musicgen_ops.controllers.policy import image_problem
-from musicgen_ops.controllers.status import StatusUpdate, now, post_event, write_status
+from musicgen_ops.controllers.status import StatusUpdate, now, post_event, rounded_loss, write_status
 
 #: Annotation holding the digest of the spec the operator last applied to a child object: a child is
 #: patched only when what the operator wants changed, never because the API server defaulted fields.
@@ -153,9 +153,9 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> str:
     update.set(
         formats=check.formats,
         formatsText=",".join(check.formats),
-        finalLoss=check.final_loss,
-        validationLoss=check.validation_loss,
-        baseValidationLoss=check.base_validation_loss,
+        finalLoss=rounded_loss(check.final_loss),
+        validationLoss=rounded_loss(check.validation_loss),
+        baseValidationLoss=rounded_loss(check.base_validation_loss),
         sizeBytes=check.size_bytes,
     )
     update.condition(

@@ -41,6 +41,7 @@ from musicgen_ops.controllers.status import (
     non_finite_paths,
     now,
     post_event,
+    rounded_loss,
     write_status,
 )
 
@@ -200,9 +201,9 @@ def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
         current_step=progress.step,
         total_steps=progress.total_steps or None,
         progress_percent=progress.percent if progress.total_steps else None,
-        current_loss=_rounded(progress.loss),
-        validation_loss=_rounded(progress.val_loss),
-        base_validation_loss=_rounded(progress.base_val_loss),
+        current_loss=rounded_loss(progress.loss),
+        validation_loss=rounded_loss(progress.val_loss),
+        base_validation_loss=rounded_loss(progress.base_val_loss),
         eta_seconds=int(progress.eta_seconds) if progress.eta_seconds is not None else None,
         training_phase=progress.phase,
         last_progress_time=progress.updated_at,
@@ -212,10 +213,6 @@ def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
 
 #: progress.json fields that may hold NaN/Infinity and the status fields they feed.
 PROGRESS_STATUS_FIELDS = {"loss": "currentLoss", "val_loss": "validationLoss", "eta_seconds": "etaSeconds"}
-
-
-def _rounded(value: float | None) -> float | None:
-    return round(value, 5) if value is not None else None
 
 
 def job_environment(job: Mapping[str, Any]) -> TrainJobEnvironment:

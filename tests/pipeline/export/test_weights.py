@@ -65,7 +65,8 @@ def test_share_replaces_per_tensor_external_files(tmp_path):
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 32])],
             [numpy_helper.from_array(weight, "w")],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        # IR 8: the onnxruntime in the lock reads IR <= 13, and onnx writes its newest IR by default.
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
         path = tmp_path / f"{name}.onnx"
         onnx.save_model(
             model, str(path), save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0
