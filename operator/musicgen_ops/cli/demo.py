@@ -62,7 +62,12 @@ def demo(
         with RichProgressReporter() as reporter:
             trained = run_training(config, reporter)
         losses = ", ".join(f"{x:.3f}" for x in trained.train_loss_per_epoch)
-        validation = f"; validation: {trained.val_loss:.3f}" if trained.val_loss is not None else ""
+        validation = ""
+        if trained.val_loss is not None and trained.base_val_loss is not None:
+            base, tuned = trained.base_val_loss, trained.val_loss
+            validation = f"; validation: base model {base:.3f} -> fine-tuned {tuned:.3f}"
+        elif trained.val_loss is not None:
+            validation = f"; validation: {trained.val_loss:.3f}"
         console.print(f"loss per epoch: {losses}{validation}")
         outputs.append(("trained LoRA adapter", trained.final_model_dir))
         if trained.loss_curve:
