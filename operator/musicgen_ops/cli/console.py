@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NoReturn
 
 import typer
@@ -76,3 +78,14 @@ def _is_project_error(err: BaseException) -> bool:
     from musicgen_ops.storage.base import StorageError
 
     return isinstance(err, (PipelineError, StorageError))
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn storage errors into one ``error:`` line and exit code 1."""
+    from musicgen_ops.storage import StorageError
+
+    try:
+        yield
+    except StorageError as err:
+        exit_with_error(str(err))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+
+from musicgen_ops.cli.console import storage_errors
 
 models_app = typer.Typer(
     name="models",
@@ -18,18 +18,6 @@ models_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command group to the CLI."""
     app.add_typer(models_app, name="models")
-
-
-@contextlib.contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn storage errors into one ``error:`` line and exit code 1."""
-    from musicgen_ops.cli.console import exit_with_error
-    from musicgen_ops.storage import StorageError
-
-    try:
-        yield
-    except StorageError as err:
-        exit_with_error(str(err))
 
 
 @models_app.command("mirror")
@@ -50,7 +38,7 @@ def mirror_command(
     from musicgen_ops.cli.console import console
     from musicgen_ops.storage.base_models import mirror_base_model
 
-    with _storage_errors():
+    with storage_errors():
         mirrored = mirror_base_model(source, to, name=name, revision=revision, overwrite=overwrite)
     manifest = mirrored.manifest
     console.print(
@@ -75,5 +63,5 @@ def pull_command(
     """Download a mirrored base model into the local cache (once) and print its folder."""
     from musicgen_ops.storage.base_models import resolve_base_model
 
-    with _storage_errors():
+    with storage_errors():
         typer.echo(resolve_base_model(reference, mirror_uri=mirror or "", cache_dir=cache_dir))

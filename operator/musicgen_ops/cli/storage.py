@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+
+from musicgen_ops.cli.console import storage_errors
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -25,18 +25,6 @@ storage_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``storage`` command group to the CLI."""
     app.add_typer(storage_app, name="storage")
-
-
-@contextlib.contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn storage errors into one red line and exit code 1."""
-    from musicgen_ops.cli.console import exit_with_error
-    from musicgen_ops.storage import StorageError
-
-    try:
-        yield
-    except StorageError as err:
-        exit_with_error(str(err))
 
 
 def _byte_progress() -> Progress:
@@ -106,7 +94,7 @@ def ls_command(
     """List objects and folders below a URI (size and URI per line, on stdout)."""
     from musicgen_ops.storage import parse_uri
 
-    with _storage_errors():
+    with storage_errors():
         store, key, kind = _locate(uri)
         if kind == "file":
             typer.echo(f"{_human(store.size(key)):>10}  {store.uri(key)}")
@@ -138,7 +126,7 @@ def cp_command(
     from musicgen_ops.storage import open_object
     from musicgen_ops.storage.base import join_key
 
-    with _storage_errors():
+    with storage_errors():
         src, src_key, kind = _locate(source)
         if kind == "missing":
             exit_with_error(f"nothing to copy: {source} does not exist")
@@ -173,7 +161,7 @@ def rm_command(
     """Delete objects, or whole folders with --recursive."""
     from musicgen_ops.cli.console import console, exit_with_error
 
-    with _storage_errors():
+    with storage_errors():
         for uri in uris:
             store, key, kind = _locate(uri)
             if kind == "missing":
@@ -198,6 +186,6 @@ def url_command(
 
     from musicgen_ops.storage import open_object
 
-    with _storage_errors():
+    with storage_errors():
         store, key = open_object(uri)
         typer.echo(store.url(key, expires=timedelta(seconds=expires)))
