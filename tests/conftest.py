@@ -62,3 +62,13 @@ def trained_model_dir(tmp_path_factory):
     loaded.processor.save_pretrained(folder)
     (folder / "training_metadata.json").write_text(json.dumps({"base_model": "tiny-random"}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model):
+    """A TorchEngine over the session's tiny model, warmed up once (the first generate() is slow)."""
+    from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
+
+    engine = TorchEngine(tiny_model)
+    engine.generate(["warm up"], num_frames=2, seeds=[0])
+    return engine

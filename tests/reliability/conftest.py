@@ -1,5 +1,6 @@
-"""The serving fixtures (tiny warm engine, short windows) shared with the reliability tests."""
+"""The serving fixtures (short windows, the shared engine factory) reused by the reliability tests;
+``tiny_engine`` comes from tests/conftest.py."""
 
-from tests.serving.conftest import engine_factory, settings, tiny_engine
+from tests.serving.conftest import engine_factory, settings
 
-__all__ = ["engine_factory", "settings", "tiny_engine"]
+__all__ = ["engine_factory", "settings"]

@@ -61,6 +61,10 @@ NON_DEFAULT = {
         "guidance_scale": 4.5,
         "random_seed": 1234,
         "output_format": "flac",
+        "sample_rate": 48000,
+        "bit_depth": 24,
+        "target_lufs": -14.0,
+        "true_peak_dbtp": -2.0,
     },
 }
 

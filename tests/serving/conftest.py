@@ -7,16 +7,6 @@ import pytest
 from musicgen_ops.contracts.environment import ServeEnvironment
 
 
-@pytest.fixture(scope="session")
-def tiny_engine(tiny_model):
-    """A TorchEngine over the session's tiny model, warmed up once (the first generate() is slow)."""
-    from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
-
-    engine = TorchEngine(tiny_model)
-    engine.generate(["warm up"], num_frames=2, seeds=[0])
-    return engine
-
-
 @pytest.fixture
 def settings(tmp_path, trained_model_dir) -> ServeEnvironment:
     """Settings for tests: tiny default model, 0.2 s windows, the trained model under models_root."""

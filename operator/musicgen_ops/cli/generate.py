@@ -90,6 +90,10 @@ def generate(
     output_format: str = field_option(
         P, "output_format", "--format", help="wav or flac (default for --output: its suffix)."
     ),
+    sample_rate: int | None = field_option(P, "sample_rate", "--rate"),
+    bit_depth: int = field_option(P, "bit_depth"),
+    target_lufs: float | None = field_option(P, "target_lufs", "--loudness"),
+    true_peak_dbtp: float = field_option(P, "true_peak_dbtp"),
     engine: str = typer.Option(
         "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast, onnx or torchscript."
     ),
@@ -130,6 +134,10 @@ def generate(
             "top_p": top_p,
             "guidance_scale": guidance_scale,
             "output_format": output_format,
+            "sample_rate": sample_rate,
+            "bit_depth": bit_depth,
+            "target_lufs": target_lufs,
+            "true_peak_dbtp": true_peak_dbtp,
         }
         raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")

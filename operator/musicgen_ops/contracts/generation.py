@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,15 @@ Scale = Literal[
     "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
 ]
 OutputFormat = Literal["wav", "flac"]
+#: Output sample rates (the models generate at 32 kHz; others are resampled with soxr).
+OutputSampleRate = Literal[32000, 44100, 48000]
+SAMPLE_RATES: tuple[int, ...] = get_args(OutputSampleRate)
+BitDepth = Literal[16, 24]
+BIT_DEPTHS: tuple[int, ...] = get_args(BitDepth)
+#: Loudness targets (LUFS, ITU-R BS.1770) and true-peak ceilings (dBTP) a request may ask for.
+LUFS_RANGE = (-40.0, -5.0)
+TRUE_PEAK_RANGE = (-9.0, 0.0)
+DEFAULT_TRUE_PEAK_DBTP = -1.0
 
 #: Longest track any request may ask for (a server may set a lower limit of its own).
 MAX_DURATION_SECONDS = 300.0
@@ -47,7 +56,23 @@ class GenerationParameters(Contract):
     random_seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Seed; chosen at random (and reported) when absent."
     )
-    output_format: OutputFormat = Field("wav", description="Audio container (16-bit PCM).")
+    output_format: OutputFormat = Field("wav", description="Audio container.")
+    sample_rate: OutputSampleRate | None = Field(
+        None, description="Output sample rate in Hz (default: the model's, 32000)."
+    )
+    bit_depth: BitDepth = Field(16, description="PCM bits per sample.")
+    target_lufs: float | None = Field(
+        None,
+        ge=LUFS_RANGE[0],
+        le=LUFS_RANGE[1],
+        description="Normalise integrated loudness (ITU-R BS.1770) to this, e.g. -14; default: as generated.",
+    )
+    true_peak_dbtp: float = Field(
+        DEFAULT_TRUE_PEAK_DBTP,
+        ge=TRUE_PEAK_RANGE[0],
+        le=TRUE_PEAK_RANGE[1],
+        description="True-peak ceiling (dBTP) when normalising loudness.",
+    )
 
 
 class GenerationResult(BaseModel):
@@ -67,6 +92,9 @@ class GenerationResult(BaseModel):
     duration_seconds: float
     num_samples: int
     output_format: OutputFormat
+    bit_depth: BitDepth = 16
+    loudness_lufs: float | None = Field(None, description="Measured integrated loudness of the file.")
+    true_peak_dbtp: float | None = Field(None, description="Measured true peak of the file.")
     windows: int = Field(description="generate() windows used (more than 1 beyond the model's window).")
     batch_size: int = Field(description="Requests generated together in the same forward pass.")
     wall_seconds: float = Field(description="Seconds from start of generation to files written.")

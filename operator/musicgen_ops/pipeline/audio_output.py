@@ -17,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-#: Output sample rates offered (the models generate at 32 kHz).
-SAMPLE_RATES = (32_000, 44_100, 48_000)
-BIT_DEPTHS = (16, 24)
-#: Loudness targets accepted (LUFS) and true-peak ceilings (dBTP).
-LUFS_RANGE = (-40.0, -5.0)
-TRUE_PEAK_RANGE = (-9.0, 0.0)
-DEFAULT_TRUE_PEAK_DBTP = -1.0
+# Rates, depths and ranges are the generation contract's (one place for every bound).
+from musicgen_ops.contracts.generation import (
+    BIT_DEPTHS,
+    DEFAULT_TRUE_PEAK_DBTP,
+    LUFS_RANGE,
+    SAMPLE_RATES,
+    TRUE_PEAK_RANGE,
+    GenerationParameters,
+)
+
 #: Shortest audio whose integrated loudness is defined (one 400 ms gating block).
 MIN_LOUDNESS_SECONDS = 0.4
 
@@ -107,6 +110,17 @@ class DeliveryOptions:
                 f"true_peak_dbtp: must be between {TRUE_PEAK_RANGE[0]} and {TRUE_PEAK_RANGE[1]}, "
                 f"got {self.true_peak_dbtp}"
             )
+
+    @classmethod
+    def for_parameters(cls, parameters: GenerationParameters) -> DeliveryOptions:
+        """The delivery a request asked for."""
+        return cls(
+            format=parameters.output_format,
+            sample_rate=parameters.sample_rate,
+            bit_depth=parameters.bit_depth,
+            target_lufs=parameters.target_lufs,
+            true_peak_dbtp=parameters.true_peak_dbtp,
+        )
 
     @property
     def subtype(self) -> str:

@@ -34,6 +34,7 @@ from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.generation.batch import (
     PreparedRequest,
     batch_key,
+    decoder_name,
     prepare,
     run_batch,
     validate_parameters,
@@ -289,6 +290,7 @@ class GenerationService:
                 started=started,
                 clock=time.perf_counter,
                 spectrogram=self.settings.spectrogram if params.spectrogram is None else params.spectrogram,
+                decoder=decoder_name(engine),
             )
         except Exception:
             self.metrics.requests.labels(outcome="error").inc()

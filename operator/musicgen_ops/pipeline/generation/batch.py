@@ -100,6 +100,11 @@ def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
     )
 
 
+def decoder_name(engine: Any) -> str:
+    """The name of the audio decoder an engine decodes with (``encodec`` when it does not say)."""
+    return str(getattr(getattr(engine, "decoder", None), "name", None) or "encodec")
+
+
 def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable:
     """Requests with equal keys may be generated in one batch."""
     s = request.sampling
@@ -216,6 +221,7 @@ def generate_to_files(
                     started=started,
                     clock=time.perf_counter,
                     spectrogram=spectrogram,
+                    decoder=decoder_name(gen),
                 )
                 logger.info("wrote %s (%.2f s, seed %d)", path, results[index].duration_seconds, request.seed)
     return [results[i] for i in range(len(prepared))]

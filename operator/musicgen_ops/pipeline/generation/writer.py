@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -17,10 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
+from musicgen_ops.pipeline.audio_output import AudioTags, DeliveryOptions, RenderedAudio, encode, render
 from musicgen_ops.pipeline.filemodes import make_public
-
-#: soundfile container and sample format per output format (FLAC has no float samples).
-FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -43,16 +42,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_audio(path: Path, audio: np.ndarray, sample_rate: int, output_format: str) -> str:
-    """Write mono float audio (clipped to [-1, 1]) as 16-bit WAV/FLAC; returns the file's sha256."""
-    import soundfile as sf
-
-    container, subtype = FORMATS[output_format]
-    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    atomic_write(
-        path, lambda tmp: sf.write(str(tmp), clipped, sample_rate, format=container, subtype=subtype)
-    )
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def write_audio(
+    path: Path, audio: np.ndarray, sample_rate: int, options: DeliveryOptions, tags: AudioTags | None = None
+) -> tuple[RenderedAudio, str]:
+    """Render the track as asked (rate, loudness, true peak) and write it atomically in ``options.format``;
+    returns what was written and the file's sha256."""
+    rendered = render(audio, sample_rate, options)
+    data = encode(rendered.audio, rendered.sample_rate, options, tags)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return rendered, hashlib.sha256(data).hexdigest()
 
 
 def write_spectrogram(path: Path, audio: np.ndarray, sample_rate: int, title: str) -> Path:
@@ -86,18 +84,24 @@ def write_result(
     started: float,
     clock: Callable[[], float],
     spectrogram: bool = False,
+    decoder: str = "encodec",
 ) -> GenerationResult:
     """Write audio, optional spectrogram and the JSON sidecar; returns what the sidecar holds.
 
     ``started`` and ``clock`` measure ``wall_seconds`` (from ``started`` until the files are written).
     """
     audio_path = Path(audio_path)
-    digest = write_audio(audio_path, audio, sample_rate, output_format)
+    options = DeliveryOptions.for_parameters(parameters)
+    tags = AudioTags.for_track(conditioning_text, seed=seed, model=model_id, decoder=decoder)
+    rendered, digest = write_audio(audio_path, audio, sample_rate, options, tags)
     png = None
     if spectrogram:
-        png = write_spectrogram(audio_path.with_suffix(".png"), audio, sample_rate, conditioning_text)
+        png = write_spectrogram(
+            audio_path.with_suffix(".png"), rendered.audio, rendered.sample_rate, conditioning_text
+        )
     sidecar = audio_path.with_suffix(".json")
-    duration = len(audio) / sample_rate
+    num_samples = rendered.audio.shape[-1]
+    duration = num_samples / rendered.sample_rate
     wall = clock() - started
     result = GenerationResult(
         id=result_id,
@@ -108,10 +112,13 @@ def write_result(
         conditioning_text=conditioning_text,
         parameters=parameters,
         seed=seed,
-        sample_rate=sample_rate,
+        sample_rate=rendered.sample_rate,
         duration_seconds=duration,
-        num_samples=len(audio),
+        num_samples=num_samples,
         output_format=output_format,
+        bit_depth=parameters.bit_depth,
+        loudness_lufs=_rounded(rendered.loudness_lufs),
+        true_peak_dbtp=_rounded(rendered.true_peak_dbtp),
         windows=windows,
         batch_size=batch_size,
         wall_seconds=round(wall, 4),
@@ -122,3 +129,7 @@ def write_result(
     payload = json.dumps(result.model_dump(mode="json"), indent=2) + "\n"
     atomic_write(sidecar, lambda tmp: tmp.write_text(payload))
     return result
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 3) if value is not None and math.isfinite(value) else None
