@@ -89,22 +89,30 @@ def test_hundred_trainingjobs_with_an_operator_restart(tmp_path):
             controller.start()
             requests_before = len(emulator.recorded)
             started = time.monotonic()
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                codes = list(
-                    pool.map(
-                        lambda i: (
-                            api.post(
-                                TJ, json=training_job(f"scale-{i:03d}", baseModel="tiny-random")
-                            ).status_code
-                        ),
-                        range(COUNT),
+
+            def create(indices: range) -> list[int]:
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    return list(
+                        pool.map(
+                            lambda i: (
+                                api.post(
+                                    TJ, json=training_job(f"scale-{i:03d}", baseModel="tiny-random")
+                                ).status_code
+                            ),
+                            indices,
+                        )
                     )
-                )
-            assert codes == [201] * COUNT
-            _wait("a fifth of the Jobs", lambda: len(api.get(JOBS).json()["items"]) >= COUNT // 5, 60)
+
+            # Half the TrainingJobs, the operator SIGKILLed while it works on them, the other half created
+            # while it is down, then a restart: the kill always lands mid-way, however fast the machine.
+            half = COUNT // 2
+            codes = create(range(half))
+            _wait("the first Jobs", lambda: len(api.get(JOBS).json()["items"]) >= COUNT // 10, 60)
             operator.send_signal(signal.SIGKILL)
             operator.wait(10)
             jobs_at_kill = len(api.get(JOBS).json()["items"])
+            codes += create(range(half, COUNT))
+            assert codes == [201] * COUNT
             operator = _start_operator(kubeconfig, tmp_path / "artifacts", log)
 
             def all_running() -> bool:
