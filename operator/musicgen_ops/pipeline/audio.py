@@ -22,7 +22,13 @@ from typing import Literal
 
 import numpy as np
 
-from musicgen_ops.pipeline.audio_stream import SUPPORTED_EXTENSIONS, measure_track, stream_clips
+from musicgen_ops.pipeline.audio_stream import (
+    SUPPORTED_EXTENSIONS,  # noqa: F401 - part of this module's API (studio, tests)
+    decode_error,
+    measure_track,
+    open_audio,
+    stream_clips,
+)
 from musicgen_ops.pipeline.errors import AudioDecodeError
 from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.manifest import (
@@ -51,21 +57,11 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     path = Path(path)
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise AudioDecodeError(
-            f"{path}: unsupported format {path.suffix!r} (use {', '.join(SUPPORTED_EXTENSIONS)})"
-        )
-    if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: empty file")
     try:
-        data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        detail = str(err).replace(f"Error opening {str(path)!r}: ", "")
-        if "does not exist or is not a regular file" in detail:  # libsndfile's words for unknown data
-            detail = "format not recognised"
-        raise AudioDecodeError(
-            f"{path}: cannot decode: corrupt or not a real {path.suffix.lstrip('.').upper()} file ({detail})"
-        ) from err
+        with open_audio(path) as audio:
+            data, sample_rate = audio.read(dtype="float32", always_2d=True), audio.samplerate
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # failures while reading the data
+        raise decode_error(path, err) from err
     if data.size == 0:
         raise AudioDecodeError(f"{path}: no audio samples")
     if not np.isfinite(data).all():

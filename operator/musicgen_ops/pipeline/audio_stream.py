@@ -40,7 +40,22 @@ class TrackStats:
     source_rate: int
 
 
-def _open(path: Path) -> Any:
+def decode_error(path: Path, err: Exception) -> AudioDecodeError:
+    """libsndfile's failure on ``path`` as one message naming the file and what is wrong."""
+    detail = str(err).replace(f"Error opening {str(path)!r}: ", "")
+    if "does not exist or is not a regular file" in detail:  # libsndfile's words for unknown data
+        detail = "format not recognised"
+    return AudioDecodeError(
+        f"{path}: cannot decode: corrupt or not a real {path.suffix.lstrip('.').upper()} file ({detail})"
+    )
+
+
+def open_audio(path: Path) -> Any:
+    """An open ``soundfile.SoundFile`` after the checks every reader makes (extension, empty file).
+
+    Raises:
+        AudioDecodeError: unsupported extension, empty file, or data libsndfile cannot open.
+    """
     import soundfile as sf
 
     if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
@@ -52,12 +67,7 @@ def _open(path: Path) -> Any:
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        detail = str(err).replace(f"Error opening {str(path)!r}: ", "")
-        if "does not exist or is not a regular file" in detail:  # libsndfile's words for unknown data
-            detail = "format not recognised"
-        raise AudioDecodeError(
-            f"{path}: cannot decode: corrupt or not a real {path.suffix.lstrip('.').upper()} file ({detail})"
-        ) from err
+        raise decode_error(path, err) from err
 
 
 def mono_blocks(path: Path, target_rate: int, frames: list[int] | None = None) -> Iterator[np.ndarray]:
@@ -67,7 +77,7 @@ def mono_blocks(path: Path, target_rate: int, frames: list[int] | None = None) -
     """
     import soundfile as sf
 
-    with _open(path) as audio:
+    with open_audio(path) as audio:
         rate, claimed, decoded = int(audio.samplerate), int(audio.frames), 0
         stream = None
         if rate != target_rate:
@@ -114,7 +124,7 @@ def measure_track(path: Path, target_rate: int) -> TrackStats:
             claimed,
             100 * decoded / claimed,
         )
-    with _open(path) as audio:
+    with open_audio(path) as audio:
         source_rate = int(audio.samplerate)
     return TrackStats(
         peak=peak, rms=math.sqrt(squares / max(samples, 1)), samples=samples, source_rate=source_rate
