@@ -48,7 +48,8 @@ def _factory_defaults(model: type[BaseModel], defs: dict[str, Any], seen: set[st
 
 def _legacy_properties(model: type[BaseModel], defs: dict[str, Any], seen: set[str]) -> None:
     """Publish each of a model's legacy field names as a deprecated property, so objects written with
-    the old name stay valid; a required field becomes "this or its old name" (a CEL rule)."""
+    the old name stay valid; a required field becomes "this or its old name" (a CEL rule), and the
+    canonical field loses its server-side default."""
     name = model.__name__
     if name in seen or name not in defs:
         return
@@ -61,6 +62,9 @@ def _legacy_properties(model: type[BaseModel], defs: dict[str, Any], seen: set[s
             continue
         props[old] = {**copy.deepcopy(props[new]), "description": f"Deprecated: use {new}."}
         props[old].pop("default", None)
+        # No server-side default for a field with an old name: the API server would fill it in beside
+        # the old name a user wrote, and the two would conflict. The models apply the default instead.
+        props[new].pop("default", None)
         if new in node.get("required", []):
             node["required"] = [r for r in node["required"] if r != new]
             if not node["required"]:
