@@ -102,10 +102,10 @@ class StrictEnvironment(BaseModel):
         if problems:
             raise UnknownEnvironmentError("; ".join(problems))
         values: dict[str, Any] = {}
-        lowered = {key.upper(): value for key, value in environ.items()}
+        by_name = {key.upper(): value for key, value in environ.items()}
         for field, variable in cls.variable_names().items():
-            if variable in lowered:
-                values[field] = _decode(lowered[variable])
+            if variable in by_name:
+                values[field] = _decode(by_name[variable])
         values.update(overrides)
         return cls.model_validate(values)
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
-from musicgen_ops.pipeline.models import RANDOM_PRESETS, set_base_model_resolver
+from musicgen_ops.pipeline.models import RANDOM_PRESETS
 from musicgen_ops.serving.errors import InvalidParametersError, ModelNotFoundError
-from musicgen_ops.storage.base_models import resolve_base_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +55,6 @@ def resolve_model(model_id: str | None, settings: ServeEnvironment) -> str:
         ModelNotFoundError: no such model locally, in the artifact store, or as a preset; the message
             lists where it looked.
     """
-    # Base models named by a mirrored URI (or a hub id with MUSICGEN_BASE_MODEL_MIRROR) load from the cache.
-    set_base_model_resolver(resolve_base_model)
     model_id = model_id or settings.default_model
     is_default = model_id == settings.default_model
     if model_id in RANDOM_PRESETS:

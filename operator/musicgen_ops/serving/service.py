@@ -40,6 +40,7 @@ from musicgen_ops.pipeline.generation.batch import (
     validate_parameters,
 )
 from musicgen_ops.pipeline.generation.writer import write_result
+from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.errors import (
     InferenceError,
@@ -58,6 +59,7 @@ from musicgen_ops.serving.schemas import (
     ModelInfo,
     ModelList,
 )
+from musicgen_ops.storage.base_models import resolve_base_model
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,9 @@ class GenerationService:
         engine_factory: EngineFactory | None = None,
     ) -> None:
         self.settings = settings
+        # Base models named by a mirrored URI (or a hub id with MUSICGEN_BASE_MODEL_MIRROR) load from the
+        # node cache: installed once for the process, not on every model lookup.
+        set_base_model_resolver(resolve_base_model)
         self.metrics = metrics or ServingMetrics()
         self._engine_factory = engine_factory or self._open_engine
         self.cache = ModelCache(
