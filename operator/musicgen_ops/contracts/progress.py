@@ -29,6 +29,9 @@ class TrainingProgress(BaseModel):
         None, description="The base model's validation loss, measured before training (the baseline)."
     )
     learning_rate: float | None = None
+    world_size: int | None = Field(
+        None, ge=1, description="Training processes (one per GPU) taking part; null in files of older runs."
+    )
     samples_per_second: float | None = None
     eta_seconds: float | None = Field(None, description="Estimated seconds left.")
     elapsed_seconds: float = 0.0
