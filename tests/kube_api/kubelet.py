@@ -3,11 +3,14 @@
 What it does as a kubelet would: the container's ``command`` (else the image's ENTRYPOINT, read from
 ``images/<name>/Dockerfile``) plus ``args``; ``env`` with ``value``, ``valueFrom`` (fieldRef to the pod's
 namespace/name, secretKeyRef, configMapKeyRef) and ``envFrom`` (Secrets and ConfigMaps); a Job's status
-(active, then succeeded or failed) as the Job controller would.
+(active, then succeeded or failed) as the Job controller would; an Indexed Job's pods run side by side,
+each with its ``JOB_COMPLETION_INDEX``, and the status gets ``completedIndexes``/``failedIndexes``.
 What it does differently: no images (the processes run this checkout's code from the test's Python
 environment), the ServiceAccount token (from the TokenRequest API) is handed over in a kubeconfig
 rather than a mounted file, and the pod's scratch volumes are folders under ``scratch`` passed through
-the jobs' path variables.
+the jobs' path variables; a pod's DNS name ``<job>-<i>.<service>.<ns>.svc...`` (a torchrun rendezvous
+endpoint in the command) resolves, once the headless Service of that name exists, to 127.0.0.1 on a free
+port: the pods share the test machine's network, so the rewriting stands in for cluster DNS.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import base64
 import json
 import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,19 @@ def image_entrypoint(image: str) -> list[str]:
     return words.get("ENTRYPOINT", [])
 
 
+#: A torchrun rendezvous endpoint on a worker pod's DNS name: <job>-<index>.<service>.<namespace>.svc...
+RENDEZVOUS = re.compile(
+    r"^(--rdzv[-_]endpoint=)([a-z0-9-]+)-(\d+)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc[a-z0-9.]*:\d+$"
+)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class PodError(Exception):
     """A pod that cannot start (e.g. a Secret its env refers to is missing)."""
 
@@ -55,6 +74,8 @@ class Kubelet:
         self.scratch = scratch
         self.processes: list[subprocess.Popen] = []
         self.errors: list[str] = []
+        #: Extra variables of every process (a test may raise a log level to observe the pods).
+        self.node_env: dict[str, str] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -108,6 +129,7 @@ class Kubelet:
             "HOME": str(home),
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
+            **self.node_env,
         }
 
     def start_deployment(self, namespace: str, name: str, log: Path) -> subprocess.Popen:
@@ -139,48 +161,98 @@ class Kubelet:
         self.processes.append(process)
         return process
 
-    def run_job(self, namespace: str, job: dict[str, Any]) -> subprocess.CompletedProcess:
-        """Run a Job's pod to completion and write the Job's status as the Job controller does."""
+    def _resolve_rendezvous(self, command: list[str], port: int) -> list[str]:
+        """Cluster DNS for the rendezvous endpoint: 127.0.0.1 once the named headless Service exists."""
+        resolved = []
+        for word in command:
+            match = RENDEZVOUS.match(word)
+            if match:
+                prefix, _, _, service, namespace = match.groups()
+                path = f"/api/v1/namespaces/{namespace}/services/{service}"
+                deadline = time.monotonic() + 30
+                while (found := self.api.get(path)).status_code != 200:
+                    if time.monotonic() > deadline:
+                        raise PodError(f"{word}: no Service {namespace}/{service}, so no DNS name resolves")
+                    time.sleep(0.2)
+                assert found.json()["spec"].get("clusterIP") == "None", "the workers' Service is not headless"
+                word = f"{prefix}127.0.0.1:{port}"
+            resolved.append(word)
+        return resolved
+
+    def _pod_process(
+        self, namespace: str, job: dict[str, Any], index: int | None, port: int
+    ) -> tuple[str, subprocess.Popen]:
+        """Start the pod of one index (None: a plain Job's only pod)."""
         name = job["metadata"]["name"]
-        base = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
-        merge = {"Content-Type": "application/merge-patch+json"}
-        self.api.patch(
-            base,
-            json={"status": {"active": 1, "startTime": job["metadata"]["creationTimestamp"]}},
-            headers=merge,
-        )
+        pod_name = f"{name}-pod" if index is None else f"{name}-{index}"
         (container,) = job["spec"]["template"]["spec"]["containers"]
-        scratch = self.scratch / name
-        env = self._process_env(self.environment(namespace, f"{name}-pod", container), scratch)
+        scratch = self.scratch / pod_name
+        env = self._process_env(self.environment(namespace, pod_name, container), scratch)
         env |= {
             # main's contracts name it WORK_DIR (older jobs read WORKDIR and fall back to a temp folder)
             "MUSICGEN_JOB_WORK_DIR": str(scratch / "work"),
             "MUSICGEN_JOB_CACHE_DIR": str(scratch / "cache"),
             "MUSICGEN_JOB_TERMINATION_LOG": str(scratch / "termination-log"),
         }
+        if index is not None:  # what the Job controller adds to every container of an Indexed Job
+            env["JOB_COMPLETION_INDEX"] = str(index)
         command = (container.get("command") or image_entrypoint(container["image"])) + container.get(
             "args", []
         )
-        logger.info("kubelet: running Job %s/%s: %s", namespace, name, " ".join(command))
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode == 0:
-            status = {"succeeded": 1, "active": 0, "conditions": [{"type": "Complete", "status": "True"}]}
-        else:
-            logger.warning("Job %s failed:\n%s", name, done.stderr[-3000:])
-            status = {
-                "failed": 1,
-                "active": 0,
-                "conditions": [
-                    {
-                        "type": "Failed",
-                        "status": "True",
-                        "reason": "BackoffLimitExceeded",
-                        "message": done.stderr[-300:],
-                    }
-                ],
+        command = self._resolve_rendezvous(command, port)
+        logger.info("kubelet: running pod %s/%s: %s", namespace, pod_name, " ".join(command))
+        log = (self.scratch / f"{pod_name}.log").open("w")
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        log.close()
+        return pod_name, process
+
+    def run_job(self, namespace: str, job: dict[str, Any]) -> subprocess.CompletedProcess:
+        """Run a Job's pods to completion and write the Job's status as the Job controller does: one pod,
+        or one per index of an Indexed Job, side by side. Returns the first failed pod (else the last)."""
+        name = job["metadata"]["name"]
+        base = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
+        merge = {"Content-Type": "application/merge-patch+json"}
+        indexed = job["spec"].get("completionMode") == "Indexed"
+        indexes: list[int | None] = list(range(int(job["spec"]["completions"]))) if indexed else [None]
+        self.api.patch(
+            base,
+            json={"status": {"active": len(indexes), "startTime": job["metadata"]["creationTimestamp"]}},
+            headers=merge,
+        )
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        pods = [self._pod_process(namespace, job, index, port) for index in indexes]
+        results = []
+        for (pod_name, process), index in zip(pods, indexes, strict=True):
+            try:
+                process.wait(600)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            output = (self.scratch / f"{pod_name}.log").read_text()
+            results.append(
+                (index, subprocess.CompletedProcess(process.args, process.returncode, output, output))
+            )
+        failed = [(index, done) for index, done in results if done.returncode != 0]
+        succeeded = len(results) - len(failed)
+        status: dict[str, Any] = {"active": 0, "succeeded": succeeded, "failed": len(failed)}
+        if indexed:
+            status["completedIndexes"] = ",".join(str(i) for i, done in results if done.returncode == 0)
+            status["failedIndexes"] = ",".join(str(i) for i, _ in failed) or None
+        if failed:
+            logger.warning("Job %s failed:\n%s", name, failed[0][1].stderr[-3000:])
+            reason = "FailedIndexes" if indexed else "BackoffLimitExceeded"
+            condition = {
+                "type": "Failed",
+                "status": "True",
+                "reason": reason,
+                "message": failed[0][1].stderr[-300:],
             }
+        else:
+            condition = {"type": "Complete", "status": "True"}
+        status["conditions"] = [condition]
         self.api.patch(base, json={"status": status}, headers=merge)
-        return done
+        return failed[0][1] if failed else results[-1][1]
 
     def run_jobs(self, namespace: str) -> None:
         """In the background, run each new, unsuspended Job of ``namespace`` once."""

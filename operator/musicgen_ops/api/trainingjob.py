@@ -49,6 +49,38 @@ class TrainingSpec(TrainingParameters, CamelModel):
     model_config = CAMEL_CONFIG
 
 
+#: Most worker pods one TrainingJob may ask for (a bound, not a promise that the cluster has them).
+MAX_NODES = 64
+
+
+class TrainingResources(ComputeResources):
+    """What each worker pod of a TrainingJob asks for, and how many worker pods (nodes) train together.
+
+    World size = nodes x max(gpu, 1): one training process per GPU, or one per pod on CPU (gloo).
+    """
+
+    gpu: int = Field(
+        1, ge=0, le=16, description="GPUs per worker pod (per node); one training process each (0: CPU)."
+    )
+    nodes: int = Field(
+        1,
+        ge=1,
+        le=MAX_NODES,
+        description="Worker pods (one per node) that train together; over 1: an Indexed Job and a "
+        "headless Service, torchrun rendezvous on index 0 (0 GPUs: one gloo process per pod).",
+    )
+
+    @property
+    def processes_per_node(self) -> int:
+        """Training processes in each worker pod: one per GPU, or one on CPU."""
+        return max(self.gpu, 1)
+
+    @property
+    def world_size(self) -> int:
+        """Training processes in the whole run."""
+        return self.nodes * self.processes_per_node
+
+
 class TrainingJobSpec(TrainingRecipe, CamelModel):
     """What to train, how, and on which hardware."""
 
@@ -85,7 +117,9 @@ class TrainingJobSpec(TrainingRecipe, CamelModel):
     )
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA hyper-parameters.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation settings.")
-    resources: ComputeResources = Field(default_factory=ComputeResources, description="Pod resources.")
+    resources: TrainingResources = Field(
+        default_factory=TrainingResources, description="Resources of each worker pod, and how many."
+    )
     scheduling: Scheduling = Field(default_factory=Scheduling, description="Node selection.")
     image: str | None = Field(None, description="Trainer image override.")
     storage_secret: str | None = Field(
@@ -149,6 +183,16 @@ class TrainingJobStatus(StatusBase):
     failed_attempts: list[Attempt] = Field(
         default_factory=list, description="Every failed pod, oldest first."
     )
+    requested_world_size: int | None = Field(
+        None, description="Training processes the spec asks for (nodes x GPUs per node, 1 per CPU pod)."
+    )
+    world_size: int | None = Field(
+        None, description="Training processes taking part, as the trainer reports them in progress.json."
+    )
+    workers: str | None = Field(None, description="'running/requested' worker pods of a multi-node run.")
+    failed_indexes: str | None = Field(
+        None, description="Worker indexes that failed for good (Job status.failedIndexes), e.g. '1,3'."
+    )
 
 
 TRAINING_JOB = ResourceKind(
@@ -168,6 +212,8 @@ TRAINING_JOB = ResourceKind(
         PrinterColumn("Val Loss", ".status.validationLoss", "number", priority=1),
         PrinterColumn("Base Loss", ".status.baseValidationLoss", "number", "Base model", priority=1),
         PrinterColumn("ETA", ".status.etaSeconds", "integer", "Seconds left", priority=1),
+        PrinterColumn("Workers", ".status.workers", description="Running/requested worker pods", priority=1),
+        PrinterColumn("World", ".status.worldSize", "integer", "Training processes reported", priority=1),
         AGE_COLUMN,
     ),
     description="LoRA fine-tuning of MusicGen on a dataset in object storage.",

@@ -69,6 +69,12 @@ class OperatorConfig(BaseSettings):
     storage_secret_label: str = "musicgen.io/storage"
     #: Retry OOMKilled pods (exit code 137) like other failures; by default they fail the Job at once.
     retry_oom: bool = False
+    #: DNS domain of the cluster: multi-node training rendezvous on ``<job>-0.<service>.<ns>.svc.<domain>``
+    #: (the full name is in the worker's /etc/hosts, so index 0 hosts the rendezvous without a DNS lookup).
+    cluster_domain: str = Field("cluster.local", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    #: How multi-node TrainingJobs run: "indexed-job" (an Indexed Job plus a headless Service, on any
+    #: cluster). JobSet and Kubeflow Trainer are not targeted (docs/training.md explains the trade-off).
+    multi_node_launcher: Literal["indexed-job"] = "indexed-job"
 
     @field_validator("default_tolerations")
     @classmethod

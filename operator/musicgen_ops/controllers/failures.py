@@ -41,6 +41,9 @@ def failure_reason(job: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> tup
     condition = job_condition(job, "Failed") or job_condition(job, "FailureTarget") or {}
     reason = condition.get("reason") or "JobFailed"
     message = condition.get("message") or "the Job failed"
+    failed_indexes = (job.get("status") or {}).get("failedIndexes")
+    if failed_indexes:  # an Indexed Job of several workers: which of them failed for good
+        message = f"{message} (worker indexes {failed_indexes})"
     pods = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
     oom = [a for a in failed_attempts(pods) if a["reason"] == "OOMKilled"]
     if oom:  # any attempt that ran out of memory: the hint that helps, whatever failed last

@@ -14,7 +14,9 @@ from pydantic import BaseModel
 
 from musicgen_ops.api.trainingjob import TrainingJobSpec
 from musicgen_ops.controllers import artifacts
+from musicgen_ops.controllers.builders.jobs import training_job_name
 from musicgen_ops.controllers.builders.labels import Owner, resource_label
+from musicgen_ops.controllers.builders.workers import name_problem
 from musicgen_ops.controllers.context import Context
 from musicgen_ops.controllers.kube import SECRETS, TRAINED_MODELS
 
@@ -22,10 +24,18 @@ from musicgen_ops.controllers.kube import SECRETS, TRAINED_MODELS
 OWNER_UID_LABEL = "musicgen.io/trainingjob-uid"
 
 
+#: Run-shaping fields added after runs existed, left out of the digest at their default: the digest of a
+#: run created before them (stored in its status) still matches once the operator knows them.
+LATER_FIELDS_AT_DEFAULT = {("resources", "nodes"): 1}
+
+
 def run_shaping(spec: BaseModel) -> dict[str, Any]:
     """The immutable part of a spec (``immutable_fields``), camelCase, as Kubernetes stores it."""
     fields = set(getattr(type(spec), "immutable_fields", ()))
     dumped = spec.model_dump(by_alias=True, mode="json", include=fields)
+    for (parent, name), default in LATER_FIELDS_AT_DEFAULT.items():
+        if isinstance(dumped.get(parent), dict) and dumped[parent].get(name) == default:
+            dumped[parent] = {k: v for k, v in dumped[parent].items() if k != name}
     return dict(sorted(dumped.items()))
 
 
@@ -80,6 +90,7 @@ async def model_owner_problem(owner: Owner, model_id: str, ctx: Context) -> str 
 async def training_problems(owner: Owner, spec: TrainingJobSpec, ctx: Context) -> list[str]:
     """Every reason not to create the training Job for this spec."""
     problems = [
+        name_problem(training_job_name(owner.name), spec.resources),
         image_problem(spec.image, ctx),
         await secret_problem(spec.storage_secret, owner.namespace, ctx),
         await model_owner_problem(owner, spec.model_id or owner.name, ctx),

@@ -16,7 +16,7 @@ from musicgen_ops.api.trainedmodel import DeletionPolicy
 from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
 from musicgen_ops.contracts.environment import TrainJobEnvironment
 from musicgen_ops.contracts.progress import TrainingProgress
-from musicgen_ops.controllers import artifacts, metrics, policy
+from musicgen_ops.controllers import artifacts, metrics, policy, workers
 from musicgen_ops.controllers.builders.jobs import (
     build_training_job,
     model_uri,
@@ -145,6 +145,7 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
         raise kopf.TemporaryError(
             f"Job {job_name} belongs to an earlier TrainingJob {owner.name}; waiting", delay=5
         )
+    await workers.ensure_service(ctx, owner, job, body)
     if not is_queued(owner) and bool((job.get("spec") or {}).get("suspend")) != spec.suspend:
         await ctx.kube.patch(JOBS, owner.namespace, job_name, {"spec": {"suspend": spec.suspend}})
         post_event(body, "Suspended" if spec.suspend else "Resumed", f"Job {job_name} suspend={spec.suspend}")
@@ -161,6 +162,7 @@ async def reconcile(body: Mapping[str, Any], ctx: Context) -> None:
         totalEpochs=spec.training.epochs,
         runUri=run,
         progressUri=progress_uri(ctx.config.artifacts_uri, owner.namespace, owner.name, owner.uid),
+        requestedWorldSize=spec.resources.world_size,
     )
     if not status.get("epochs"):
         update.set(epochs=f"0/{spec.training.epochs}", progressPercent=0)
@@ -207,6 +209,7 @@ def progress_fields(progress: TrainingProgress) -> dict[str, Any]:
         eta_seconds=int(progress.eta_seconds) if progress.eta_seconds is not None else None,
         training_phase=progress.phase,
         last_progress_time=progress.updated_at,
+        world_size=progress.world_size,
     )
     return status.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
 
@@ -313,6 +316,7 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
     outcome = job_outcome(job)
     await _read_progress(run.progress_uri, update)
     pods = await _attempts(ctx, owner, job, update)
+    update.set(**workers.worker_fields(job))
     epochs = run.training.epochs
     if outcome == "Succeeded":
         model_id, problem = await _create_trained_model(ctx, owner, run, body)
@@ -351,8 +355,9 @@ async def poll(body: Mapping[str, Any], ctx: Context) -> bool:
         if job_status.get("active") or job_status.get("startTime"):
             if not status.get("startTime"):
                 update.set(startTime=job_status.get("startTime") or now())
-            update.condition(ConditionType.RUNNING.value, True, "PodRunning", f"Job {job_name} is running")
-            update.phase(TrainingPhase.RUNNING.value, "Running", f"Job {job_name} is running")
+            running = f"Job {job_name} is running{workers.waiting_note(job)}"
+            update.condition(ConditionType.RUNNING.value, True, "PodRunning", running)
+            update.phase(TrainingPhase.RUNNING.value, "Running", running)
         elif is_queued(owner) and status.get("phase") == TrainingPhase.QUEUED.value:
             update.phase(TrainingPhase.PENDING.value, "Admitted", f"Job {job_name} is waiting for its pod")
     await _write(ctx, owner, update)

@@ -26,6 +26,7 @@ from musicgen_ops.controllers.builders.pods import (
     env_from,
     pod_scheduling,
 )
+from musicgen_ops.controllers.builders.workers import is_multi_node, make_indexed, torchrun_command
 from musicgen_ops.controllers.config import OperatorConfig
 
 TRAINER_CONTAINER = "trainer"
@@ -191,29 +192,40 @@ def _container(
 def build_training_job(
     owner: Owner, spec: TrainingJobSpec, config: OperatorConfig, *, queued: bool = False
 ) -> dict:
-    """The batch/v1 Job that runs ``train-job`` for a TrainingJob; under a Kueue queue it is created
-    suspended and Kueue alone decides when it starts."""
+    """The batch/v1 Job that runs ``train-job`` for a TrainingJob (under torchrun when it has more than
+    one training process; an Indexed Job of ``spec.resources.nodes`` pods on several nodes); under a
+    Kueue queue it is created suspended and Kueue alone decides when it starts."""
     settings = train_settings(owner, spec, config)
+    job_name = training_job_name(owner.name)
+    command = torchrun_command(
+        spec.resources,
+        job_name=job_name,
+        namespace=owner.namespace,
+        run_id=owner.uid,
+        cluster_domain=config.cluster_domain,
+    )
     container = _container(
         TRAINER_CONTAINER,
         spec.image or config.trainer_image,
-        ["train-job"],
+        command,
         settings.to_env(),
         spec.storage_secret or config.storage_secret or None,
         container_resources(spec.resources, config),
         config,
     )
-    return _job(
+    backoff_limit = config.job_backoff_limit if spec.backoff_limit is None else spec.backoff_limit
+    job = _job(
         owner,
-        job_name=training_job_name(owner.name),
+        job_name=job_name,
         component="trainer",
         container=container,
         pod_extra=pod_scheduling(spec.resources, spec.scheduling, config),
-        backoff_limit=config.job_backoff_limit if spec.backoff_limit is None else spec.backoff_limit,
+        backoff_limit=backoff_limit,
         active_deadline=spec.active_deadline_seconds,
         suspend=True if queued else spec.suspend,
         config=config,
     )
+    return make_indexed(job, spec.resources, backoff_limit) if is_multi_node(spec.resources) else job
 
 
 def generate_settings(
