@@ -66,3 +66,21 @@ def test_a_name_that_cannot_name_the_workers_service_is_refused(cluster):
     status = cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Failed")["status"]
     assert status["reason"] == "InvalidSpec" and "must start with a letter" in status["message"]
     assert cluster.get("jobs", f"{name}-train") is None
+
+
+def test_a_service_of_that_name_owned_by_another_is_not_used(cluster):
+    name = unique("mn")
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name}-train"},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "other"}},
+    }
+    cluster.create("services", foreign)
+    cluster.create("trainingjobs", training_job(name, resources={"gpu": 1, "nodes": 2}))
+    cluster.wait_for(
+        "ServiceConflict event", lambda: [e for e in cluster.events(name) if e["reason"] == "ServiceConflict"]
+    )
+    assert "ownerReferences" not in cluster.get("services", f"{name}-train")["metadata"]
+    assert (cluster.get("trainingjobs", name).get("status") or {}).get("phase") != "Running"
+    cluster.delete("services", f"{name}-train")

@@ -106,7 +106,8 @@ REQUIRED_RULES: tuple[Rule, ...] = (
         ("services",),
         ("create", "get", "patch", "delete"),
         "namespace",
-        "Services in front of the generators (patch: a changed port)",
+        "Services in front of the generators (patch: a changed port); headless Services of multi-node "
+        "training Jobs",
     ),
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import kopf
+
 from musicgen_ops.controllers.builders.labels import Owner
 from musicgen_ops.controllers.builders.workers import build_workers_service
 from musicgen_ops.controllers.context import Context
@@ -22,9 +24,18 @@ async def ensure_service(ctx: Context, owner: Owner, job: Mapping[str, Any], bod
     if not is_indexed(job):
         return
     service, created = await ctx.kube.get_or_create(SERVICES, build_workers_service(owner, dict(job)))
+    name = service["metadata"]["name"]
     if created:
-        name = service["metadata"]["name"]
         post_event(body, "ServiceCreated", f"created headless Service {name} for the worker pods")
+        return
+    owners = {ref.get("uid") for ref in service["metadata"].get("ownerReferences") or []}
+    if job["metadata"]["uid"] not in owners:  # an earlier Job's (not yet collected) or somebody else's
+        message = (
+            f"Service {name} exists but does not belong to Job {job['metadata']['name']}: the workers cannot "
+            "find each other through it; waiting for it to go (delete it if the operator did not create it)"
+        )
+        post_event(body, "ServiceConflict", message, warning=True)
+        raise kopf.TemporaryError(message, delay=10)
 
 
 def worker_fields(job: Mapping[str, Any]) -> dict[str, Any]:
