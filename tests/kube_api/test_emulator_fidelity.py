@@ -225,6 +225,8 @@ def test_lists_carry_kind_and_api_version_and_tables_use_printer_columns(api):
         "Val Loss",
         "Base Loss",
         "ETA",
+        "Workers",
+        "World",
         "Age",
     ]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))

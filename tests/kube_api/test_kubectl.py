@@ -93,6 +93,8 @@ def test_apply_get_and_printer_columns(kubectl, api):
         "VAL LOSS",
         "BASE LOSS",
         "ETA",
+        "WORKERS",
+        "WORLD",
         "AGE",
     ]
     assert kubectl("get", "tj", "piano-lora", "-o", "jsonpath={.spec.lora.r}") == "16"
