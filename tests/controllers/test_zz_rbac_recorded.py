@@ -18,6 +18,7 @@ from tests.controllers.helpers import (
     publish,
     training_job,
 )
+from tests.kube_api.kubelet import AGENT as KUBELET_AGENT
 
 pytestmark = pytest.mark.emulator
 
@@ -38,7 +39,7 @@ def _operator_requests(cluster):
     return {
         (r.api_group, r.resource, r.verb)
         for r in cluster.emulator.recorded
-        if r.user_agent != TEST_AGENT and not r.user_agent.startswith("kubectl")
+        if r.user_agent not in (TEST_AGENT, KUBELET_AGENT) and not r.user_agent.startswith("kubectl")
     }
 
 
