@@ -222,13 +222,24 @@ class Kubelet:
         self.scratch.mkdir(parents=True, exist_ok=True)
         port = free_port()
         pods = [self._pod_process(namespace, job, index, port) for index in indexes]
+        processes = [process for _, process in pods]
+        deadline = time.monotonic() + 600
+        # One failed pod fails the Job (no retries here): the others are stopped, as the Job controller does.
+        while any(p.poll() is None for p in processes):
+            if time.monotonic() > deadline or any(p.returncode not in (None, 0) for p in processes):
+                for process in processes:
+                    if process.poll() is None:
+                        process.terminate()
+                for process in processes:
+                    try:
+                        process.wait(15)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
+                break
+            time.sleep(0.2)
         results = []
         for (pod_name, process), index in zip(pods, indexes, strict=True):
-            try:
-                process.wait(600)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
             output = (self.scratch / f"{pod_name}.log").read_text()
             results.append(
                 (index, subprocess.CompletedProcess(process.args, process.returncode, output, output))
