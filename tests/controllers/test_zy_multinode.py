@@ -7,6 +7,7 @@ operator follows the Job to Succeeded and a TrainedModel.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ from tests.kube_api.kubelet import Kubelet
 
 #: What torchrun's agent logs once the rendezvous is complete (INFO): this node's rank and the world size.
 RENDEZVOUS_DONE = re.compile(r"Rendezvous complete.*?group_rank=(\d+).*?global_world_sizes=\[(\d+)\]", re.S)
+
+
+def _dataset(cluster: Cluster, tmp_path: Path, name: str) -> str:
+    raw = render_demo_dataset(tmp_path / "raw", num_tracks=2, seconds=4.0)
+    AudioDataPreprocessor(target_duration=1.0).preprocess_directory(
+        raw, cluster.artifacts / "datasets" / name
+    )
+    return f"file://{cluster.artifacts}/datasets/{name}"
 
 
 @pytest.fixture
@@ -46,7 +55,15 @@ def test_two_nodes_rendezvous_and_train(cluster: Cluster, kubelet: Kubelet, tmp_
             datasetUri=f"file://{cluster.artifacts}/datasets/mn",
             modelId=f"{name}-model",
             lora={"r": 4, "alpha": 8, "dropout": 0.0},
-            training={"epochs": 1, "batchSize": 2, "precision": "fp32", "saveSteps": 2},
+            # No condition dropout: its path does not reach through torch's DDP wrapper before data-parallel
+            # training lands in the pipeline (each worker trains on its own until then).
+            training={
+                "epochs": 1,
+                "batchSize": 2,
+                "precision": "fp32",
+                "saveSteps": 2,
+                "conditionDropout": 0,
+            },
             exportFormats=["adapter"],
             resources={"gpu": 0, "nodes": 2, "cpu": "1", "memory": "2Gi"},
         ),
@@ -78,3 +95,59 @@ def test_two_nodes_rendezvous_and_train(cluster: Cluster, kubelet: Kubelet, tmp_
     # The Service goes with its Job (garbage collection by owner reference).
     cluster.delete("jobs", job["metadata"]["name"])
     cluster.wait_for("Service deleted", lambda: cluster.get("services", status["jobName"]) is None)
+
+
+def test_a_lost_worker_is_retried_and_every_worker_resumes(
+    cluster: Cluster, kubelet: Kubelet, tmp_path: Path
+):
+    """Index 1's pod dies mid-run: the Job retries that index (backoffLimitPerIndex), its new pod rejoins
+    the rendezvous with index 0 (restarted or retried in turn), and both resume from the last checkpoint in
+    the run folder; the run still succeeds."""
+    name = unique("mnr")
+    cluster.create(
+        "trainingjobs",
+        training_job(
+            name,
+            datasetUri=_dataset(cluster, tmp_path, "mnr"),
+            modelId=f"{name}-model",
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+            training={
+                "epochs": 12,
+                "batchSize": 1,
+                "precision": "fp32",
+                "saveSteps": 4,
+                "conditionDropout": 0,
+            },
+            exportFormats=["adapter"],
+            resources={"gpu": 0, "nodes": 2, "cpu": "1", "memory": "2Gi"},
+            backoffLimit=1,
+        ),
+    )
+    status = cluster.wait_status("trainingjobs", name, lambda s: s.get("jobName"))["status"]
+    job = cluster.get("jobs", status["jobName"])
+    cluster.wait_for("headless Service", lambda: cluster.get("services", status["jobName"]))
+    outcome: list = []
+    runner = threading.Thread(target=lambda: outcome.append(kubelet.run_job("default", job)), daemon=True)
+    runner.start()
+
+    checkpoints = Path(status["runUri"].removeprefix("file://")) / "checkpoints"
+    cluster.wait_for("a checkpoint", lambda: outcome or list(checkpoints.glob("checkpoint-*")), 300)
+    assert not outcome, outcome[0].stdout[-3000:]  # the Job ended before any checkpoint
+    kubelet.running_pods[f"{status['jobName']}-1"].terminate()  # the node of index 1 goes away
+    runner.join(600)
+    (done,) = outcome
+    job_name = status["jobName"]
+    assert done.returncode == 0, done.stdout[-3000:]
+    logs = {path.stem: path.read_text() for path in kubelet.scratch.glob(f"{job_name}-*.log")}
+    assert f"{job_name}-1-retry1" in logs  # the lost index was retried
+    # Index 0 either restarted its worker for the rejoining node (a membership change: its worker was
+    # idle or hung) or, training data-parallel, lost its peer mid-step, failed and was retried too.
+    survivor = f"{job_name}-0-retry1" if f"{job_name}-0-retry1" in logs else f"{job_name}-0"
+    recovered = survivor.endswith("retry1") or "will restart worker group" in logs[survivor]
+    assert recovered, logs[survivor][-3000:]
+    for final in (survivor, f"{job_name}-1-retry1"):  # every worker resumed from the last checkpoint
+        resumed = re.findall(r"resuming from ([^\"]+)", logs[final])
+        assert resumed and "checkpoint-" in resumed[-1], logs[final][-3000:]
+
+    finished = cluster.wait_status("trainingjobs", name, lambda s: s.get("phase") == "Succeeded", timeout=30)
+    assert finished["status"]["attempts"] == len(logs)  # every pod started, retries included

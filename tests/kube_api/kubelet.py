@@ -74,6 +74,8 @@ class Kubelet:
         self.scratch = scratch
         self.processes: list[subprocess.Popen] = []
         self.errors: list[str] = []
+        #: Pods of Jobs running now, by pod name (a test may stop one, as a node failure would).
+        self.running_pods: dict[str, subprocess.Popen] = {}
         #: Extra variables of every process (a test may raise a log level to observe the pods).
         self.node_env: dict[str, str] = {}
         self._stop = threading.Event()
@@ -180,11 +182,12 @@ class Kubelet:
         return resolved
 
     def _pod_process(
-        self, namespace: str, job: dict[str, Any], index: int | None, port: int
+        self, namespace: str, job: dict[str, Any], index: int | None, port: int, attempt: int = 0
     ) -> tuple[str, subprocess.Popen]:
-        """Start the pod of one index (None: a plain Job's only pod)."""
+        """Start the pod of one index (None: a plain Job's only pod); a retry gets a new pod name."""
         name = job["metadata"]["name"]
         pod_name = f"{name}-pod" if index is None else f"{name}-{index}"
+        pod_name += f"-retry{attempt}" if attempt else ""
         (container,) = job["spec"]["template"]["spec"]["containers"]
         scratch = self.scratch / pod_name
         env = self._process_env(self.environment(namespace, pod_name, container), scratch)
@@ -204,16 +207,30 @@ class Kubelet:
         log = (self.scratch / f"{pod_name}.log").open("w")
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         log.close()
+        self.running_pods[pod_name] = process
         return pod_name, process
+
+    @staticmethod
+    def _fails_job(job: dict[str, Any], exit_code: int) -> bool:
+        """Whether the Job's podFailurePolicy has a FailJob rule for this exit code."""
+        for rule in (job["spec"].get("podFailurePolicy") or {}).get("rules") or []:
+            codes = rule.get("onExitCodes") or {}
+            if rule["action"] == "FailJob" and codes.get("operator") == "In" and exit_code in codes["values"]:
+                return True
+        return False
 
     def run_job(self, namespace: str, job: dict[str, Any]) -> subprocess.CompletedProcess:
         """Run a Job's pods to completion and write the Job's status as the Job controller does: one pod,
-        or one per index of an Indexed Job, side by side. Returns the first failed pod (else the last)."""
+        or one per index of an Indexed Job, side by side. A failed index is retried up to
+        ``backoffLimitPerIndex`` times (unless a FailJob rule matches its exit code); once one index has
+        failed for good the others are stopped and the Job fails. Returns the first index that failed for
+        good (else the last pod)."""
         name = job["metadata"]["name"]
         base = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status"
         merge = {"Content-Type": "application/merge-patch+json"}
         indexed = job["spec"].get("completionMode") == "Indexed"
         indexes: list[int | None] = list(range(int(job["spec"]["completions"]))) if indexed else [None]
+        retries = int(job["spec"].get("backoffLimitPerIndex") or 0) if indexed else 0
         self.api.patch(
             base,
             json={"status": {"active": len(indexes), "startTime": job["metadata"]["creationTimestamp"]}},
@@ -221,34 +238,52 @@ class Kubelet:
         )
         self.scratch.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        pods = [self._pod_process(namespace, job, index, port) for index in indexes]
-        processes = [process for _, process in pods]
+        running = {index: self._pod_process(namespace, job, index, port) for index in indexes}
+        attempts = dict.fromkeys(indexes, 0)
+        done: dict[int | None, tuple[str, subprocess.Popen]] = {}
+        failed_pods, failed_for_good = 0, False
         deadline = time.monotonic() + 600
-        # One failed pod fails the Job (no retries here): the others are stopped, as the Job controller does.
-        while any(p.poll() is None for p in processes):
-            if time.monotonic() > deadline or any(p.returncode not in (None, 0) for p in processes):
-                for process in processes:
-                    if process.poll() is None:
-                        process.terminate()
-                for process in processes:
-                    try:
-                        process.wait(15)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
-                break
+        while running and not failed_for_good and time.monotonic() < deadline:
+            for index, (pod_name, process) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[index]
+                self.running_pods.pop(pod_name, None)
+                if process.returncode == 0:
+                    done[index] = (pod_name, process)
+                    continue
+                failed_pods += 1
+                exit_code = 128 - process.returncode if process.returncode < 0 else process.returncode
+                if attempts[index] < retries and not self._fails_job(job, exit_code):
+                    attempts[index] += 1
+                    logger.warning("kubelet: pod %s exited %d; retrying index %s", pod_name, exit_code, index)
+                    self.api.patch(base, json={"status": {"failed": failed_pods}}, headers=merge)
+                    running[index] = self._pod_process(namespace, job, index, port, attempts[index])
+                else:
+                    done[index] = (pod_name, process)
+                    failed_for_good = True
             time.sleep(0.2)
+        for index, (pod_name, process) in running.items():  # the Job failed (or timed out): stop the rest
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self.running_pods.pop(pod_name, None)
+            done[index] = (pod_name, process)
         results = []
-        for (pod_name, process), index in zip(pods, indexes, strict=True):
+        for index in indexes:
+            pod_name, process = done[index]
             output = (self.scratch / f"{pod_name}.log").read_text()
             results.append(
                 (index, subprocess.CompletedProcess(process.args, process.returncode, output, output))
             )
-        failed = [(index, done) for index, done in results if done.returncode != 0]
+        failed = [(index, result) for index, result in results if result.returncode != 0]
         succeeded = len(results) - len(failed)
-        status: dict[str, Any] = {"active": 0, "succeeded": succeeded, "failed": len(failed)}
+        status: dict[str, Any] = {"active": 0, "succeeded": succeeded, "failed": failed_pods}
         if indexed:
-            status["completedIndexes"] = ",".join(str(i) for i, done in results if done.returncode == 0)
+            status["completedIndexes"] = ",".join(str(i) for i, result in results if result.returncode == 0)
             status["failedIndexes"] = ",".join(str(i) for i, _ in failed) or None
         if failed:
             logger.warning("Job %s failed:\n%s", name, failed[0][1].stderr[-3000:])
