@@ -26,7 +26,12 @@ OWNER_UID_LABEL = "musicgen.io/trainingjob-uid"
 
 #: Run-shaping fields added after runs existed, left out of the digest at their default: the digest of a
 #: run created before them (stored in its status) still matches once the operator knows them.
-LATER_FIELDS_AT_DEFAULT = {("resources", "nodes"): 1}
+LATER_FIELDS_AT_DEFAULT: dict[tuple[str, str], Any] = {
+    ("resources", "nodes"): 1,
+    ("training", "samplePrompts"): [],
+    ("training", "sampleSeconds"): 4.0,
+    ("training", "sampleSeed"): 0,
+}
 
 
 def run_shaping(spec: BaseModel) -> dict[str, Any]:
