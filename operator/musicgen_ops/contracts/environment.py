@@ -153,8 +153,11 @@ class ServeEnvironment(StrictEnvironment):
     window_seconds: float = Field(
         30.0, gt=0, description="Longest audio one generate() call produces; longer tracks are continued."
     )
-    context_seconds: float = Field(
-        10.0, ge=0, description="Tail of the previous window each continuation window is conditioned on."
+    stride_seconds: float = Field(
+        18.0,
+        gt=0,
+        description="How far each continuation window moves on (audiocraft's extend_stride); the rest of "
+        "the window is the previous window's codes, kept as context.",
     )
     max_duration_seconds: float = Field(
         MAX_DURATION_SECONDS,
@@ -202,10 +205,10 @@ class ServeEnvironment(StrictEnvironment):
 
     @model_validator(mode="after")
     def _check_windows(self) -> Self:
-        if self.context_seconds >= self.window_seconds:
+        if self.stride_seconds >= self.window_seconds:
             raise ValueError(
-                f"context_seconds ({self.context_seconds}) must be shorter than window_seconds "
-                f"({self.window_seconds}): each window must add new audio"
+                f"stride_seconds ({self.stride_seconds}) must be shorter than window_seconds "
+                f"({self.window_seconds}): each window keeps the rest of the previous one as context"
             )
         return self
 

@@ -41,3 +41,25 @@ def delay_pattern_mask(num_codebooks: int, steps: int, device: torch.device | No
     k = torch.arange(num_codebooks, device=device)[:, None]
     t = torch.arange(steps, device=device)[None, :]
     return t >= k
+
+
+def check_prefix_codes(prefix: object, *, batch: int, num_codebooks: int, vocab_size: int) -> torch.Tensor:
+    """A code prefix (codes a generation continues) as int64 ``[batch, num_codebooks, frames]``.
+
+    Raises:
+        ValueError: wrong shape, no frame, or a code outside ``0..vocab_size - 1``.
+    """
+    codes = torch.as_tensor(prefix).detach().cpu()
+    if codes.ndim != 3 or codes.shape[0] != batch or codes.shape[1] != num_codebooks:
+        raise ValueError(
+            f"prefix_codes must be [batch={batch}, codebooks={num_codebooks}, frames], "
+            f"got {tuple(codes.shape)}"
+        )
+    if codes.shape[2] < 1:
+        raise ValueError("prefix_codes holds no frame")
+    if codes.is_floating_point() or codes.is_complex():
+        raise ValueError(f"prefix_codes must be integer codes, got {codes.dtype}")
+    codes = codes.long()
+    if int(codes.min()) < 0 or int(codes.max()) >= vocab_size:
+        raise ValueError(f"prefix_codes must lie within 0..{vocab_size - 1}")
+    return codes

@@ -27,7 +27,14 @@ from pydantic import ValidationError
 from musicgen_ops.contracts.base import describe_validation_error
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 from musicgen_ops.pipeline.errors import InvalidParametersError
-from musicgen_ops.pipeline.generation.windowing import generate_windowed, num_samples_for, supports_item_seeds
+from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, load_audio_prompt, local_prompt_path
+from musicgen_ops.pipeline.generation.windowing import (
+    DEFAULT_STRIDE_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    generate_windowed,
+    num_samples_for,
+    supports_item_seeds,
+)
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.inference.base import SamplingParams
 from musicgen_ops.pipeline.prompting import compose_prompt
@@ -47,6 +54,7 @@ class PreparedRequest:
     num_samples: int
     sampling: SamplingParams
     request_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    prompt_audio: np.ndarray | None = None  # float32 mono at the model's rate: the clip to continue
 
 
 def validate_parameters(
@@ -74,8 +82,21 @@ def validate_parameters(
     return params
 
 
-def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
-    """Fold structured fields into the prompt, pick the seed, compute the exact length."""
+def prepare(
+    params: GenerationParameters, sample_rate: int, prompt_audio: np.ndarray | None = None
+) -> PreparedRequest:
+    """Fold structured fields into the prompt, pick the seed, compute the exact length.
+
+    ``prompt_audio`` is the decoded ``audio_prompt_uri`` (mono float32 at ``sample_rate``); it must be
+    shorter than ``duration_seconds``, which it is part of.
+    """
+    total = num_samples_for(params.duration_seconds, sample_rate)
+    if prompt_audio is not None and prompt_audio.shape[-1] >= total:
+        line = (
+            f"audio_prompt_uri: the clip ({prompt_audio.shape[-1] / sample_rate:.2f} s) must be shorter than "
+            f"duration_seconds ({params.duration_seconds:g} s), which includes it"
+        )
+        raise InvalidParametersError(line, fields=[line])
     try:
         text = compose_prompt(
             params.prompt, style=params.style, bpm=params.target_bpm, key=params.key, scale=params.scale
@@ -95,8 +116,9 @@ def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
         params=params,
         conditioning_text=text,
         seed=seed,
-        num_samples=num_samples_for(params.duration_seconds, sample_rate),
+        num_samples=total,
         sampling=sampling,
+        prompt_audio=prompt_audio,
     )
 
 
@@ -117,8 +139,8 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
         s.top_p,
         s.do_sample,
     )
-    if not supports_item_seeds(engine):
-        key += (request.request_id,)  # one seed per call: never share a batch
+    if not supports_item_seeds(engine) or request.prompt_audio is not None:
+        key += (request.request_id,)  # one seed per call, or its own audio prompt: never share a batch
     return key
 
 
@@ -126,11 +148,14 @@ def run_batch(
     engine: Any,
     requests: Sequence[PreparedRequest],
     *,
-    window_seconds: float,
-    context_seconds: float,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    stride_seconds: float = DEFAULT_STRIDE_SECONDS,
 ) -> tuple[np.ndarray, int]:
     """Generate one batch (all with the same ``batch_key``); returns ``[batch, samples]`` and windows."""
     first = requests[0]
+    prompt_codes = None
+    if first.prompt_audio is not None:  # a request with an audio prompt is a batch of its own
+        prompt_codes = encode_prompt(engine, first.prompt_audio)
     return generate_windowed(
         engine,
         [r.conditioning_text for r in requests],
@@ -138,7 +163,8 @@ def run_batch(
         sampling=first.sampling,
         seeds=[r.seed for r in requests],
         window_seconds=window_seconds,
-        context_seconds=context_seconds,
+        stride_seconds=stride_seconds,
+        prompt_codes=prompt_codes,
     )
 
 
@@ -154,8 +180,9 @@ def generate_to_files(
     decoder: str = "encodec",
     audio_paths: Sequence[str | Path] | None = None,
     max_batch_size: int = 8,
-    window_seconds: float = 30.0,
-    context_seconds: float = 10.0,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    stride_seconds: float = DEFAULT_STRIDE_SECONDS,
+    audio_prompt_files: Sequence[str | Path | None] | None = None,
     spectrogram: bool = False,
     model_id: str | None = None,
 ) -> list[GenerationResult]:
@@ -168,7 +195,9 @@ def generate_to_files(
         engine, device, dtype, model_format, decoder: passed to ``open_engine``.
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
-        window_seconds, context_seconds: windowed continuation beyond the model's window.
+        window_seconds, stride_seconds: token-level continuation beyond the model's window.
+        audio_prompt_files: local copy of each request's ``audio_prompt_uri`` (None where it has none);
+            without it a request's ``audio_prompt_uri`` must be a local path or ``file://`` URI.
         spectrogram: also write spectrogram PNGs.
         model_id: name recorded in the sidecars (default: ``model_ref``).
 
@@ -187,7 +216,15 @@ def generate_to_files(
         gen = model_ref
         model_id = model_id or str(getattr(gen, "name", "engine"))
     output_dir = Path(output_dir)
-    prepared = [prepare(p, gen.sample_rate) for p in validated]
+    if audio_prompt_files is not None and len(audio_prompt_files) != len(validated):
+        raise ValueError(f"got {len(audio_prompt_files)} audio prompt files for {len(validated)} requests")
+    prepared = []
+    for index, params in enumerate(validated):
+        local = audio_prompt_files[index] if audio_prompt_files is not None else None
+        if local is None and params.audio_prompt_uri is not None:
+            local = local_prompt_path(params.audio_prompt_uri)
+        prompt = None if local is None else load_audio_prompt(Path(local), gen.sample_rate)
+        prepared.append(prepare(params, gen.sample_rate, prompt))
     groups: dict[Hashable, list[int]] = {}
     for index, request in enumerate(prepared):
         groups.setdefault(batch_key(model_id, request, gen), []).append(index)
@@ -200,7 +237,7 @@ def generate_to_files(
                 gen,
                 [prepared[i] for i in chunk],
                 window_seconds=window_seconds,
-                context_seconds=context_seconds,
+                stride_seconds=stride_seconds,
             )
             for row, index in enumerate(chunk):
                 request = prepared[index]

@@ -120,6 +120,7 @@ class DecodeWorkspace:
             tokens=torch.full((batch, k), w.start_token_id, dtype=torch.long, device=dev),
             position=torch.zeros(1, dtype=torch.long, device=dev),
             codes=torch.full((batch, k, slots), w.pad_token_id, dtype=torch.long, device=dev),
+            forced=torch.full((batch, k, slots), -1, dtype=torch.long, device=dev),
             self_k=views("self_k", slots),
             self_v=views("self_v", slots),
             cross_k=views("cross_k", self.max_text),
@@ -135,11 +136,13 @@ class DecodeWorkspace:
         return buf
 
     def reset(self, buf: StepBuffers, num_frames: int, sampling: SamplingParams | None = None) -> None:
-        """Start a request: position 0, start tokens, pad codes, unit noise, its sampling settings."""
+        """Start a request: position 0, start tokens, pad codes, nothing forced, unit noise, its sampling
+        settings."""
         w, s = self.weights, sampling or SamplingParams(do_sample=False, guidance_scale=1.0)
         buf.tokens.fill_(w.start_token_id)
         buf.position.zero_()
         buf.codes.fill_(w.pad_token_id)
+        buf.forced.fill_(-1)
         buf.noise.fill_(1.0)
         top_k = s.top_k if 0 < s.top_k < w.vocab_size else w.vocab_size
         sc = self.scalars

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musicgen_ops.pipeline.codes import revert_delay_pattern
+from musicgen_ops.pipeline.codes import apply_delay_pattern, check_prefix_codes, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
@@ -41,6 +41,7 @@ from musicgen_ops.pipeline.inference.fast_config import (
     plain_musicgen,
     torch_dtype,
 )
+from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 from musicgen_ops.pipeline.inference.static_decoder import DecoderWeights, StepBuffers, fill_cross_attention
 
 if TYPE_CHECKING:
@@ -174,22 +175,31 @@ class FastGenerationEngine:
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
         """Generate ``num_frames`` frames per prompt (see ``GenerationEngine.generate``).
 
         Args:
             prompts: text conditioning, one per output.
-            num_frames: frames of audio per prompt (``num_frames * hop_length`` samples).
+            num_frames: new frames of audio per prompt (``num_frames * hop_length`` samples).
             sampling: guidance, greedy or temperature/top-k/top-p; prompt ``i`` is seeded with
                 ``sampling.seed + i`` (random when unset) unless ``seeds`` is given.
-            audio_prompt: not supported here (raises ``NotImplementedError``); use the torch engine.
+            prefix_codes: int64 ``[batch, K, P]`` codes to continue: the steps over them write these
+                codes (as Hugging Face's delay pattern mask does), so the cache holds them as context.
             seeds: one seed per prompt.
+            decode: also decode the audio (False: codes only, ``audio`` is empty).
         """
-        if audio_prompt is not None:
-            raise NotImplementedError("the fast engine cannot continue an audio prompt; use engine='torch'")
-        self._validate(prompts, num_frames, sampling)
+        prefix = None
+        if prefix_codes is not None:
+            prefix = check_prefix_codes(
+                prefix_codes,
+                batch=len(prompts),
+                num_codebooks=self.num_codebooks,
+                vocab_size=self.weights.vocab_size,
+            ).to(self.device)
+        self._validate(prompts, num_frames, sampling, 0 if prefix is None else prefix.shape[-1])
         seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
         if len(seeds) != len(prompts):
             raise FastEngineError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
@@ -197,13 +207,20 @@ class FastGenerationEngine:
         audio, codes, timings = [], [], {"encode": 0.0, "decode": 0.0, "codec": 0.0, "capture": 0.0}
         for start in range(0, len(prompts), largest):
             out = self._generate_chunk(
-                prompts[start : start + largest], seeds[start : start + largest], num_frames, sampling
+                prompts[start : start + largest],
+                seeds[start : start + largest],
+                num_frames,
+                sampling,
+                None if prefix is None else prefix[start : start + largest],
+                decode,
             )
             audio.append(out.audio)
             codes.append(out.codes)
             for key, value in out.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
         timings["steps"] = float(num_frames + self.num_codebooks - 1)
+        if prefix is not None:
+            timings["steps"] += prefix.shape[-1]
         return GenerationOutput(
             audio=np.concatenate(audio),
             sample_rate=self.sample_rate,
@@ -211,16 +228,29 @@ class FastGenerationEngine:
             timings=timings,
         )
 
+    def encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        """EnCodec codes ``[batch, K, frames]`` of mono float32 ``[batch, samples]`` (an audio prompt)."""
+        return encode_audio_prompt(
+            self.model.audio_encoder,
+            audio,
+            hop_length=self.hop_length,
+            num_codebooks=self.num_codebooks,
+            device=self.device,
+        )
+
     # ------------------------------------------------------------------------------------ internals
-    def _validate(self, prompts: list[str], num_frames: int, sampling: SamplingParams) -> None:
+    def _validate(
+        self, prompts: list[str], num_frames: int, sampling: SamplingParams, prefix_frames: int = 0
+    ) -> None:
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise FastEngineError("prompts must be a non-empty list of strings")
-        steps = num_frames + self.num_codebooks - 1
+        steps = prefix_frames + num_frames + self.num_codebooks - 1
         if num_frames < 1 or steps > self.windows[-1]:
-            capacity = self.windows[-1] - self.num_codebooks + 1
+            capacity = self.windows[-1] - self.num_codebooks + 1 - prefix_frames
             raise FastEngineError(
                 f"num_frames={num_frames} is outside 1..{capacity} (the longest length bucket, "
-                f"{self.config.length_buckets_s[-1]} s); raise FastEngineConfig.length_buckets_s"
+                f"{self.config.length_buckets_s[-1]} s, less {prefix_frames} prefix frames); "
+                "raise FastEngineConfig.length_buckets_s"
             )
         if sampling.do_sample and sampling.temperature <= 0:
             raise FastEngineError(
@@ -273,15 +303,26 @@ class FastGenerationEngine:
                 emitted = end
 
     def _generate_chunk(
-        self, prompts: list[str], seeds: list[int], num_frames: int, sampling: SamplingParams
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int,
+        sampling: SamplingParams,
+        prefix: torch.Tensor | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
-        codes, timings = list(self._run(prompts, seeds, num_frames, sampling, every=None))[-1]
+        run = self._run(prompts, seeds, num_frames, sampling, every=None, prefix=prefix)
+        codes, timings = list(run)[-1]
+        skip = 0 if prefix is None else prefix.shape[-1]
         before = time.perf_counter()
-        audio = self._decode_audio(codes, num_frames)
+        if decode:  # prefix and new frames decoded together: the codec sees the context it continues
+            audio = self._decode_audio(codes, skip + num_frames)[:, skip * self.hop_length :]
+        else:
+            audio = np.zeros((len(prompts), 0), dtype=np.float32)
         timings["codec"] = time.perf_counter() - before
         self.batch_sizes.append(len(prompts))
         return GenerationOutput(
-            audio=audio, sample_rate=self.sample_rate, codes=codes.cpu().numpy(), timings=timings
+            audio=audio, sample_rate=self.sample_rate, codes=codes[..., skip:].cpu().numpy(), timings=timings
         )
 
     def _run(
@@ -291,10 +332,13 @@ class FastGenerationEngine:
         num_frames: int,
         sampling: SamplingParams,
         every: int | None,
+        prefix: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, dict[str, float] | None]]:
         """Decode one batch (at most the largest bucket). Yields ``(codes [B, K, frames done], None)``
-        each time ``every`` more frames are complete, then ``(all codes, timings)``."""
+        each time ``every`` more frames are complete, then ``(all codes, timings)``; the codes start
+        with ``prefix`` (``[B, K, P]``) when one is given."""
         count, k = len(prompts), self.num_codebooks
+        num_frames += 0 if prefix is None else prefix.shape[-1]
         steps = num_frames + k - 1
         batch = next(b for b in self.config.batch_buckets if b >= count)
         ws = self.workspace
@@ -303,6 +347,9 @@ class FastGenerationEngine:
                 t0 = time.perf_counter()
                 buf, text, windows, capture = self._prepare(prompts, batch, steps)
                 ws.reset(buf, num_frames, sampling)
+                if prefix is not None:  # the steps over the prefix write its codes (delayed)
+                    delayed = apply_delay_pattern(prefix, -1)
+                    buf.forced[:count, :, : delayed.shape[-1]].copy_(delayed)
                 generators = self._generators(seeds) if sampling.do_sample else []
                 self._sync()
                 t1 = time.perf_counter()

@@ -149,6 +149,7 @@ class StepBuffers:
     tokens: torch.Tensor  # [batch, K] long: the input tokens of the next step
     position: torch.Tensor  # [1] long: the next step's position (also the delayed-code index it writes)
     codes: torch.Tensor  # [batch, K, max_len] long: delayed codes written so far
+    forced: torch.Tensor  # [batch, K, max_len] long: a code prefix's delayed codes, -1 where steps choose
     self_k: list[torch.Tensor]
     self_v: list[torch.Tensor]
     cross_k: list[torch.Tensor]
@@ -258,9 +259,12 @@ def decode_step(w: DecoderWeights, buf: StepBuffers, window: int, text_window: i
 
     The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` holds frame
     ``s - k``); outside ``k <= s < k + num_frames`` the pad token is written and fed back instead, as
-    Hugging Face's ``apply_delay_pattern_mask`` does.
+    Hugging Face's ``apply_delay_pattern_mask`` does. Where ``buf.forced`` holds a code (a code prefix,
+    as Hugging Face's delay pattern mask holds the prompt's codes) that code is written instead.
     """
     tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf)
+    forced = buf.forced.index_select(2, buf.position).squeeze(-1)  # [batch, K]
+    tokens = torch.where(forced >= 0, forced, tokens)
     index = buf.codebook_index
     inside = (index <= buf.position) & (buf.position < index + buf.num_frames)
     tokens = torch.where(inside, tokens, w.pad_token_id)

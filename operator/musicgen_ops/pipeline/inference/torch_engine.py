@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from musicgen_ops.pipeline.codes import check_prefix_codes
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -213,8 +215,9 @@ class TorchEngine:
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
         """Generate ``num_frames`` new frames per prompt (see ``GenerationEngine.generate``).
 
@@ -223,8 +226,10 @@ class TorchEngine:
             num_frames: frames of new audio (``num_frames * hop_length`` samples per prompt).
             sampling: guidance, temperature, top-k/top-p; ``sampling.seed`` seeds prompt ``i`` with
                 ``seed + i`` unless ``seeds`` is given.
-            audio_prompt: float32 ``[batch, samples]`` to continue; only the new audio is returned.
+            prefix_codes: int64 ``[batch, K, P]`` codes to continue (``generate()``'s
+                ``decoder_input_ids``); only the new codes and audio are returned.
             seeds: one seed per prompt (overrides ``sampling.seed``).
+            decode: also decode the audio (False: codes only, ``audio`` is empty).
         """
         if not prompts:
             raise ValueError("prompts is empty: give at least one text prompt")
@@ -234,7 +239,7 @@ class TorchEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         started = time.perf_counter()
-        inputs, prompt_samples = self._inputs(prompts, audio_prompt)
+        inputs, prefix_frames = self._inputs(prompts, prefix_codes)
         encoded = time.perf_counter()
         sampler = SeededSampler(seeds, self.num_codebooks, sampling)
         guidance = float(sampling.guidance_scale)
@@ -248,17 +253,22 @@ class TorchEngine:
             )
         done = time.perf_counter()
         codes = _captured_codes(captured)
-        audio = self.decoder.decode(codes)  # audio prompt and continuation, decoded together
-        decoded = time.perf_counter()
+        if codes.shape[-1] != prefix_frames + num_frames:
+            expected = prefix_frames + num_frames
+            raise RuntimeError(f"generate() gave {codes.shape[-1]} frames, expected {expected}")
         self.batch_sizes.append(len(prompts))
-        samples = num_frames * self.hop_length
-        audio = audio[:, 0, prompt_samples : prompt_samples + samples].cpu().numpy()
-        if audio.shape[1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+        if decode:  # prefix and continuation decoded together: the codec sees the context it continues
+            start, samples = prefix_frames * self.hop_length, num_frames * self.hop_length
+            audio = self.decoder.decode(codes)[:, 0, start : start + samples].cpu().numpy()
+            if audio.shape[1] != samples:
+                raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+        else:
+            audio = np.zeros((len(prompts), 0), dtype=np.float32)
+        decoded = time.perf_counter()
         return GenerationOutput(
             audio=np.ascontiguousarray(audio, dtype=np.float32),
             sample_rate=self.sample_rate,
-            codes=codes[:, :, prompt_samples // self.hop_length :].cpu().numpy(),
+            codes=codes[:, :, prefix_frames:].cpu().numpy(),
             timings={
                 "inputs": encoded - started,
                 "generate": done - encoded,
@@ -267,31 +277,28 @@ class TorchEngine:
             },
         )
 
-    def _inputs(self, prompts: list[str], audio_prompt: np.ndarray | None) -> tuple[dict, int]:
-        """Tokenised text (and the frame-aligned audio prompt) on the model's device."""
-        if audio_prompt is None:
-            batch = self.processor(text=prompts, padding=True, return_tensors="pt")
-            prompt_samples = 0
-        else:
-            audio_prompt = np.asarray(audio_prompt, dtype=np.float32)
-            if audio_prompt.ndim != 2 or audio_prompt.shape[0] != len(prompts):
-                raise ValueError(
-                    f"audio_prompt must be [batch={len(prompts)}, samples], got shape {audio_prompt.shape}"
-                )
-            usable = audio_prompt.shape[1] // self.hop_length * self.hop_length
-            if usable == 0:
-                raise ValueError(f"audio_prompt is shorter than one codec frame ({self.hop_length} samples)")
-            audio_prompt = audio_prompt[:, -usable:]  # whole frames, so the prompt re-encodes exactly
-            batch = self.processor(
-                audio=list(audio_prompt),
-                text=prompts,
-                sampling_rate=self.sample_rate,
-                padding=True,
-                return_tensors="pt",
-            )
-            prompt_samples = usable
-        # input_values stay float32: the codec is never cast.
-        return {k: v.to(self.device) for k, v in batch.items()}, prompt_samples
+    def encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        """EnCodec codes ``[batch, K, frames]`` of mono float32 ``[batch, samples]`` (an audio prompt)."""
+        return encode_audio_prompt(
+            self.model.audio_encoder,
+            audio,
+            hop_length=self.hop_length,
+            num_codebooks=self.num_codebooks,
+            device=self.device,
+        )
+
+    def _inputs(self, prompts: list[str], prefix_codes: np.ndarray | None) -> tuple[dict, int]:
+        """Tokenised text (and the code prefix as ``decoder_input_ids``) on the model's device."""
+        inputs = dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
+        if prefix_codes is None:
+            return {k: v.to(self.device) for k, v in inputs.items()}, 0
+        config = self.model.config.decoder
+        prefix = check_prefix_codes(
+            prefix_codes, batch=len(prompts), num_codebooks=self.num_codebooks, vocab_size=config.vocab_size
+        )
+        # generate() prepends the start token and lays the codes out in the delay pattern.
+        inputs["decoder_input_ids"] = prefix.reshape(len(prompts) * self.num_codebooks, prefix.shape[-1])
+        return {k: v.to(self.device) for k, v in inputs.items()}, prefix.shape[-1]
 
 
 def _captured_codes(captured: list[torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,71 @@
+"""A user's audio prompt: a local file decoded to the model's rate, then encoded to codes by the engine.
+
+The caller fetches ``audio_prompt_uri`` (the CLI reads a local file, the generate-job and the server
+download it through storage); this module only sees local paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from musicgen_ops.pipeline.audio import load_audio, resample, to_mono
+from musicgen_ops.pipeline.errors import AudioDecodeError, InvalidParametersError
+
+FIELD = "audio_prompt_uri"
+
+
+def _invalid(reason: str) -> InvalidParametersError:
+    line = f"{FIELD}: {reason}"
+    return InvalidParametersError(line, fields=[line])
+
+
+def local_prompt_path(uri: str) -> Path:
+    """The file a local ``audio_prompt_uri`` (a path or ``file://``) names.
+
+    Raises:
+        InvalidParametersError: a remote URI (the caller must download it first).
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive
+        raise _invalid(f"{uri} is not a local file; download it first (storage URIs are fetched by the job)")
+    return Path(uri).expanduser()
+
+
+def load_audio_prompt(path: Path, sample_rate: int) -> np.ndarray:
+    """Any readable clip (any rate, any channels) as float32 mono ``[samples]`` at ``sample_rate``.
+
+    Raises:
+        InvalidParametersError: missing or undecodable file (the reason named).
+    """
+    if not path.is_file():
+        raise _invalid(f"{path}: no such file")
+    try:
+        audio, rate = load_audio(path)
+    except AudioDecodeError as err:
+        raise _invalid(f"cannot decode the clip: {err}") from err
+    return resample(to_mono(audio), rate, sample_rate).astype(np.float32, copy=False)
+
+
+def encode_prompt(engine: Any, audio: np.ndarray) -> np.ndarray:
+    """The clip's codes ``[1, K, frames]`` by the engine's codec encoder.
+
+    Raises:
+        InvalidParametersError: the engine has no codec encoder (exported engines), or the clip is
+            shorter than one codec frame.
+    """
+    encode = getattr(engine, "encode_audio", None)
+    if encode is None:
+        raise _invalid(
+            f"the {type(engine).__name__} has no codec encoder to read an audio prompt; "
+            "use engine torch or fast (or auto)"
+        )
+    try:
+        return encode(np.asarray(audio, dtype=np.float32)[None])
+    except ValueError as err:
+        raise _invalid(str(err)) from err
