@@ -104,5 +104,5 @@ class TestSettings:
             ServeEnvironment(model_format="onnx-int8", engine="fast")
 
     def test_context_must_be_shorter_than_window(self):
-        with pytest.raises(ValidationError, match="context_seconds"):
-            ServeEnvironment(window_seconds=5, context_seconds=5)
+        with pytest.raises(ValidationError, match="stride_seconds"):
+            ServeEnvironment(window_seconds=5, stride_seconds=5)

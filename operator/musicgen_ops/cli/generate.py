@@ -94,6 +94,13 @@ def generate(
     bit_depth: int = field_option(P, "bit_depth"),
     target_lufs: float | None = field_option(P, "target_lufs", "--loudness"),
     true_peak_dbtp: float = field_option(P, "true_peak_dbtp"),
+    audio_prompt: Path | None = field_option(
+        P,
+        "audio_prompt_uri",
+        "--audio-prompt",
+        help="Audio file to continue (any rate/channels): the track starts with it and lasts --duration "
+        "in all.",
+    ),
     engine: str = typer.Option(
         "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast, onnx or torchscript."
     ),
@@ -104,8 +111,8 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
-    window_seconds: float = typer.Option(30.0, "--window-seconds", help="Longest single generate() window."),
-    context_seconds: float = typer.Option(10.0, "--context-seconds", help="Audio each new window continues."),
+    window_seconds: float = field_option(ServeEnvironment, "window_seconds"),
+    stride_seconds: float = field_option(ServeEnvironment, "stride_seconds"),
     spectrogram: bool = typer.Option(False, "--spectrogram", help="Also write spectrogram PNGs."),
 ) -> None:
     """Generate music to files: one track (--prompt, --output) or many (--requests-file, --output-dir)."""
@@ -121,6 +128,10 @@ def generate(
         if output is not None:
             output_format = _format_of(output)
             _check_writable(output.parent)
+        if audio_prompt is not None:
+            if not audio_prompt.is_file():
+                exit_with_error(f"--audio-prompt {audio_prompt}: no such file")
+            audio_prompt = audio_prompt.resolve()
         options = {
             "prompt": prompt,
             "duration_seconds": duration_seconds,
@@ -138,6 +149,7 @@ def generate(
             "bit_depth": bit_depth,
             "target_lufs": target_lufs,
             "true_peak_dbtp": true_peak_dbtp,
+            "audio_prompt_uri": None if audio_prompt is None else str(audio_prompt),
         }
         raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")
@@ -159,7 +171,7 @@ def generate(
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
-                context_seconds=context_seconds,
+                stride_seconds=stride_seconds,
                 spectrogram=spectrogram,
             )
     except (PipelineError, ValueError) as err:

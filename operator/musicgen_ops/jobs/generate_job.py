@@ -30,6 +30,28 @@ def models_root(model_uri: str, model_id: str) -> str:
     return trimmed[: -len(suffix)] or "/"
 
 
+def fetch_audio_prompt(uri: str | None, folder: Path) -> Path | None:
+    """Download ``audio_prompt_uri`` (any storage URI) into ``folder``; None when there is none.
+
+    Raises:
+        InvalidParametersError: no object at the URI (a user error: the Job fails at once).
+    """
+    if uri is None:
+        return None
+    from musicgen_ops.pipeline.errors import InvalidParametersError
+    from musicgen_ops.storage import open_object
+    from musicgen_ops.storage.base import NotFoundError
+
+    store, key = open_object(uri)
+    local = folder / f"audio-prompt{Path(key).suffix.lower()}"
+    try:
+        store.get_file(key, local)
+    except NotFoundError as err:
+        line = f"audio_prompt_uri: {uri}: no such object"
+        raise InvalidParametersError(line, fields=[line]) from err
+    return local
+
+
 def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
@@ -45,15 +67,19 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     cache = settings.cache_dir or Path(tempfile.mkdtemp(prefix="models-"))
     local_model = download_model(models_root(settings.model_uri, settings.model_id), settings.model_id, cache)
     device = resolve_device(settings.device)
-    # The fast (CUDA-graph) engine covers one 30 s window; longer tracks need the torch engine's
-    # windowed continuation.
-    kind = "auto" if params.duration_seconds <= 30 else "torch"
-    engine = open_engine(local_model, kind, device, dtype="auto")
+    # Every engine continues codes past its window: auto (the fast engine on GPU) serves 300 s too.
+    engine = open_engine(local_model, "auto", device, dtype="auto")
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"
+        prompt_file = fetch_audio_prompt(params.audio_prompt_uri, Path(scratch))
         (track,) = generate_to_files(
-            [params], engine, scratch, audio_paths=[audio_path], model_id=settings.model_id
+            [params],
+            engine,
+            scratch,
+            audio_paths=[audio_path],
+            audio_prompt_files=[prompt_file],
+            model_id=settings.model_id,
         )
         generated = time.perf_counter()
         store, key = open_object(settings.output_uri)

@@ -51,6 +51,7 @@ from musicgen_ops.serving.errors import (
 )
 from musicgen_ops.serving.jobstore import JobStore
 from musicgen_ops.serving.metrics import ServingMetrics
+from musicgen_ops.serving.prompts import load_request_prompt, prompt_location
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
     GenerateRequest,
@@ -148,7 +149,11 @@ class GenerationService:
         params = GenerateRequest(prompt="warm up", duration_seconds=0.2, random_seed=0)
         request = prepare(params, engine.sample_rate)
         await asyncio.to_thread(
-            run_batch, engine, [request], window_seconds=self.settings.window_seconds, context_seconds=0
+            run_batch,
+            engine,
+            [request],
+            window_seconds=self.settings.window_seconds,
+            stride_seconds=self.settings.stride_seconds,
         )
         logger.info("model %s warmed up in %.2f s", model_id, time.perf_counter() - started)
 
@@ -261,9 +266,12 @@ class GenerationService:
 
     def _validate(self, parameters: GenerateRequest | dict[str, Any]) -> GenerateRequest:
         try:
-            return validate_parameters(
+            params = validate_parameters(
                 parameters, model=GenerateRequest, max_duration_seconds=self.settings.max_duration_seconds
             )
+            if params.audio_prompt_uri is not None:  # refused before any work: never an arbitrary file
+                prompt_location(params.audio_prompt_uri, self.settings)
+            return params
         except InvalidParametersError:
             self.metrics.requests.labels(outcome="invalid").inc()
             raise
@@ -276,7 +284,12 @@ class GenerationService:
             model_key = self.model_key(params, self.settings)
             engine = await self.cache.get(model_key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
-            request = prepare(params, engine.sample_rate)
+            prompt = None
+            if params.audio_prompt_uri is not None:
+                prompt = await asyncio.to_thread(
+                    load_request_prompt, params.audio_prompt_uri, self.settings, engine.sample_rate
+                )
+            request = prepare(params, engine.sample_rate, prompt)
             outcome = await self._submit(model_key, engine, request)
             path = output_dir / f"{name or request.request_id}.{params.output_format}"
             result = await asyncio.to_thread(
@@ -333,7 +346,7 @@ class GenerationService:
                     batch.engine,
                     [request for request, _ in items],
                     window_seconds=self.settings.window_seconds,
-                    context_seconds=self.settings.context_seconds,
+                    stride_seconds=self.settings.stride_seconds,
                 )
             except Exception as err:
                 logger.exception("batch of %d failed", len(items))

@@ -239,8 +239,10 @@ def test_bad_requests_raise_clear_errors(engine):
         engine.generate(PROMPTS, num_frames=4, sampling=SamplingParams(top_p=1.5))
     with pytest.raises(FastEngineError, match="2 prompts"):
         engine.generate(PROMPTS, num_frames=4, seeds=[1])
-    with pytest.raises(NotImplementedError, match="audio prompt"):
-        engine.generate(PROMPTS, num_frames=4, audio_prompt=np.zeros((2, 640), np.float32))
+    with pytest.raises(ValueError, match="batch=2"):
+        engine.generate(PROMPTS, num_frames=4, prefix_codes=np.zeros((1, 4, 3), np.int64))
+    with pytest.raises(FastEngineError, match="60 prefix frames"):  # 60 + 70 frames exceed 2 s
+        engine.generate(PROMPTS, num_frames=70, prefix_codes=np.zeros((2, 4, 60), np.int64))
 
 
 def test_bad_configs_and_models_are_refused(tiny_model):

@@ -72,12 +72,16 @@ def window_frames_for(engine: Any, window_seconds: float, stride_seconds: float)
             "each window keeps window - stride seconds of the previous one as context"
         )
     wanted = max(2, int(window_seconds * engine.frame_rate))
-    window = wanted
-    max_frames = getattr(engine, "max_frames", None)
-    if isinstance(max_frames, int) and 1 < max_frames < wanted:
-        window = max_frames
+    window = _window_frames(engine, window_seconds)
     stride = int(round(stride_seconds * engine.frame_rate * window / wanted))
     return window, min(max(1, stride), window - 1)
+
+
+def _window_frames(engine: Any, window_seconds: float) -> int:
+    """Frames one ``generate`` call may hold: ``window_seconds``, capped by the engine's ``max_frames``."""
+    window = max(2, int(window_seconds * engine.frame_rate))
+    max_frames = getattr(engine, "max_frames", None)
+    return max_frames if isinstance(max_frames, int) and 1 < max_frames < window else window
 
 
 def decode_codes(engine: Any, codes: np.ndarray) -> np.ndarray:
@@ -128,11 +132,11 @@ def generate_windowed(
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
     hop = engine.sample_rate // engine.frame_rate
-    window_frames, stride_frames = window_frames_for(engine, window_seconds, stride_seconds)
     total_frames = math.ceil(num_samples / hop)
     per_item = supports_item_seeds(engine)
     if not per_item and len(set(seeds)) > 1:
         raise ValueError("this engine takes one seed per call: generate prompts with different seeds apart")
+    window_frames = _window_frames(engine, window_seconds)
     context = None if prompt_codes is None else np.asarray(prompt_codes, dtype=np.int64)
     if context is not None:
         _check_prompt(context, len(prompts), total_frames, window_frames, engine.frame_rate)
@@ -149,6 +153,7 @@ def generate_windowed(
     if context is None and total_frames <= window_frames:  # one window: the engine decodes its own codes
         audio = _audio(call(total_frames, 0, None, True), total_frames * hop)
         return np.ascontiguousarray(audio[:, :num_samples]), 1
+    window_frames, stride_frames = window_frames_for(engine, window_seconds, stride_seconds)
     pieces = [] if context is None else [context]
     offset, windows = 0, 0  # offset: the frame the current window starts at
     while True:
