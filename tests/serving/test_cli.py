@@ -44,7 +44,7 @@ def test_generate_one_track(shared_engine, tmp_path):
             str(out),
             "--window-seconds",
             "0.2",
-            "--context-seconds",
+            "--stride-seconds",
             "0.1",
             "--style",
             "punk",
