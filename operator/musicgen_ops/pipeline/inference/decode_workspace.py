@@ -13,11 +13,13 @@ import logging
 
 import torch
 
+from musicgen_ops.pipeline.codes import apply_delay_pattern
 from musicgen_ops.pipeline.inference.base import SamplingParams
 from musicgen_ops.pipeline.inference.static_decoder import (
     DecoderWeights,
     StepBuffers,
     decode_step,
+    prefill,
     sinusoidal_positions,
 )
 
@@ -153,6 +155,22 @@ class DecodeWorkspace:
         sc["temperature"].fill_(float(s.temperature) if s.do_sample else 1.0)
         sc["top_k_index"].fill_(top_k - 1)
         sc["top_p"].fill_(s.top_p if 0.0 < s.top_p < 1.0 else 2.0)  # > 1: nucleus filtering off
+
+    def prefill(self, buf: StepBuffers, prefix: torch.Tensor, text: int) -> int:
+        """Start from a code prefix (``[count, K, P]``): its first ``P`` positions go through the decoder
+        in one causal forward (as ``generate()`` does for ``decoder_input_ids``); the steps after it write
+        its remaining delayed codes (``buf.forced``). Returns the first step still to run (``P``)."""
+        count, length = prefix.shape[0], prefix.shape[-1]
+        delayed = apply_delay_pattern(prefix, -1)  # [count, K, P + K - 1], -1 where no prefix code
+        buf.forced[:count, :, : delayed.shape[-1]].copy_(delayed)
+        head = delayed[..., :length]
+        buf.codes[:count, :, :length].copy_(torch.where(head >= 0, head, self.weights.pad_token_id))
+        start = torch.full_like(buf.tokens[:, :, None], self.weights.start_token_id)
+        inputs = torch.cat([start, buf.codes[:, :, : length - 1]], dim=-1)  # what each position is fed
+        prefill(self.weights, buf, inputs, text, self.attention)
+        buf.tokens.copy_(buf.codes[:, :, length - 1])
+        buf.position.fill_(length)
+        return length
 
     def step(self, buf: StepBuffers, window: int, text: int) -> None:
         """Run one decode step: replay its graph, or run it eagerly."""

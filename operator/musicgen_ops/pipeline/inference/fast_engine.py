@@ -7,6 +7,9 @@ once as a ``torch.cuda.CUDAGraph`` per (batch bucket, attention window, prompt b
 with no host synchronisation inside the loop. On CPU (or with ``cuda_graphs=False``) the very same
 step runs eagerly, which is how the tests prove it matches ``generate()`` token for token.
 
+A code prefix (``prefix_codes``, continuing a window or an audio prompt) goes through the decoder in one
+causal forward that fills the cache (as ``generate()`` does for ``decoder_input_ids``); steps start after it.
+
 Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
 padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
 position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musicgen_ops.pipeline.codes import apply_delay_pattern, check_prefix_codes, revert_delay_pattern
+from musicgen_ops.pipeline.codes import check_prefix_codes, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
@@ -218,9 +221,7 @@ class FastGenerationEngine:
             codes.append(out.codes)
             for key, value in out.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
-        timings["steps"] = float(num_frames + self.num_codebooks - 1)
-        if prefix is not None:
-            timings["steps"] += prefix.shape[-1]
+        timings["steps"] = float(num_frames + self.num_codebooks - 1)  # a prefix is one prefill, not steps
         return GenerationOutput(
             audio=np.concatenate(audio),
             sample_rate=self.sample_rate,
@@ -347,15 +348,13 @@ class FastGenerationEngine:
                 t0 = time.perf_counter()
                 buf, text, windows, capture = self._prepare(prompts, batch, steps)
                 ws.reset(buf, num_frames, sampling)
-                if prefix is not None:  # the steps over the prefix write its codes (delayed)
-                    delayed = apply_delay_pattern(prefix, -1)
-                    buf.forced[:count, :, : delayed.shape[-1]].copy_(delayed)
+                start = 0 if prefix is None else ws.prefill(buf, prefix, text)
                 generators = self._generators(seeds) if sampling.do_sample else []
                 self._sync()
                 t1 = time.perf_counter()
-            for step in range(steps):
+            for step in range(start, steps):
                 with torch.inference_mode():
-                    if generators and step % buf.noise_window == 0:
+                    if generators and (step == start or step % buf.noise_window == 0):
                         for row, gen in enumerate(generators):
                             buf.noise[row].exponential_(generator=gen)
                         buf.noise[:count].clamp_min_(torch.finfo(torch.float32).tiny)

@@ -295,3 +295,43 @@ def fill_cross_attention(
         buf.cross_v[i].zero_()
         buf.cross_k[i][:, :, :length].copy_(k)
         buf.cross_v[i][:, :, :length].copy_(v)
+
+
+def prefill(w: DecoderWeights, buf: StepBuffers, inputs: torch.Tensor, text_window: int, impl: str) -> None:
+    """Fill the self-attention cache for positions ``0..P-1`` in one causal forward (a code prefix).
+
+    What ``P`` calls of :func:`decoder_logits` would write into the cache, computed at once as Hugging
+    Face's ``generate()`` does for its ``decoder_input_ids``; no logits are computed.
+
+    Args:
+        inputs: ``[batch, K, P]`` long: the token fed at each position (the start token, then the
+            delayed codes of positions ``0..P-2``).
+        text_window: text positions attended to (the prompt bucket).
+    """
+    batch, k_books, length = inputs.shape
+    hidden, heads, head_dim = w.hidden, w.num_heads, w.head_dim
+    rows = 2 * batch
+    offsets = (buf.codebook_index * (w.vocab_size + 1))[None, :, None]
+    x = F.embedding(inputs + offsets, w.embed).sum(dim=1)  # [batch, P, hidden]
+    x = x.repeat(2, 1, 1) + buf.positions_table[:length]  # [rows, P, hidden]
+    neg = torch.finfo(x.dtype).min / 2
+    causal = (
+        torch.full((length, length), neg, dtype=x.dtype, device=x.device).triu(1).view(1, 1, length, length)
+    )
+    cross_mask = buf.cross_mask[..., :text_window]
+    for i, layer in enumerate(w.layers):
+        h = F.layer_norm(x, (hidden,), layer.self_ln_w, layer.self_ln_b, layer.eps)
+        q, k, v = F.linear(h, layer.qkv_w).view(rows, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        buf.self_k[i][:, :, :length].copy_(k)
+        buf.self_v[i][:, :, :length].copy_(v)
+        a = _attend(q, k, v, causal, impl).transpose(1, 2).reshape(rows, length, hidden)
+        x = x + F.linear(a, layer.self_out_w)
+
+        h = F.layer_norm(x, (hidden,), layer.cross_ln_w, layer.cross_ln_b, layer.eps)
+        q = F.linear(h, layer.cross_q_w).view(rows, length, heads, head_dim).transpose(1, 2)
+        ck, cv = buf.cross_k[i][:, :, :text_window], buf.cross_v[i][:, :, :text_window]
+        a = _attend(q, ck, cv, cross_mask, impl).transpose(1, 2).reshape(rows, length, hidden)
+        x = x + F.linear(a, layer.cross_out_w)
+
+        h = F.layer_norm(x, (hidden,), layer.ffn_ln_w, layer.ffn_ln_b, layer.eps)
+        x = x + F.linear(w.activation(F.linear(h, layer.fc1_w)), layer.fc2_w)
