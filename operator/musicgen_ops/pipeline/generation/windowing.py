@@ -143,7 +143,9 @@ def generate_windowed(
 
     def call(frames: int, window: int, prefix: np.ndarray | None, decode: bool) -> GenerationOutput:
         window_seeds = [window_seed(s, window) for s in seeds]
-        kwargs: dict[str, Any] = {"num_frames": frames, "decode": decode}
+        kwargs: dict[str, Any] = {"num_frames": frames}  # extras only when used: simple engines still fit
+        if not decode:
+            kwargs["decode"] = False
         if prefix is not None:
             kwargs["prefix_codes"] = prefix
         if per_item:
