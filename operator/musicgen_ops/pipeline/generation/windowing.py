@@ -155,7 +155,6 @@ def generate_windowed(
     if context is None and total_frames <= window_frames:  # one window: the engine decodes its own codes
         audio = _audio(call(total_frames, 0, None, True), total_frames * hop)
         return np.ascontiguousarray(audio[:, :num_samples]), 1
-    window_frames, stride_frames = window_frames_for(engine, window_seconds, stride_seconds)
     pieces = [] if context is None else [context]
     offset, windows = 0, 0  # offset: the frame the current window starts at
     while True:
@@ -166,6 +165,8 @@ def generate_windowed(
         windows += 1
         if offset + span >= total_frames:
             break
+        if windows == 1:  # a second window is needed: only now must the stride fit the window
+            window_frames, stride_frames = window_frames_for(engine, window_seconds, stride_seconds)
         frames = new if context is None else np.concatenate([context, new], axis=-1)
         context = frames[..., stride_frames:]  # the codes the next window continues
         offset += stride_frames
