@@ -112,6 +112,7 @@ def test_prompt_longer_than_the_track_or_the_window_is_refused(tiny_engine):
 def test_fast_engine_with_default_settings_spans_many_windows(fast_engine):
     """engine=auto on a GPU is the fast engine: a track far past its longest bucket must not fail."""
     assert window_frames_for(fast_engine, 30.0, 18.0) == (50, 30)  # audiocraft's 18 of 30 s, scaled
+
     def track():
         return generate_windowed(
             fast_engine, ["lofi"], num_samples=3 * 32_000, sampling=SamplingParams(top_k=50), seeds=[9]
@@ -135,8 +136,9 @@ def test_audio_prompt_file_through_generate_to_files(tiny_engine, tmp_path):
     sf.write(clip, stereo, 44_100)
     params = {"prompt": "jazz", "duration_seconds": 0.5, "random_seed": 3, "audio_prompt_uri": str(clip)}
     (result,) = generate_to_files(
-        [params], tiny_engine, tmp_path / "out", window_seconds=0.2, stride_seconds=0.12
-    )
+        [params], tiny_engine, tmp_path / "out", window_seconds=0.2, stride_seconds=0.12,
+        audio_prompt_files=[clip],
+    )  # fmt: skip
     audio, rate = sf.read(result.audio_path)
     assert (rate, len(audio), result.num_samples) == (32_000, 16_000, 16_000)
     assert result.parameters.audio_prompt_uri == str(clip) and result.windows == 4
@@ -159,4 +161,11 @@ def test_bad_audio_prompts_are_clear_errors(tiny_engine, tmp_path, content, dura
         clip.write_bytes(content)
     params = {"prompt": "x", "duration_seconds": duration, "audio_prompt_uri": f"file://{clip}"}
     with pytest.raises(InvalidParametersError, match=match):
+        generate_to_files([params], tiny_engine, tmp_path / "out", audio_prompt_files=[clip])
+
+
+def test_generate_to_files_never_opens_a_path_a_request_names(tiny_engine, tmp_path):
+    """Callers fetch prompts (what they may read is theirs to decide): a bare URI is refused."""
+    params = {"prompt": "x", "duration_seconds": 1.0, "audio_prompt_uri": "/etc/hostname"}
+    with pytest.raises(InvalidParametersError, match="audio_prompt_uri: /etc/hostname: .*not read here"):
         generate_to_files([params], tiny_engine, tmp_path / "out")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import get_args
 
@@ -116,8 +118,10 @@ def generate(
     spectrogram: bool = typer.Option(False, "--spectrogram", help="Also write spectrogram PNGs."),
 ) -> None:
     """Generate music to files: one track (--prompt, --output) or many (--requests-file, --output-dir)."""
+    from musicgen_ops.jobs.generate_job import fetch_audio_prompt
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
+    from musicgen_ops.storage import StorageError
 
     if (prompt is None) == (requests_file is None):
         exit_with_error("give exactly one of --prompt or --requests-file")
@@ -156,8 +160,12 @@ def generate(
         audio_paths = [output]
     if requests_file is not None:
         _check_writable(output_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="audio-prompts-"))  # audio prompts, fetched as the job does
     try:
         params = [validate_parameters(item) for item in raw]
+        prompt_files = [
+            fetch_audio_prompt(p.audio_prompt_uri, scratch / str(i)) for i, p in enumerate(params)
+        ]
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,
@@ -172,10 +180,13 @@ def generate(
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
                 stride_seconds=stride_seconds,
+                audio_prompt_files=prompt_files,
                 spectrogram=spectrogram,
             )
-    except (PipelineError, ValueError) as err:
+    except (PipelineError, StorageError, ValueError) as err:
         exit_with_error(str(err))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     for result in results:
         console.print(
             f"[green]wrote[/] {result.audio_path}  {result.duration_seconds:.2f} s  seed {result.seed}  "

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from musicgen_ops.contracts.base import describe_validation_error
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 from musicgen_ops.pipeline.errors import InvalidParametersError
-from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, load_audio_prompt, local_prompt_path
+from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, load_audio_prompt
 from musicgen_ops.pipeline.generation.windowing import (
     DEFAULT_STRIDE_SECONDS,
     DEFAULT_WINDOW_SECONDS,
@@ -196,8 +196,9 @@ def generate_to_files(
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
         window_seconds, stride_seconds: token-level continuation beyond the model's window.
-        audio_prompt_files: local copy of each request's ``audio_prompt_uri`` (None where it has none);
-            without it a request's ``audio_prompt_uri`` must be a local path or ``file://`` URI.
+        audio_prompt_files: the local copy of each request's ``audio_prompt_uri`` (None where it has
+            none), fetched by the caller, which alone knows what it may read; without them a request
+            with ``audio_prompt_uri`` is refused (this function never opens a path a request names).
         spectrogram: also write spectrogram PNGs.
         model_id: name recorded in the sidecars (default: ``model_ref``).
 
@@ -222,7 +223,8 @@ def generate_to_files(
     for index, params in enumerate(validated):
         local = audio_prompt_files[index] if audio_prompt_files is not None else None
         if local is None and params.audio_prompt_uri is not None:
-            local = local_prompt_path(params.audio_prompt_uri)
+            line = f"audio_prompt_uri: {params.audio_prompt_uri}: audio prompts are not read here"
+            raise InvalidParametersError(line, fields=[line])
         prompt = None if local is None else load_audio_prompt(Path(local), gen.sample_rate)
         prepared.append(prepare(params, gen.sample_rate, prompt))
     groups: dict[Hashable, list[int]] = {}

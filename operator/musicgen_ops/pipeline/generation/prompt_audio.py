@@ -1,14 +1,13 @@
 """A user's audio prompt: a local file decoded to the model's rate, then encoded to codes by the engine.
 
-The caller fetches ``audio_prompt_uri`` (the CLI reads a local file, the generate-job and the server
-download it through storage); this module only sees local paths.
+The caller fetches ``audio_prompt_uri`` (the CLI and the generate-job through storage, the server only
+from its own artifact store) and hands over a local file; the pipeline never opens a path a request names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 
@@ -21,20 +20,6 @@ FIELD = "audio_prompt_uri"
 def _invalid(reason: str) -> InvalidParametersError:
     line = f"{FIELD}: {reason}"
     return InvalidParametersError(line, fields=[line])
-
-
-def local_prompt_path(uri: str) -> Path:
-    """The file a local ``audio_prompt_uri`` (a path or ``file://``) names.
-
-    Raises:
-        InvalidParametersError: a remote URI (the caller must download it first).
-    """
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive
-        raise _invalid(f"{uri} is not a local file; download it first (storage URIs are fetched by the job)")
-    return Path(uri).expanduser()
 
 
 def load_audio_prompt(path: Path, sample_rate: int) -> np.ndarray:
