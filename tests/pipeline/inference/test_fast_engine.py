@@ -302,6 +302,28 @@ def test_cuda_graphs_replay_the_eager_step(fresh_tiny_model):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_continue_a_code_prefix_as_the_eager_step(fresh_tiny_model):
+    graphs = FastGenerationEngine(fresh_tiny_model, device="cuda", dtype="float32", config=SMALL)
+    graphs.warmup()
+    eager = FastGenerationEngine(
+        fresh_tiny_model,
+        device="cuda",
+        dtype="float32",
+        config=FastEngineConfig(batch_buckets=(1, 2, 4), length_buckets_s=(1.0, 2.0), cuda_graphs=False),
+    )
+    whole = graphs.generate(PROMPTS, num_frames=70, sampling=GREEDY, seeds=[1, 2])
+    prefix = whole.codes[..., :40]
+    for params in (GREEDY, SamplingParams(seed=5)):
+        a = graphs.generate(PROMPTS, num_frames=30, sampling=params, prefix_codes=prefix, seeds=[3, 4])
+        b = eager.generate(PROMPTS, num_frames=30, sampling=params, prefix_codes=prefix, seeds=[3, 4])
+        np.testing.assert_array_equal(a.codes, b.codes)
+        if params is GREEDY:  # greedy: continuing its own first 40 frames regenerates the next 30
+            np.testing.assert_array_equal(a.codes, whole.codes[..., 40:])
+    assert graphs.late_captures == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graphs_greedy_matches_hf_generate(fresh_tiny_model):
     fresh_tiny_model.model.to("cuda")
     engine = FastGenerationEngine(fresh_tiny_model, device="cuda", dtype="float32", config=SMALL)
