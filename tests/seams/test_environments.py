@@ -65,6 +65,7 @@ NON_DEFAULT = {
         "bit_depth": 24,
         "target_lufs": -14.0,
         "true_peak_dbtp": -2.0,
+        "melody_uri": "s3://bucket/melodies/hum.wav",
     },
 }
 

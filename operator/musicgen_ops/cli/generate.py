@@ -62,6 +62,15 @@ def _check_writable(folder: Path) -> None:
             return
 
 
+def _check_melodies(params: list[GenerationParameters]) -> None:
+    """Fail before loading any model when a ``--melody`` file is not there."""
+    from musicgen_ops.pipeline.melody import local_melody_path
+
+    for item in params:
+        if item.melody_uri and not local_melody_path(item.melody_uri).expanduser().is_file():
+            exit_with_error(f"--melody {item.melody_uri}: no such file")
+
+
 def generate(
     model: str = typer.Option(
         "facebook/musicgen-small",
@@ -94,6 +103,12 @@ def generate(
     bit_depth: int = field_option(P, "bit_depth"),
     target_lufs: float | None = field_option(P, "target_lufs", "--loudness"),
     true_peak_dbtp: float = field_option(P, "true_peak_dbtp"),
+    melody_uri: str | None = field_option(
+        P,
+        "melody_uri",
+        "--melody",
+        help="Audio file (WAV/MP3/FLAC) whose melody the music follows (musicgen-melody models only).",
+    ),
     engine: str = typer.Option(
         "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast, onnx or torchscript."
     ),
@@ -138,6 +153,7 @@ def generate(
             "bit_depth": bit_depth,
             "target_lufs": target_lufs,
             "true_peak_dbtp": true_peak_dbtp,
+            "melody_uri": melody_uri,
         }
         raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")
@@ -146,6 +162,7 @@ def generate(
         _check_writable(output_dir)
     try:
         params = [validate_parameters(item) for item in raw]
+        _check_melodies(params)
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,

@@ -32,6 +32,8 @@ MAX_DURATION_SECONDS = 300.0
 MAX_PROMPT_CHARS = 2000
 #: Largest seed (seeds are unsigned 32-bit, as numpy's and audiocraft's).
 MAX_SEED = 2**32 - 1
+#: Longest melody reference (URI or path).
+MAX_MELODY_URI_CHARS = 2048
 
 
 class GenerationParameters(Contract):
@@ -72,6 +74,13 @@ class GenerationParameters(Contract):
         ge=TRUE_PEAK_RANGE[0],
         le=TRUE_PEAK_RANGE[1],
         description="True-peak ceiling (dBTP) when normalising loudness.",
+    )
+    melody_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MELODY_URI_CHARS,
+        description="musicgen-melody models only: audio (WAV/MP3/FLAC) whose melody (chroma) the music "
+        "follows; a storage URI (s3://, az://, file://), or a local path in the CLI.",
     )
 
 

@@ -30,6 +30,14 @@ def models_root(model_uri: str, model_id: str) -> str:
     return trimmed[: -len(suffix)] or "/"
 
 
+def fetch_melody(uri: str, folder: Path) -> Path:
+    """Download a request's ``melody_uri`` (s3://, az://, file://) into ``folder``; the local file."""
+    from musicgen_ops.storage import open_object
+
+    store, key = open_object(uri)
+    return Path(store.get_file(key, folder / f"melody{Path(key).suffix.lower()}"))
+
+
 def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
@@ -53,7 +61,12 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"
         (track,) = generate_to_files(
-            [params], engine, scratch, audio_paths=[audio_path], model_id=settings.model_id
+            [params],
+            engine,
+            scratch,
+            audio_paths=[audio_path],
+            model_id=settings.model_id,
+            fetch_melody=lambda uri: fetch_melody(uri, Path(scratch)),
         )
         generated = time.perf_counter()
         store, key = open_object(settings.output_uri)

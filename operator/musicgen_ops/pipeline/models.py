@@ -1,7 +1,12 @@
 """Loading MusicGen: the real checkpoints (hub name or local folder) and a tiny random one built in code.
 
 Real users pass ``facebook/musicgen-small`` (or ``-medium``, ``-large``, ``-melody``) or a local folder
-holding a ``save_pretrained`` copy. Tests and the demo pass ``tiny-random``: the same architecture family
+holding a ``save_pretrained`` copy. The family comes from the config's ``model_type``: ``musicgen`` loads
+``MusicgenForConditionalGeneration``, ``musicgen_melody`` loads ``MusicgenMelodyForConditionalGeneration``
+with a chroma processor (``pipeline.melody``); any other type, and any checkpoint whose weights do not
+cover the model (weights transformers would "newly initialise"), is refused with a clear message.
+
+Tests and the demo pass ``tiny-random``: the same architecture family
 (T5 text encoder, 32 kHz EnCodec with 4 codebooks of 2048 entries, MusicGen decoder with the delay
 pattern), random weights, and a small Unigram tokenizer built locally, so every code path is the one a
 real checkpoint takes. ``small-random`` has musicgen-small's exact dimensions (for speed benchmarks).
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicgen_ops.pipeline.errors import ModelNotAvailableError
+from musicgen_ops.pipeline.errors import ModelNotAvailableError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
@@ -26,7 +31,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_MODEL = "facebook/musicgen-small"
 SAMPLE_RATE = 32_000
 #: Names accepted in place of a hub id / path that build a randomly initialised model in code.
-RANDOM_PRESETS = ("tiny-random", "small-random")
+RANDOM_PRESETS = ("tiny-random", "small-random", "tiny-random-melody")
+#: Model families (config ``model_type``) that load, and what each is called in messages and listings.
+FAMILIES = {"musicgen": "musicgen", "musicgen_melody": "musicgen-melody"}
 
 #: Maps a base model reference to what is loaded (a mirrored ``s3://`` URI -> a cached local folder);
 #: the jobs and the generator install ``storage.base_models``' resolver, which the pipeline may not import.
@@ -64,6 +71,11 @@ class LoadedModel:
     def num_codebooks(self) -> int:
         """Number of parallel EnCodec codebooks the decoder predicts."""
         return int(self.model.config.decoder.num_codebooks)
+
+    @property
+    def family(self) -> str:
+        """``musicgen`` (text conditioning) or ``musicgen-melody`` (text + melody chroma)."""
+        return model_family(self.model)
 
 
 def build_tiny_tokenizer():
@@ -158,6 +170,10 @@ def build_random_musicgen(preset: str = "tiny-random", seed: int = 0) -> LoadedM
     import torch
     from transformers import EncodecFeatureExtractor, MusicgenForConditionalGeneration, MusicgenProcessor
 
+    from musicgen_ops.pipeline.melody import MELODY_PRESET, build_random_melody
+
+    if preset == MELODY_PRESET:
+        return build_random_melody(seed)
     if preset not in RANDOM_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
     config = _random_configs(preset)
@@ -264,11 +280,8 @@ def load_base_model(
             f"Cannot load MusicGen model {name_or_path!r}: not in the Hugging Face cache and the hub "
             f"is unreachable ({unreachable}). {hint}."
         )
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
-
     try:
-        model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+        model, processor = _load_pretrained(source, name_or_path, local_files_only)
     except (OSError, ValueError) as err:
         raise ModelNotAvailableError(
             f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the "
@@ -279,6 +292,62 @@ def load_base_model(
     model.eval()
     logger.info("loaded %s (%.1fM parameters)", name_or_path, model.num_parameters() / 1e6)
     return LoadedModel(model=model, processor=processor, name=reference)
+
+
+def model_family(model: object) -> str:
+    """The family of a loaded model (``musicgen`` or ``musicgen-melody``), from its config."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "musicgen")
+    return FAMILIES.get(str(model_type), str(model_type))
+
+
+def _load_pretrained(source: str, name: str, local_files_only: bool) -> tuple[object, object]:
+    """The model of the checkpoint's family and its processor; refuses unknown families and
+    checkpoints that would load with newly initialised weights."""
+    from transformers import (
+        AutoProcessor,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyForConditionalGeneration,
+        PretrainedConfig,
+    )
+
+    from musicgen_ops.pipeline.melody import MELODY_MODEL_TYPE, MelodyProcessor
+
+    config, _ = PretrainedConfig.get_config_dict(source, local_files_only=local_files_only)
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"{name}: config.json has model_type {model_type!r}, which is not a MusicGen family this "
+            f"platform loads (supported: {', '.join(FAMILIES)})"
+        )
+    melody = model_type == MELODY_MODEL_TYPE
+    model_class = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+    model, info = model_class.from_pretrained(
+        source, local_files_only=local_files_only, output_loading_info=True
+    )
+    refuse_incomplete_weights(name, FAMILIES[model_type], info)
+    if melody:
+        return model, MelodyProcessor.from_pretrained(source, local_files_only=local_files_only)
+    return model, AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+
+
+def refuse_incomplete_weights(name: str, family: str, info: dict) -> None:
+    """Raise when transformers reports weights missing from (or shaped unlike) the checkpoint: such a
+    model would run with randomly initialised layers and make noise without any error."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(
+        str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys") or ()
+    )
+    if not (missing or mismatched):
+        if info.get("unexpected_keys"):
+            logger.warning("%s: ignoring %d unexpected weights", name, len(info["unexpected_keys"]))
+        return
+    bad = missing or mismatched
+    what = "missing from" if missing else "shaped differently in"
+    raise UnsupportedModelError(
+        f"{name}: {len(bad)} weight(s) of the {family} model are {what} the checkpoint (e.g. {bad[0]}); "
+        "it would load half-initialised, so it is refused. Is config.json's model_type right for these "
+        "weights (a musicgen-melody checkpoint needs model_type musicgen_melody)?"
+    )
 
 
 def _in_hf_cache(repo_id: str) -> bool:

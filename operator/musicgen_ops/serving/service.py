@@ -40,6 +40,7 @@ from musicgen_ops.pipeline.generation.batch import (
     validate_parameters,
 )
 from musicgen_ops.pipeline.generation.writer import write_result
+from musicgen_ops.pipeline.melody import require_melody_support
 from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.errors import (
@@ -50,6 +51,7 @@ from musicgen_ops.serving.errors import (
     ServingError,
 )
 from musicgen_ops.serving.jobstore import JobStore
+from musicgen_ops.serving.melody import request_melody
 from musicgen_ops.serving.metrics import ServingMetrics
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
@@ -198,7 +200,14 @@ class GenerationService:
         """Loaded models (most recently used last) and the ones available to load."""
         loaded = {e.key: e for e in self.cache.entries()}
         infos = [
-            ModelInfo(model_id=k, loaded=True, memory_bytes=e.memory_bytes, source=e.source)
+            ModelInfo(
+                model_id=k,
+                loaded=True,
+                memory_bytes=e.memory_bytes,
+                source=e.source,
+                family=getattr(e.engine, "family", None),
+                melody=bool(getattr(e.engine, "supports_melody", False)),
+            )
             for k, e in loaded.items()
         ]
         for model_id, source in available_models(self.settings).items():
@@ -276,7 +285,11 @@ class GenerationService:
             model_key = self.model_key(params, self.settings)
             engine = await self.cache.get(model_key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
-            request = prepare(params, engine.sample_rate)
+            wanted = bool(params.melody_uri or params.melody_base64)
+            field = "melody_uri" if params.melody_uri else "melody_base64"
+            require_melody_support(engine, model_key, wanted, field=field)
+            melody = await asyncio.to_thread(request_melody, params, self.settings, engine.sample_rate)
+            request = prepare(params, engine.sample_rate, melody=melody)
             outcome = await self._submit(model_key, engine, request)
             path = output_dir / f"{name or request.request_id}.{params.output_format}"
             result = await asyncio.to_thread(

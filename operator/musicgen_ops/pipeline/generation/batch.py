@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.generation.windowing import generate_windowed, num_samples_for, supports_item_seeds
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.inference.base import SamplingParams
+from musicgen_ops.pipeline.melody import read_melody, require_melody_support
 from musicgen_ops.pipeline.prompting import compose_prompt
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class PreparedRequest:
     num_samples: int
     sampling: SamplingParams
     request_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    #: musicgen-melody: the decoded melody (mono, model rate) the track follows.
+    melody: np.ndarray | None = None
 
 
 def validate_parameters(
@@ -74,8 +77,11 @@ def validate_parameters(
     return params
 
 
-def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
-    """Fold structured fields into the prompt, pick the seed, compute the exact length."""
+def prepare(
+    params: GenerationParameters, sample_rate: int, *, melody: np.ndarray | None = None
+) -> PreparedRequest:
+    """Fold structured fields into the prompt, pick the seed, compute the exact length; ``melody`` is
+    the decoded ``melody_uri`` (see ``pipeline.melody.read_melody``)."""
     try:
         text = compose_prompt(
             params.prompt, style=params.style, bpm=params.target_bpm, key=params.key, scale=params.scale
@@ -97,6 +103,7 @@ def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
         seed=seed,
         num_samples=num_samples_for(params.duration_seconds, sample_rate),
         sampling=sampling,
+        melody=melody,
     )
 
 
@@ -117,8 +124,8 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
         s.top_p,
         s.do_sample,
     )
-    if not supports_item_seeds(engine):
-        key += (request.request_id,)  # one seed per call: never share a batch
+    if not supports_item_seeds(engine) or request.melody is not None:
+        key += (request.request_id,)  # one seed (or melody) per call: never share a batch
     return key
 
 
@@ -139,6 +146,7 @@ def run_batch(
         seeds=[r.seed for r in requests],
         window_seconds=window_seconds,
         context_seconds=context_seconds,
+        melody=[r.melody for r in requests] if any(r.melody is not None for r in requests) else None,
     )
 
 
@@ -158,6 +166,7 @@ def generate_to_files(
     context_seconds: float = 10.0,
     spectrogram: bool = False,
     model_id: str | None = None,
+    fetch_melody: Callable[[str], Path] | None = None,
 ) -> list[GenerationResult]:
     """Generate every request with one model and write each result's files (batch/Job mode).
 
@@ -171,6 +180,8 @@ def generate_to_files(
         window_seconds, context_seconds: windowed continuation beyond the model's window.
         spectrogram: also write spectrogram PNGs.
         model_id: name recorded in the sidecars (default: ``model_ref``).
+        fetch_melody: maps a ``melody_uri`` to a local file (the jobs download through storage);
+            default: local paths and ``file://`` URIs only.
 
     Returns:
         One result per request, in input order.
@@ -187,7 +198,11 @@ def generate_to_files(
         gen = model_ref
         model_id = model_id or str(getattr(gen, "name", "engine"))
     output_dir = Path(output_dir)
-    prepared = [prepare(p, gen.sample_rate) for p in validated]
+    require_melody_support(gen, model_id, any(p.melody_uri for p in validated))
+    prepared = [
+        prepare(p, gen.sample_rate, melody=read_melody(p.melody_uri, gen.sample_rate, fetch_melody))
+        for p in validated
+    ]
     groups: dict[Hashable, list[int]] = {}
     for index, request in enumerate(prepared):
         groups.setdefault(batch_key(model_id, request, gen), []).append(index)

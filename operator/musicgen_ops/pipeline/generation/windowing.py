@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.melody import melody_for_window
 
 _GOLDEN = 0x9E3779B9
 _SEED_MODULUS = 2**63 - 1
@@ -67,6 +68,7 @@ def generate_windowed(
     seeds: Sequence[int],
     window_seconds: float = 30.0,
     context_seconds: float = 10.0,
+    melody: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Generate exactly ``num_samples`` samples per prompt, in as many windows as needed.
 
@@ -79,6 +81,8 @@ def generate_windowed(
         seeds: one seed per prompt.
         window_seconds: longest audio one ``generate`` call produces (capped by the engine's window).
         context_seconds: audio each continuation window is conditioned on.
+        melody: musicgen-melody engines: per prompt, mono audio (or None) the music follows; each
+            window is conditioned on the part of the melody under it (looped when shorter).
 
     Returns:
         float32 ``[batch, num_samples]`` audio and the number of windows used.
@@ -96,17 +100,27 @@ def generate_windowed(
     if not per_item and len(set(seeds)) > 1:
         raise ValueError("this engine takes one seed per call: generate prompts with different seeds apart")
 
-    def call(frames: int, window: int, audio_prompt: np.ndarray | None) -> GenerationOutput:
+    def call(frames: int, window: int, audio_prompt: np.ndarray | None, start: int = 0) -> GenerationOutput:
         window_seeds = [window_seed(s, window) for s in seeds]
+        extra: dict[str, Any] = {}
+        if melody is not None:  # the melody under this window (audio prompt included)
+            length = frames * hop + (0 if audio_prompt is None else audio_prompt.shape[1])
+            extra["melody"] = [None if m is None else melody_for_window(m, start, length) for m in melody]
         if per_item:
             return engine.generate(
-                prompts, num_frames=frames, sampling=sampling, audio_prompt=audio_prompt, seeds=window_seeds
+                prompts,
+                num_frames=frames,
+                sampling=sampling,
+                audio_prompt=audio_prompt,
+                seeds=window_seeds,
+                **extra,
             )
         return engine.generate(
             prompts,
             num_frames=frames,
             sampling=replace(sampling, seed=window_seeds[0]),
             audio_prompt=audio_prompt,
+            **extra,
         )
 
     first = min(total_frames, window_frames)
@@ -117,7 +131,8 @@ def generate_windowed(
         so_far = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
         prompt = so_far[:, -context_frames * hop :] if context_frames > 0 else None
         try:
-            out = call(new, windows, prompt)
+            start = (done - context_frames) * hop if prompt is not None else done * hop
+            out = call(new, windows, prompt, start)
         except NotImplementedError as err:
             raise ValueError(
                 f"{type(engine).__name__} cannot continue audio ({err}): tracks longer than one window "

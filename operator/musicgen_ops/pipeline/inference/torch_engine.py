@@ -22,6 +22,7 @@ import torch
 
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.melody import melody_generate_inputs
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -191,6 +192,9 @@ class TorchEngine:
                 f"the model's codes are for {self.sample_rate} Hz"
             )
         self._tap = _codes_tap(model.audio_encoder)
+        #: ``musicgen`` or ``musicgen-melody``; only melody models take ``melody=`` (chroma conditioning).
+        self.family = loaded.family
+        self.supports_melody = self.family == "musicgen-melody"
         #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
         self.batch_sizes: list[int] = []
 
@@ -215,6 +219,7 @@ class TorchEngine:
         sampling: SamplingParams = SamplingParams(),
         audio_prompt: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
+        melody: Sequence[np.ndarray | None] | None = None,
     ) -> GenerationOutput:
         """Generate ``num_frames`` new frames per prompt (see ``GenerationEngine.generate``).
 
@@ -225,6 +230,8 @@ class TorchEngine:
                 ``seed + i`` unless ``seeds`` is given.
             audio_prompt: float32 ``[batch, samples]`` to continue; only the new audio is returned.
             seeds: one seed per prompt (overrides ``sampling.seed``).
+            melody: musicgen-melody only: per prompt, mono audio at ``sample_rate`` (or None) whose
+                chroma conditions the generation.
         """
         if not prompts:
             raise ValueError("prompts is empty: give at least one text prompt")
@@ -234,7 +241,19 @@ class TorchEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         started = time.perf_counter()
-        inputs, prompt_samples = self._inputs(prompts, audio_prompt)
+        if melody is not None and not self.supports_melody:
+            raise ValueError(f"{self.name} is a {self.family} model: a melody needs a musicgen-melody model")
+        if self.supports_melody:
+            inputs, prompt_samples = melody_generate_inputs(
+                self.model,
+                self.processor,
+                prompts,
+                melody=list(melody) if melody is not None else None,
+                audio_prompt=audio_prompt,
+                hop_length=self.hop_length,
+            )
+        else:
+            inputs, prompt_samples = self._inputs(prompts, audio_prompt)
         encoded = time.perf_counter()
         sampler = SeededSampler(seeds, self.num_codebooks, sampling)
         guidance = float(sampling.guidance_scale)

@@ -18,6 +18,7 @@ from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.filemodes import make_public
+from musicgen_ops.pipeline.melody import refuse_melody_training
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 from musicgen_ops.pipeline.progress import BaselineStamp, ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
@@ -82,6 +83,7 @@ class MusicGenLoRATrainer:
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules or []
         )
         self.loaded = loaded or load_base_model(base_model_name)
+        refuse_melody_training(self.loaded)
         lora_alpha = lora_alpha or 2 * lora_r
         self.lora_settings = {
             "r": lora_r,
