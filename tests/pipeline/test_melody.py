@@ -221,3 +221,14 @@ def test_training_and_export_refuse_melody(melody_model, melody_folder):
     assert "musicgen-melody" in (melody_checkpoint_error(melody_folder) or "")
     with pytest.raises(ExportError, match="musicgen-melody model: export"):
         export_trained_model_from_checkpoint(melody_folder, melody_folder.parent / "exported")
+
+
+def test_melody_in_bfloat16(melody_model):
+    """The chroma projection follows the engine's dtype (bfloat16 on CUDA by default)."""
+    import copy
+
+    from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
+
+    engine = TorchEngine(copy.deepcopy(melody_model), dtype="bfloat16")
+    out = engine.generate(["x", "y"], num_frames=6, sampling=SamplingParams(seed=1), melody=[sine(440.0), None])
+    assert out.audio.shape == (2, 6 * 640) and np.isfinite(out.audio).all()

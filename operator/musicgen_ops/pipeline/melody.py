@@ -278,7 +278,7 @@ def melody_generate_inputs(
             if clip is None or not len(clip):  # the null condition: chroma bin 0 everywhere
                 features[row] = 0.0
                 features[row, :, 0] = 1.0
-        inputs["input_features"] = features
+        inputs["input_features"] = features.to(model.audio_enc_to_dec_proj.weight.dtype)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     if audio_prompt is None:
         return inputs, 0

@@ -178,8 +178,9 @@ class TorchEngine:
         if self.dtype != torch.float32:
             model.text_encoder.to(self.dtype)
             model.decoder.to(self.dtype)
-            if hasattr(model, "enc_to_dec_proj"):
-                model.enc_to_dec_proj.to(self.dtype)
+            for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):  # the latter: melody chroma
+                if hasattr(model, projection):
+                    getattr(model, projection).to(self.dtype)
         self.model = model.eval()
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
