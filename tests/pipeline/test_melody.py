@@ -230,5 +230,6 @@ def test_melody_in_bfloat16(melody_model):
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
     engine = TorchEngine(copy.deepcopy(melody_model), dtype="bfloat16")
-    out = engine.generate(["x", "y"], num_frames=6, sampling=SamplingParams(seed=1), melody=[sine(440.0), None])
+    melody = [sine(440.0), None]
+    out = engine.generate(["x", "y"], num_frames=6, sampling=SamplingParams(seed=1), melody=melody)
     assert out.audio.shape == (2, 6 * 640) and np.isfinite(out.audio).all()
