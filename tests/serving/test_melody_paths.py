@@ -140,3 +140,14 @@ def test_generate_job_downloads_the_melody(tmp_path):
         return sf.read(tmp_path / f"{name}.wav")[0]
 
     assert not np.array_equal(run("with", melody_uri=melody.as_uri()), run("plain"))
+
+
+def test_studio_refuses_melody_paths():
+    """The studio reads files on its own machine: a melody_uri there is refused at the API's edge."""
+    from pydantic import ValidationError
+
+    from musicgen_ops.studio.schemas import GenerationCreate
+
+    with pytest.raises(ValidationError, match="melody_uri is not accepted by the studio"):
+        GenerationCreate.model_validate({"parameters": {"prompt": "x", "melody_uri": "/etc/passwd"}})
+    assert GenerationCreate.model_validate({"parameters": {"prompt": "x"}}).parameters.melody_uri is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 from musicgen_ops.contracts.manifest import TrainingSummary
@@ -141,6 +141,14 @@ class GenerationCreate(BaseModel):
     base_model: str | None = Field(None, description="Base model to use when model_id is absent.")
     parameters: GenerationParameters
     compare_with_base: bool = Field(False, description="Also generate with the base model, same seed.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_melody_paths(cls, parameters: GenerationParameters) -> GenerationParameters:
+        # The studio would read melody_uri on its own machine: a caller never picks files it reads.
+        if parameters.melody_uri is not None:
+            raise ValueError("melody_uri is not accepted by the studio (use the CLI or the generator server)")
+        return parameters
 
 
 class GenerationPublic(BaseModel):
