@@ -45,6 +45,11 @@ class GenerationRequestSpec(GenerationParameters, CamelModel):
     trained_model_id: str = Field(
         min_length=1, max_length=253, description="Name of a TrainedModel in this namespace."
     )
+    use_base_model: bool = Field(
+        False,
+        description="Generate with the TrainedModel's base model alone, without its adapter (the B of an "
+        "A/B comparison; same prompt and seed).",
+    )
     output_uri: str | None = Field(
         None,
         pattern=STORAGE_URI_PATTERN,
