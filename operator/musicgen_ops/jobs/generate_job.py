@@ -58,9 +58,7 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"
-        (track,) = generate_to_files(
-            [params], engine, scratch, audio_paths=[audio_path], model_id=model_id
-        )
+        (track,) = generate_to_files([params], engine, scratch, audio_paths=[audio_path], model_id=model_id)
         generated = time.perf_counter()
         store, key = open_object(settings.output_uri)
         store.put_file(audio_path, key)
