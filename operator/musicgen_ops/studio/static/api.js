@@ -56,8 +56,15 @@ export async function uploadTrack(dataset, file, prompt, onProgress) {
       if (err.status !== 501) throw err;  // 501: the artifact store presigns nothing: multipart below
     }
     if (upload) {
-      await putFile(upload, file, onProgress);
-      return api(`${path}/${upload.upload_id}/complete`, { method: 'POST', body: { prompt } });
+      try {
+        await putFile(upload, file, onProgress);
+        return await api(`${path}/${upload.upload_id}/complete`, { method: 'POST', body: { prompt } });
+      } catch (err) {
+        // Storage unreachable from this browser, or no bucket CORS rule: send it through the studio.
+        if (err.status !== 0) throw err;
+        console.warn(`direct upload of ${file.name} failed (${err.message}); uploading through the studio`);
+        onProgress(0);
+      }
     }
   }
   return uploadMultipart(dataset, file, prompt, onProgress);
