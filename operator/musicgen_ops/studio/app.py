@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -14,12 +15,15 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from musicgen_ops import __version__
+from musicgen_ops.storage import StorageError
 from musicgen_ops.studio.auth import COOKIE_NAME, matches
 from musicgen_ops.studio.backend import Backend, StudioError
 from musicgen_ops.studio.direct_uploads import upload_origin
 from musicgen_ops.studio.local.backend import LocalBackend
 from musicgen_ops.studio.routes import api_router
 from musicgen_ops.studio.settings import StudioSettings
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 STATIC_DIR = resources.files("musicgen_ops.studio") / "static"
@@ -122,7 +126,11 @@ def direct_upload_origin(app: FastAPI) -> str | None:
     if settings.direct_upload_min_bytes <= 0:
         return None
     if not hasattr(app.state, "upload_origin"):
-        app.state.upload_origin = upload_origin(settings.artifacts_uri)
+        try:
+            app.state.upload_origin = upload_origin(settings.artifacts_uri)
+        except StorageError as err:  # asked again on the next page load; multipart meanwhile
+            logger.warning("presigned uploads are off for now: %s", err)
+            return None
     return app.state.upload_origin
 
 

@@ -146,10 +146,14 @@ class DirectUploads:
 
 def upload_origin(artifacts_uri: str) -> str | None:
     """The origin (scheme://host[:port]) presigned upload URLs point at, for the page's
-    Content-Security-Policy; None when the store presigns none (no URL is used, nothing is written)."""
+    Content-Security-Policy; None when the store presigns none (no URL is used, nothing is written).
+
+    Raises:
+        StorageError: the store could not be asked (unreachable, refused credentials).
+    """
     try:
         probe = open_store(artifacts_uri).child(UPLOADS_PREFIX).upload_url("origin-probe")
-    except StorageError:
+    except PresignedUploadsUnsupportedError:
         return None
     parts = urlsplit(probe.url)
     return f"{parts.scheme}://{parts.netloc}"
