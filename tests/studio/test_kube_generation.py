@@ -39,9 +39,9 @@ class GeneratorServer:
             return engine
 
         self.port = free_port()
-        config = uvicorn.Config(
-            create_server(settings, engine_factory=factory), port=self.port, log_level="warning"
-        )
+        # log_config=None: uvicorn's dictConfig would close the handlers pytest and kopf log through.
+        app = create_server(settings, engine_factory=factory)
+        config = uvicorn.Config(app, port=self.port, log_config=None, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
