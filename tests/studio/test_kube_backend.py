@@ -178,6 +178,8 @@ def test_a_token_without_rbac_rights_gets_a_clear_403_and_nothing_is_written(tmp
             )
             assert answer.json()["detail"].startswith(f"{denied} default")
             assert client.get("/api/v1/models").status_code == 403
+            presign = client.post("/api/v1/datasets/sneaky/uploads", json={"filename": "a.wav", "size": 9})
+            assert presign.status_code == 403  # RBAC is asked before any URL is signed
     finally:
         server.shutdown()
     assert _DenyingAPI.tokens and set(_DenyingAPI.tokens) == {"Bearer bob-token"}
