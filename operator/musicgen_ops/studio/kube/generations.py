@@ -29,6 +29,7 @@ from musicgen_ops.api.generationrequest import GenerationRequestSpec, Generation
 from musicgen_ops.api.trainedmodel import TrainedModelSpec, TrainedModelStatus
 from musicgen_ops.contracts.generation import MAX_SEED, GenerationParameters
 from musicgen_ops.storage import ArtifactStore, open_object, open_store
+from musicgen_ops.storage import NotFoundError as StorageNotFoundError
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.kube.client import KubeClient
 from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationState
@@ -222,7 +223,10 @@ class KubeGenerations:
     def list(self) -> list[GenerationPublic]:
         """GenerationRequests and served generations, newest first (at most 100)."""
         items = [self._from_request(obj) for obj in self.kube.list(GENERATIONS)]
-        infos = [info for info in self.records.list("") if info.key.endswith(f"/{RECORD_NAME}")]
+        try:
+            infos = [info for info in self.records.list("") if info.key.endswith(f"/{RECORD_NAME}")]
+        except StorageNotFoundError:  # no bucket yet: nothing served yet
+            infos = []
         infos.sort(key=lambda info: info.last_modified or datetime.min.replace(tzinfo=timezone.utc))
         for info in infos[-100:]:
             items.append(self._from_record(self._record(info.key.split("/", 1)[0])))
