@@ -134,6 +134,11 @@ def test_generation_request_spec_reaches_generate_job(config):
     assert parsed.parameters == GenerationParameters(**NON_DEFAULT[GenerationParameters])
     assert parsed.device == "cuda" and parsed.model_id == "piano-v1"
     assert parsed.output_uri.endswith("generations/music/calm-1/output.flac")
+    assert parsed.use_base_model is False and parsed.base_model == "b"
+    base_spec = spec.model_copy(update={"use_base_model": True})
+    base = generate_settings(OWNER_GR, base_spec, "piano-v1", "s3://bucket/root/models/piano-v1", "b", config)
+    base_env = container_env(build_generation_job(OWNER_GR, base_spec, base, config))
+    assert GenerateJobEnvironment.from_environ(base_env).use_base_model is True
 
 
 def test_legacy_spec_names_still_work(config):

@@ -16,7 +16,7 @@ from tests.controllers.conftest import (  # noqa: F401  (pytest fixtures, import
     _delete_test_resources,
     cluster,
 )
-from tests.controllers.helpers import job_succeeded, publish, write_progress
+from tests.controllers.helpers import job_succeeded, publish, trained_model, write_progress
 from tests.studio.conftest import studio_settings, upload, wait_for
 
 pytestmark = pytest.mark.emulator
@@ -103,13 +103,26 @@ def test_cancel_deletes_the_trainingjob_and_generation_is_a_request(kube_studio,
     wait_for(lambda: cluster.get("trainingjobs", name) is None, 10, "the TrainingJob to go")
 
     request = {"model_id": "some-model", "parameters": {"prompt": "lofi", "duration_seconds": 4}}
+    missing = kube_studio.post("/api/v1/generations", json=request)
+    assert missing.status_code == 404 and "no TrainedModel 'some-model'" in missing.json()["detail"]
+    cluster.create("trainedmodels", trained_model("some-model"))  # not served: GenerationRequests
     answer = kube_studio.post("/api/v1/generations", json=request)
     assert answer.status_code == 202, answer.text
     resource = cluster.get("generationrequests", answer.json()["id"])
     assert resource["spec"]["trainedModelId"] == "some-model" and resource["spec"]["durationSeconds"] == 4
     assert resource["spec"]["randomSeed"] == answer.json()["parameters"]["random_seed"]
-    ab = kube_studio.post("/api/v1/generations", json=request | {"compare_with_base": True})
-    assert ab.status_code == 400 and "compare_with_base" in ab.json()["detail"]
+    ab = kube_studio.post("/api/v1/generations", json=request | {"compare_with_base": True}).json()
+    fine_tuned, base = (
+        cluster.get("generationrequests", ab["id"]),
+        cluster.get("generationrequests", ab["compare_id"]),
+    )
+    assert fine_tuned["metadata"]["annotations"]["musicgen.io/studio-compare"] == base["metadata"]["name"]
+    assert base["spec"]["useBaseModel"] is True and not fine_tuned["spec"]["useBaseModel"]
+    assert base["spec"]["randomSeed"] == fine_tuned["spec"]["randomSeed"] == ab["parameters"]["random_seed"]
+    twin = kube_studio.get(f"/api/v1/generations/{ab['compare_id']}").json()
+    assert (
+        twin["is_base"] is True and twin["model"] == "tiny-random" and twin["parameters"] == ab["parameters"]
+    )
 
 
 class _DenyingAPI(BaseHTTPRequestHandler):
@@ -165,6 +178,8 @@ def test_a_token_without_rbac_rights_gets_a_clear_403_and_nothing_is_written(tmp
             )
             assert answer.json()["detail"].startswith(f"{denied} default")
             assert client.get("/api/v1/models").status_code == 403
+            presign = client.post("/api/v1/datasets/sneaky/uploads", json={"filename": "a.wav", "size": 9})
+            assert presign.status_code == 403  # RBAC is asked before any URL is signed
     finally:
         server.shutdown()
     assert _DenyingAPI.tokens and set(_DenyingAPI.tokens) == {"Bearer bob-token"}

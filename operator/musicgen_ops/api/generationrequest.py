@@ -52,6 +52,11 @@ class GenerationRequestSpec(GenerationParameters, CamelModel):
         description="musicgen-melody models only: audio (WAV/MP3/FLAC) in object storage whose melody "
         "(chroma) the music follows; the Job downloads it.",
     )
+    use_base_model: bool = Field(
+        False,
+        description="Generate with the TrainedModel's base model alone, without its adapter (the B of an "
+        "A/B comparison; same prompt and seed).",
+    )
     output_uri: str | None = Field(
         None,
         pattern=STORAGE_URI_PATTERN,

@@ -50,8 +50,14 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     set_base_model_resolver(resolve_base_model)
     started = time.perf_counter()
     params = settings.parameters
-    cache = settings.cache_dir or Path(tempfile.mkdtemp(prefix="models-"))
-    local_model = download_model(models_root(settings.model_uri, settings.model_id), settings.model_id, cache)
+    model_id: str = settings.base_model if settings.use_base_model else settings.model_id
+    if settings.use_base_model:  # the B of an A/B: the adapter's base model alone
+        local_model: str | Path = settings.base_model
+    else:
+        cache = settings.cache_dir or Path(tempfile.mkdtemp(prefix="models-"))
+        local_model = download_model(
+            models_root(settings.model_uri, settings.model_id), settings.model_id, cache
+        )
     device = resolve_device(settings.device)
     # The fast (CUDA-graph) engine covers one 30 s window; longer tracks need the torch engine's
     # windowed continuation.
@@ -65,7 +71,7 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
             engine,
             scratch,
             audio_paths=[audio_path],
-            model_id=settings.model_id,
+            model_id=model_id,
             fetch_melody=lambda uri: fetch_melody(uri, Path(scratch)),
         )
         generated = time.perf_counter()
@@ -74,7 +80,7 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     finished = time.perf_counter()
     result = GenerationJobResult(
         output_uri=settings.output_uri,
-        model_id=settings.model_id,
+        model_id=model_id,
         seed=track.seed,
         duration_seconds=track.duration_seconds,
         sample_rate=track.sample_rate,

@@ -48,6 +48,12 @@ class TooLargeError(StudioError):
     status_code = 413
 
 
+class NotOfferedError(StudioError):
+    """The deployment does not offer this (e.g. presigned uploads on a file:// artifact store)."""
+
+    status_code = 501
+
+
 class Backend(Protocol):
     """Datasets, trainings, models and generations, wherever they live."""
 

@@ -44,6 +44,35 @@ class TrackPublic(BaseModel):
     channels: int | None = None
 
 
+class DirectUploadCreate(BaseModel):
+    """Ask for a presigned URL to PUT one audio file straight into storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255, description="Plain audio file name, e.g. take1.wav.")
+    size: int = Field(ge=1, description="Size of the file in bytes (at most the studio's upload limit).")
+
+
+class DirectUploadPublic(BaseModel):
+    """Where and how to PUT the file; then call ``complete`` with the ``upload_id``."""
+
+    upload_id: str
+    filename: str
+    url: str = Field(description="Presigned URL (S3/MinIO presigned PUT, Azure blob SAS).")
+    method: str = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry.")
+    expires: datetime
+    max_bytes: int
+
+
+class DirectUploadComplete(BaseModel):
+    """Finish a presigned upload: the studio fetches, decodes and stores the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=4096, description="Prompt of the track (default: its file name).")
+
+
 class DatasetPublic(BaseModel):
     """A dataset folder and its tracks."""
 

@@ -271,7 +271,8 @@ async function loadGenerateForm(modelId) {
   const base = $('#train-form').base_model.value || 'facebook/musicgen-small';
   const options = models.map((m) => new Option(`${m.model_id} (fine-tuned on ${m.base_model})`, m.model_id));
   const bases = [...new Set([...models.map((m) => m.base_model), base])];
-  options.push(...bases.map((b) => new Option(`${b} (base model)`, `base:${b}`)));
+  // On Kubernetes a base model alone renders only as the A/B twin of a TrainedModel's clip.
+  if (backend !== 'kubernetes') options.push(...bases.map((b) => new Option(`${b} (base model)`, `base:${b}`)));
   form.model.replaceChildren(...options);
   if (modelId) form.model.value = modelId;
   const params = state.schema.components.schemas.GenerationParameters.properties;
@@ -363,7 +364,6 @@ function askForToken() {
 
 async function start() {
   if (!hasToken()) await askForToken();
-  if (backend === 'kubernetes') $('#generate-form [name=compare_with_base]').closest('label').hidden = true;
   state.schema = await (await fetch('/api/v1/openapi.json')).json();
   setupDatasets();
   setupTrainForm();
