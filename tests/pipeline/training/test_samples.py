@@ -1,4 +1,4 @@
-"""Checkpoint samples: both training backends render a clip per prompt at every save, beside the checkpoint."""
+"""Checkpoint samples: both training backends render a clip per prompt at every save, beside it."""
 
 from __future__ import annotations
 
