@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import soundfile as sf
@@ -87,3 +88,28 @@ def test_samples_are_reproducible_and_leave_training_untouched(train_data_dir, t
     clip_a = (tmp_path / "a/checkpoints/checkpoint-2/samples/0.wav").read_bytes()
     assert clip_a == (tmp_path / "b/checkpoints/checkpoint-2/samples/0.wav").read_bytes()
     assert not (tmp_path / "plain/checkpoints/checkpoint-2/samples").exists()
+
+
+def test_rotated_checkpoints_take_their_samples_and_a_resumed_run_keeps_the_rest(train_data_dir, tmp_path):
+    options = dict(num_epochs=2, batch_size=4, save_steps=1, val_fraction=0.0)
+    options |= dict(sample_prompts=PROMPTS[:1], sample_seconds=SECONDS)
+    first = make_trainer()
+    result = first.train(dataset_for(first, train_data_dir), None, tmp_path, max_steps=2, **options)
+    assert [s.step for s in result.samples] == [1, 2]
+    shutil.rmtree(tmp_path / "checkpoints/checkpoint-1")  # rotated away, with its clip
+
+    writer = JsonLinesProgressWriter(tmp_path / "progress.jsonl")
+    again = make_trainer()
+    resumed = again.train(
+        dataset_for(again, train_data_dir),
+        None,
+        tmp_path,
+        max_steps=3,
+        resume=True,
+        reporter=writer,
+        **options,
+    )
+    assert resumed.resumed_from.endswith("checkpoint-2")
+    assert [s.step for s in resumed.samples] == [2, 3]
+    events = [TrainingProgress.model_validate_json(line) for line in writer.path.read_text().splitlines()]
+    assert [s.step for s in events[0].samples] == [2]  # known from the first run's samples.json
