@@ -47,6 +47,9 @@ NON_DEFAULT = {
         "logging_steps": 4,
         "condition_dropout": 0.15,
         "encode_batch_size": 8,
+        "sample_prompts": ["calm piano", "fast drums"],
+        "sample_seconds": 2.5,
+        "sample_seed": 11,
     },
     GenerationParameters: {
         "prompt": "dusty lofi drums",

@@ -125,6 +125,43 @@ def test_cancel_deletes_the_trainingjob_and_generation_is_a_request(kube_studio,
     )
 
 
+def test_checkpoint_samples_come_from_the_runs_progress(kube_studio, cluster, demo_tracks, tmp_path):  # noqa: F811
+    """The operator's status has no samples: the studio reads them from the run's progress.json."""
+    import numpy as np
+    import soundfile as sf
+
+    kube_studio.post("/api/v1/datasets", json={"name": "kube-samples"})
+    upload(kube_studio, "kube-samples", demo_tracks[0])
+    body = {"dataset": "kube-samples", "training": {"sample_prompts": ["dusty drums"], "sample_seconds": 1}}
+    name = kube_studio.post("/api/v1/trainings", json=body).json()["id"]
+    assert cluster.get("trainingjobs", name)["spec"]["training"]["samplePrompts"] == ["dusty drums"]
+    run_uri = cluster.wait_status("trainingjobs", name, lambda s: s.get("runUri"))["status"]["runUri"]
+    run = cluster.artifacts / run_uri.removeprefix(f"file://{cluster.artifacts}/")
+    clip = run / "checkpoints/checkpoint-2/samples/0.wav"
+    clip.parent.mkdir(parents=True)
+    sf.write(clip, np.zeros(32_000, dtype=np.float32), 32_000)
+    sample = {"step": 2, "index": 0, "prompt": "dusty drums", "path": "checkpoint-2/samples/0.wav"}
+    sample |= {"seconds": 1.0, "sample_rate": 32_000, "seed": 0}
+    write_progress(
+        cluster.artifacts,
+        run_uri,
+        TrainingProgress,
+        phase="saving",
+        epoch=1.0,
+        total_epochs=10,
+        step=2,
+        total_steps=20,
+        samples=[sample],
+    )
+    cluster.wait_status("trainingjobs", name, lambda s: s.get("currentStep") == 2)
+    training = kube_studio.get(f"/api/v1/trainings/{name}").json()
+    assert training["progress"]["samples"] == [sample]
+    audio = kube_studio.get(f"/api/v1/trainings/{name}/samples/2/0")
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert audio.content == clip.read_bytes()
+    assert kube_studio.get(f"/api/v1/trainings/{name}/samples/4/0").status_code == 404
+
+
 class _DenyingAPI(BaseHTTPRequestHandler):
     """A Kubernetes API server whose RBAC denies everything, remembering the tokens it saw."""
 

@@ -13,17 +13,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from musicgen_ops.api.common import API_VERSION
 from musicgen_ops.api.trainedmodel import TrainedModelSpec, TrainedModelStatus
 from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from musicgen_ops.contracts.manifest import TrainingSummary
-from musicgen_ops.contracts.progress import TrainingProgress
+from musicgen_ops.contracts.progress import CheckpointSample, TrainingProgress
 from musicgen_ops.contracts.training import TrainingRecipe
-from musicgen_ops.storage import read_manifest
-from musicgen_ops.studio.backend import ConflictError, InvalidInputError
+from musicgen_ops.storage import StorageError, open_object, read_manifest
+from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.datasets import StoreDatasets
 from musicgen_ops.studio.kube.client import KubeClient
 from musicgen_ops.studio.kube.generations import MANAGED_BY, MODELS, KubeGenerations, created_of
+from musicgen_ops.studio.samples import fetch_sample, find_sample
 from musicgen_ops.studio.schemas import (
     DatasetPublic,
     GenerationCreate,
@@ -162,7 +165,36 @@ class KubernetesBackend:
         return sorted(trainings, key=lambda t: t.created, reverse=True)
 
     def get_training(self, training_id: str) -> TrainingPublic:
-        return training_from(self.kube.get(TRAININGS, training_id))
+        obj = self.kube.get(TRAININGS, training_id)
+        return self._with_samples(training_from(obj), obj)
+
+    def training_sample(self, training_id: str, step: int, index: int) -> Path:
+        """The WAV of a checkpoint sample listed in the run's progress.json (the caller must see the job)."""
+        obj = self.kube.get(TRAININGS, training_id)
+        status = TrainingJobStatus.model_validate(obj.get("status") or {})
+        sample = find_sample(training_id, self._run_samples(status), step, index)
+        if not status.run_uri:
+            raise NotFoundError(f"error: training {training_id!r} has no run folder yet")
+        cache = self.settings.root / ".cache" / "samples" / training_id / (status.run_uri.rsplit("/", 1)[-1])
+        return fetch_sample(status.run_uri, sample, cache)
+
+    def _run_samples(self, status: TrainingJobStatus) -> list[CheckpointSample]:
+        """The checkpoint samples in the run's progress.json (the operator's status does not carry them)."""
+        if not status.progress_uri:
+            return []
+        try:
+            store, key = open_object(status.progress_uri)
+            return TrainingProgress.model_validate_json(store.get_bytes(key)).samples
+        except (StorageError, ValidationError):
+            return []
+
+    def _with_samples(self, training: TrainingPublic, obj: dict[str, Any]) -> TrainingPublic:
+        """``training`` with its checkpoint samples, when its recipe asks for some and it has progress."""
+        if training.progress is None or not training.recipe.training.sample_prompts:
+            return training
+        samples = self._run_samples(TrainingJobStatus.model_validate(obj.get("status") or {}))
+        progress = training.progress.model_copy(update={"samples": samples})
+        return training.model_copy(update={"progress": progress})
 
     def cancel_training(self, training_id: str) -> TrainingPublic:
         training = self.get_training(training_id)
@@ -188,7 +220,7 @@ class KubernetesBackend:
             if event["type"] == "DELETED":
                 yield training.model_copy(update={"state": "cancelled", "error": "deleted"})
                 return
-            training = with_points(training_from(event["object"]))
+            training = with_points(self._with_samples(training_from(event["object"]), event["object"]))
             yield training
             if training.state in ("completed", "failed"):
                 return
