@@ -103,6 +103,7 @@ class GenerationResult(BaseModel):
     )
     audio_sha256: str
     created: datetime
+    channels: int = Field(1, ge=1, description="Audio channels in the file (2 for stereo MusicGen).")
 
 
 class Timings(BaseModel):
