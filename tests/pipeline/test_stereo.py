@@ -158,3 +158,24 @@ def test_longer_than_one_window_is_refused_for_stereo(torch_engine):
         )
     with pytest.raises(NotImplementedError, match="mono MusicGen only"):
         torch_engine.generate(["x"], num_frames=2, audio_prompt=np.zeros((1, 1280), np.float32))
+
+
+def test_cli_preprocess_channels(tmp_path):
+    from typer.testing import CliRunner
+
+    from musicgen_ops.cli import app
+
+    raw = tmp_path / "raw"
+    write(raw / "mono.flac", 1.2, 22_050, channels=1)  # a mono track in a stereo dataset: both channels
+    write(raw / "wide.wav", 1.2, 48_000, channels=2)
+    result = CliRunner().invoke(
+        app, ["preprocess", "-i", str(raw), "-o", str(tmp_path / "out"), "--duration", "1", "--channels", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    for clip in (tmp_path / "out" / "clips").glob("*.wav"):
+        audio, _ = sf.read(clip, always_2d=True)
+        assert audio.shape[1] == 2
+        if clip.name.startswith("mono"):
+            np.testing.assert_array_equal(audio[:, 0], audio[:, 1])
+    bad = CliRunner().invoke(app, ["preprocess", "-i", str(raw), "-o", str(tmp_path / "o"), "--channels", "3"])
+    assert bad.exit_code != 0 and "--channels" in " ".join(bad.output.split())
