@@ -131,3 +131,4 @@ class GenerationJobResult(BaseModel):
     audio_sha256: str
     real_time_factor: float
     timings: Timings
+    channels: int = Field(1, ge=1, description="Audio channels (2 for stereo MusicGen).")
