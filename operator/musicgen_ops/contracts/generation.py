@@ -112,6 +112,7 @@ class GenerationResult(BaseModel):
     )
     audio_sha256: str
     created: datetime
+    channels: int = Field(1, ge=1, description="Audio channels in the file (2 for stereo MusicGen).")
 
 
 class Timings(BaseModel):
@@ -139,3 +140,4 @@ class GenerationJobResult(BaseModel):
     audio_sha256: str
     real_time_factor: float
     timings: Timings
+    channels: int = Field(1, ge=1, description="Audio channels (2 for stereo MusicGen).")

@@ -87,6 +87,7 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
         num_samples=track.num_samples,
         conditioning_text=track.conditioning_text,
         audio_sha256=track.audio_sha256,
+        channels=track.channels,
         real_time_factor=round((generated - loaded) / track.duration_seconds, 4),
         timings=Timings(
             load_seconds=round(loaded - started, 3),

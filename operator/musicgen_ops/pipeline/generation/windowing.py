@@ -50,13 +50,13 @@ def num_samples_for(duration_seconds: float, sample_rate: int) -> int:
 def _new_audio(out: GenerationOutput, prompt_samples: int, expected: int) -> np.ndarray:
     """The newly generated part of an engine's output (engines may or may not return the prompt)."""
     audio = np.asarray(out.audio, dtype=np.float32)
-    if audio.ndim == 3:  # [batch, channels, samples]
+    if audio.ndim == 3 and audio.shape[1] == 1:  # [batch, 1, samples]: mono
         audio = audio[:, 0]
-    if prompt_samples and audio.shape[1] >= prompt_samples + expected:
-        audio = audio[:, prompt_samples:]
-    if audio.shape[1] < expected:
-        raise RuntimeError(f"engine returned {audio.shape[1]} samples, expected at least {expected}")
-    return audio[:, :expected]
+    if prompt_samples and audio.shape[-1] >= prompt_samples + expected:
+        audio = audio[..., prompt_samples:]
+    if audio.shape[-1] < expected:
+        raise RuntimeError(f"engine returned {audio.shape[-1]} samples, expected at least {expected}")
+    return audio[..., :expected]
 
 
 def generate_windowed(
@@ -85,7 +85,8 @@ def generate_windowed(
             window is conditioned on the part of the melody under it (looped when shorter).
 
     Returns:
-        float32 ``[batch, num_samples]`` audio and the number of windows used.
+        float32 ``[batch, num_samples]`` audio (``[batch, 2, num_samples]`` from a stereo model) and the
+        number of windows used.
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
@@ -96,6 +97,11 @@ def generate_windowed(
         window_frames = min(window_frames, max_frames)
     context_frames = min(int(context_seconds * engine.frame_rate), window_frames - 1)
     total_frames = math.ceil(num_samples / hop)
+    if getattr(engine, "audio_channels", 1) != 1 and total_frames > window_frames:
+        raise ValueError(
+            f"stereo tracks are generated in one window: at most {window_frames / engine.frame_rate:g} s "
+            "(continuing a stereo track is not supported)"
+        )
     per_item = supports_item_seeds(engine)
     if not per_item and len(set(seeds)) > 1:
         raise ValueError("this engine takes one seed per call: generate prompts with different seeds apart")
@@ -141,5 +147,5 @@ def generate_windowed(
         pieces = [so_far, _new_audio(out, 0 if prompt is None else prompt.shape[1], new * hop)]
         done += new
         windows += 1
-    audio = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
-    return np.ascontiguousarray(audio[:, :num_samples], dtype=np.float32), windows
+    audio = np.concatenate(pieces, axis=-1) if len(pieces) > 1 else pieces[0]
+    return np.ascontiguousarray(audio[..., :num_samples], dtype=np.float32), windows

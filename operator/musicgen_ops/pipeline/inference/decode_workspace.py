@@ -129,6 +129,7 @@ class DecodeWorkspace:
             positions_table=self._positions,
             slots=self._slots,
             codebook_index=torch.arange(k, device=dev),
+            codebook_delay=torch.arange(k, device=dev) // w.audio_channels,
             **self.scalars,
         )
         self._buffers[batch] = buf

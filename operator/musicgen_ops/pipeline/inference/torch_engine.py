@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from musicgen_ops.pipeline.codes import delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 from musicgen_ops.pipeline.melody import melody_generate_inputs
@@ -185,6 +186,7 @@ class TorchEngine:
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
+        self.audio_channels = loaded.audio_channels  # 2: stereo, [batch, 2, samples] audio
         self.hop_length = self.sample_rate // self.frame_rate
         self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
         if self.decoder.sample_rate != self.sample_rate:
@@ -263,7 +265,7 @@ class TorchEngine:
                 **inputs,
                 do_sample=False,
                 guidance_scale=guidance if guidance > 1 else 1.0,  # <= 1: no unconditional half
-                max_new_tokens=num_frames + self.num_codebooks - 1,
+                max_new_tokens=num_frames + delay_span(self.num_codebooks, self.audio_channels),
                 logits_processor=[sampler],
             )
         done = time.perf_counter()
@@ -272,9 +274,10 @@ class TorchEngine:
         decoded = time.perf_counter()
         self.batch_sizes.append(len(prompts))
         samples = num_frames * self.hop_length
-        audio = audio[:, 0, prompt_samples : prompt_samples + samples].cpu().numpy()
-        if audio.shape[1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+        audio = audio[:, :, prompt_samples : prompt_samples + samples].cpu().numpy()
+        audio = audio[:, 0] if self.audio_channels == 1 else audio  # mono [batch, samples]
+        if audio.shape[-1] != samples:
+            raise RuntimeError(f"codec returned {audio.shape[-1]} new samples, expected {samples}")
         return GenerationOutput(
             audio=np.ascontiguousarray(audio, dtype=np.float32),
             sample_rate=self.sample_rate,
@@ -292,6 +295,8 @@ class TorchEngine:
         if audio_prompt is None:
             batch = self.processor(text=prompts, padding=True, return_tensors="pt")
             prompt_samples = 0
+        elif self.audio_channels != 1:
+            raise NotImplementedError("continuing an audio prompt is supported for mono MusicGen only")
         else:
             audio_prompt = np.asarray(audio_prompt, dtype=np.float32)
             if audio_prompt.ndim != 2 or audio_prompt.shape[0] != len(prompts):

@@ -118,7 +118,9 @@ class MusicGenLoRATrainer:
     def collator(self) -> MusicGenCollator:
         """The batch collator matching this model's tokenizer and pad token."""
         return MusicGenCollator(
-            self.processor.tokenizer.pad_token_id, self.loaded.model.config.decoder.pad_token_id
+            self.processor.tokenizer.pad_token_id,
+            self.loaded.model.config.decoder.pad_token_id,
+            audio_channels=self.loaded.audio_channels,
         )
 
     def train(
