@@ -3,11 +3,14 @@ boundaries, each window continues the previous one's codes, lengths are exact, a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from musicgen_ops.jobs.generate_job import fetch_audio_prompt
 from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.generation.batch import generate_to_files
 from musicgen_ops.pipeline.generation.windowing import generate_windowed, window_frames_for
@@ -137,7 +140,7 @@ def test_audio_prompt_file_through_generate_to_files(tiny_engine, tmp_path):
     params = {"prompt": "jazz", "duration_seconds": 0.5, "random_seed": 3, "audio_prompt_uri": str(clip)}
     (result,) = generate_to_files(
         [params], tiny_engine, tmp_path / "out", window_seconds=0.2, stride_seconds=0.12,
-        audio_prompt_files=[clip],
+        fetch_audio_prompt=Path,
     )  # fmt: skip
     audio, rate = sf.read(result.audio_path)
     assert (rate, len(audio), result.num_samples) == (32_000, 16_000, 16_000)
@@ -148,7 +151,7 @@ def test_audio_prompt_file_through_generate_to_files(tiny_engine, tmp_path):
     ("content", "duration", "match"),
     [
         (b"not audio at all", 1.0, "audio_prompt_uri: cannot decode"),
-        (None, 1.0, "audio_prompt_uri: .*no such file"),
+        (None, 1.0, "audio_prompt_uri: .*no such object"),
         ("long", 0.5, "audio_prompt_uri: the clip .* shorter than duration_seconds"),
     ],
     ids=["undecodable", "missing", "longer-than-duration"],
@@ -161,7 +164,8 @@ def test_bad_audio_prompts_are_clear_errors(tiny_engine, tmp_path, content, dura
         clip.write_bytes(content)
     params = {"prompt": "x", "duration_seconds": duration, "audio_prompt_uri": f"file://{clip}"}
     with pytest.raises(InvalidParametersError, match=match):
-        generate_to_files([params], tiny_engine, tmp_path / "out", audio_prompt_files=[clip])
+        fetch = lambda uri: fetch_audio_prompt(uri, tmp_path / "fetched")  # noqa: E731 - as the job does
+        generate_to_files([params], tiny_engine, tmp_path / "out", fetch_audio_prompt=fetch)
 
 
 def test_generate_to_files_never_opens_a_path_a_request_names(tiny_engine, tmp_path):

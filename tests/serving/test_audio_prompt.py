@@ -3,6 +3,7 @@ artifact store only) and the generate-job (downloaded through storage)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -81,6 +82,19 @@ async def test_http_audio_prompt_from_the_artifact_store(client):
     assert (rate, len(audio)) == (32_000, 12_800)
 
 
+async def test_http_inline_audio_prompt(client, tmp_path):
+    client, store = client
+    clip = base64.b64encode(write_clip(tmp_path / "intro.wav").read_bytes()).decode()
+    body = {"prompt": "jazz", "duration_seconds": 0.4, "random_seed": 2, "audio_prompt_base64": clip}
+    response = await client.post("/v1/generate", json=body)
+    assert response.status_code == 200, response.text
+    assert len(sf.read(io.BytesIO(response.content))[0]) == 12_800
+    both = {**body, "audio_prompt_uri": f"file://{store}/prompts/x.wav"}
+    for bad, reason in ((both, "not both"), ({**body, "audio_prompt_base64": "%%%%"}, "not valid base64")):
+        response = await client.post("/v1/generate", json=bad)
+        assert response.status_code == 422 and reason in response.text, response.text
+
+
 @pytest.mark.parametrize(
     "uri",
     ["/etc/passwd", "file:///etc/hostname", "file://{store}/../outside.wav", "s3://other-bucket/x.wav"],
@@ -114,6 +128,16 @@ def test_generate_job_downloads_the_prompt(tmp_path):
     clip = write_clip(tmp_path / "intro.wav")
     local = fetch_audio_prompt(f"file://{clip}", tmp_path / "scratch")
     assert local.parent == tmp_path / "scratch" and local.read_bytes() == clip.read_bytes()
-    assert fetch_audio_prompt(None, tmp_path) is None
     with pytest.raises(InvalidParametersError, match="audio_prompt_uri: .*no such object"):
         fetch_audio_prompt(f"file://{tmp_path}/missing.wav", tmp_path / "scratch")
+
+
+def test_the_studio_refuses_audio_prompts_at_its_edge():
+    """The studio would read the clip on its own machine: it takes none (as with melody_uri)."""
+    from pydantic import ValidationError
+
+    from musicgen_ops.studio.schemas import GenerationCreate
+
+    body = {"base_model": "tiny-random", "parameters": {"prompt": "p", "audio_prompt_uri": "/etc/hostname"}}
+    with pytest.raises(ValidationError, match="audio_prompt_uri is not accepted by the studio"):
+        GenerationCreate.model_validate(body)

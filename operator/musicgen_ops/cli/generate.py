@@ -64,6 +64,15 @@ def _check_writable(folder: Path) -> None:
             return
 
 
+def _check_melodies(params: list[GenerationParameters]) -> None:
+    """Fail before loading any model when a ``--melody`` file is not there."""
+    from musicgen_ops.pipeline.melody import local_melody_path
+
+    for item in params:
+        if item.melody_uri and not local_melody_path(item.melody_uri).expanduser().is_file():
+            exit_with_error(f"--melody {item.melody_uri}: no such file")
+
+
 def generate(
     model: str = typer.Option(
         "facebook/musicgen-small",
@@ -96,6 +105,12 @@ def generate(
     bit_depth: int = field_option(P, "bit_depth"),
     target_lufs: float | None = field_option(P, "target_lufs", "--loudness"),
     true_peak_dbtp: float = field_option(P, "true_peak_dbtp"),
+    melody_uri: str | None = field_option(
+        P,
+        "melody_uri",
+        "--melody",
+        help="Audio file (WAV/MP3/FLAC) whose melody the music follows (musicgen-melody models only).",
+    ),
     audio_prompt: Path | None = field_option(
         P,
         "audio_prompt_uri",
@@ -153,6 +168,7 @@ def generate(
             "bit_depth": bit_depth,
             "target_lufs": target_lufs,
             "true_peak_dbtp": true_peak_dbtp,
+            "melody_uri": melody_uri,
             "audio_prompt_uri": None if audio_prompt is None else str(audio_prompt),
         }
         raw = [{k: v for k, v in options.items() if v is not None}]
@@ -163,9 +179,7 @@ def generate(
     scratch = Path(tempfile.mkdtemp(prefix="audio-prompts-"))  # audio prompts, fetched as the job does
     try:
         params = [validate_parameters(item) for item in raw]
-        prompt_files = [
-            fetch_audio_prompt(p.audio_prompt_uri, scratch / str(i)) for i, p in enumerate(params)
-        ]
+        _check_melodies(params)
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,
@@ -180,7 +194,7 @@ def generate(
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
                 stride_seconds=stride_seconds,
-                audio_prompt_files=prompt_files,
+                fetch_audio_prompt=lambda uri: fetch_audio_prompt(uri, scratch),
                 spectrogram=spectrogram,
             )
     except (PipelineError, StorageError, ValueError) as err:

@@ -55,6 +55,13 @@ def train(
     save_total_limit: int = field_option(T, "save_total_limit"),
     logging_steps: int = field_option(T, "logging_steps"),
     backend: str = field_option(T, "backend"),
+    sample_prompts: list[str] = typer.Option(
+        [],
+        "--sample-prompt",
+        help="Render this prompt at each checkpoint into checkpoints/.../samples (repeat for several).",
+    ),
+    sample_seconds: float = field_option(T, "sample_seconds"),
+    sample_seed: int = field_option(T, "sample_seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --output-dir."),
     merge: bool = typer.Option(False, "--merge", help="Also write merged full weights (final_model/merged)."),
@@ -103,7 +110,13 @@ def train(
 
 
 #: Fields whose option is not ``--<field-with-dashes>``.
-_OPTION_NAMES = {"learning_rate": "lr", "r": "lora-r", "alpha": "lora-alpha", "dropout": "lora-dropout"}
+_OPTION_NAMES = {
+    "learning_rate": "lr",
+    "r": "lora-r",
+    "alpha": "lora-alpha",
+    "dropout": "lora-dropout",
+    "sample_prompts": "sample-prompt",
+}
 
 
 def register(app: typer.Typer) -> None:

@@ -94,6 +94,7 @@ class GenerateJobEnvironment(JobEnvironment):
     model_uri: str = Field(description="Folder URI of the model's artifacts (models/<model_id>).")
     base_model: str = Field("facebook/musicgen-small", description="Base model the adapter fits.")
     parameters: GenerationParameters = Field(description="What to generate.")
+    use_base_model: bool = Field(False, description="Generate with base_model alone (no adapter), for A/B.")
     output_uri: str = Field(description="URI of the audio file to write.")
     result_uri: str = Field(description="URI of the JSON result (GenerationJobResult).")
 

@@ -32,6 +32,8 @@ MAX_DURATION_SECONDS = 300.0
 MAX_PROMPT_CHARS = 2000
 #: Largest seed (seeds are unsigned 32-bit, as numpy's and audiocraft's).
 MAX_SEED = 2**32 - 1
+#: Longest melody reference (URI or path).
+MAX_MELODY_URI_CHARS = 2048
 #: Longest audio prompt URI.
 MAX_AUDIO_PROMPT_URI_CHARS = 2048
 
@@ -75,6 +77,13 @@ class GenerationParameters(Contract):
         le=TRUE_PEAK_RANGE[1],
         description="True-peak ceiling (dBTP) when normalising loudness.",
     )
+    melody_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MELODY_URI_CHARS,
+        description="musicgen-melody models only: audio (WAV/MP3/FLAC) whose melody (chroma) the music "
+        "follows; a storage URI (s3://, az://, file://), or a local path in the CLI.",
+    )
     audio_prompt_uri: str | None = Field(
         None,
         min_length=1,
@@ -112,6 +121,7 @@ class GenerationResult(BaseModel):
     )
     audio_sha256: str
     created: datetime
+    channels: int = Field(1, ge=1, description="Audio channels in the file (2 for stereo MusicGen).")
 
 
 class Timings(BaseModel):
@@ -139,3 +149,4 @@ class GenerationJobResult(BaseModel):
     audio_sha256: str
     real_time_factor: float
     timings: Timings
+    channels: int = Field(1, ge=1, description="Audio channels (2 for stereo MusicGen).")

@@ -50,7 +50,12 @@ def prepare_dataset(settings: TrainJobEnvironment, scratch: Path) -> Path:
         staging.rename(downloaded)
     if (downloaded / MANIFEST_NAME).is_file():
         return downloaded
-    result = AudioDataPreprocessor().preprocess_directory(downloaded, scratch / "preprocessed")
+    from musicgen_ops.pipeline.models import base_model_audio_channels
+
+    channels = base_model_audio_channels(settings.base_model)  # stereo models train on stereo clips
+    result = AudioDataPreprocessor(channels=channels).preprocess_directory(
+        downloaded, scratch / "preprocessed"
+    )
     for source, reason in result.skipped:
         logger.warning("skipped %s: %s", source, reason)
     if not result.entries:

@@ -40,6 +40,7 @@ from musicgen_ops.pipeline.generation.batch import (
     validate_parameters,
 )
 from musicgen_ops.pipeline.generation.writer import write_result
+from musicgen_ops.pipeline.melody import require_melody_support
 from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.errors import (
@@ -50,8 +51,9 @@ from musicgen_ops.serving.errors import (
     ServingError,
 )
 from musicgen_ops.serving.jobstore import JobStore
+from musicgen_ops.serving.melody import request_melody
 from musicgen_ops.serving.metrics import ServingMetrics
-from musicgen_ops.serving.prompts import load_request_prompt, prompt_location
+from musicgen_ops.serving.prompts import check_request_prompt, request_prompt
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
     GenerateRequest,
@@ -203,7 +205,14 @@ class GenerationService:
         """Loaded models (most recently used last) and the ones available to load."""
         loaded = {e.key: e for e in self.cache.entries()}
         infos = [
-            ModelInfo(model_id=k, loaded=True, memory_bytes=e.memory_bytes, source=e.source)
+            ModelInfo(
+                model_id=k,
+                loaded=True,
+                memory_bytes=e.memory_bytes,
+                source=e.source,
+                family=getattr(e.engine, "family", None),
+                melody=bool(getattr(e.engine, "supports_melody", False)),
+            )
             for k, e in loaded.items()
         ]
         for model_id, source in available_models(self.settings).items():
@@ -269,8 +278,7 @@ class GenerationService:
             params = validate_parameters(
                 parameters, model=GenerateRequest, max_duration_seconds=self.settings.max_duration_seconds
             )
-            if params.audio_prompt_uri is not None:  # refused before any work: never an arbitrary file
-                prompt_location(params.audio_prompt_uri, self.settings)
+            check_request_prompt(params, self.settings)  # refused before any work: never an arbitrary file
             return params
         except InvalidParametersError:
             self.metrics.requests.labels(outcome="invalid").inc()
@@ -284,12 +292,12 @@ class GenerationService:
             model_key = self.model_key(params, self.settings)
             engine = await self.cache.get(model_key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
-            prompt = None
-            if params.audio_prompt_uri is not None:
-                prompt = await asyncio.to_thread(
-                    load_request_prompt, params.audio_prompt_uri, self.settings, engine.sample_rate
-                )
-            request = prepare(params, engine.sample_rate, prompt)
+            wanted = bool(params.melody_uri or params.melody_base64)
+            field = "melody_uri" if params.melody_uri else "melody_base64"
+            require_melody_support(engine, model_key, wanted, field=field)
+            melody = await asyncio.to_thread(request_melody, params, self.settings, engine.sample_rate)
+            prompt = await asyncio.to_thread(request_prompt, params, self.settings, engine.sample_rate)
+            request = prepare(params, engine.sample_rate, melody=melody, prompt_audio=prompt)
             outcome = await self._submit(model_key, engine, request)
             path = output_dir / f"{name or request.request_id}.{params.output_format}"
             result = await asyncio.to_thread(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from musicgen_ops.contracts.base import describe_validation_error
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 from musicgen_ops.pipeline.errors import InvalidParametersError
-from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, load_audio_prompt
+from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, read_audio_prompt
 from musicgen_ops.pipeline.generation.windowing import (
     DEFAULT_STRIDE_SECONDS,
     DEFAULT_WINDOW_SECONDS,
@@ -37,6 +37,7 @@ from musicgen_ops.pipeline.generation.windowing import (
 )
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.inference.base import SamplingParams
+from musicgen_ops.pipeline.melody import read_melody, require_melody_support
 from musicgen_ops.pipeline.prompting import compose_prompt
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ class PreparedRequest:
     num_samples: int
     sampling: SamplingParams
     request_id: str = field(default_factory=lambda: secrets.token_hex(6))
-    prompt_audio: np.ndarray | None = None  # float32 mono at the model's rate: the clip to continue
+    #: musicgen-melody: the decoded melody (mono, model rate) the track follows.
+    melody: np.ndarray | None = None
+    #: The decoded ``audio_prompt_uri`` (mono, model rate): the clip the track continues.
+    prompt_audio: np.ndarray | None = None
 
 
 def validate_parameters(
@@ -83,13 +87,15 @@ def validate_parameters(
 
 
 def prepare(
-    params: GenerationParameters, sample_rate: int, prompt_audio: np.ndarray | None = None
+    params: GenerationParameters,
+    sample_rate: int,
+    *,
+    melody: np.ndarray | None = None,
+    prompt_audio: np.ndarray | None = None,
 ) -> PreparedRequest:
-    """Fold structured fields into the prompt, pick the seed, compute the exact length.
-
-    ``prompt_audio`` is the decoded ``audio_prompt_uri`` (mono float32 at ``sample_rate``); it must be
-    shorter than ``duration_seconds``, which it is part of.
-    """
+    """Fold structured fields into the prompt, pick the seed, compute the exact length; ``melody`` is
+    the decoded ``melody_uri`` (see ``pipeline.melody.read_melody``), ``prompt_audio`` the decoded
+    ``audio_prompt_uri``, shorter than ``duration_seconds``, which includes it."""
     total = num_samples_for(params.duration_seconds, sample_rate)
     if prompt_audio is not None and prompt_audio.shape[-1] >= total:
         line = (
@@ -118,6 +124,7 @@ def prepare(
         seed=seed,
         num_samples=total,
         sampling=sampling,
+        melody=melody,
         prompt_audio=prompt_audio,
     )
 
@@ -139,8 +146,8 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
         s.top_p,
         s.do_sample,
     )
-    if not supports_item_seeds(engine) or request.prompt_audio is not None:
-        key += (request.request_id,)  # one seed per call, or its own audio prompt: never share a batch
+    if not supports_item_seeds(engine) or request.melody is not None or request.prompt_audio is not None:
+        key += (request.request_id,)  # one seed, melody or audio prompt per call: never share a batch
     return key
 
 
@@ -165,6 +172,7 @@ def run_batch(
         window_seconds=window_seconds,
         stride_seconds=stride_seconds,
         prompt_codes=prompt_codes,
+        melody=[r.melody for r in requests] if any(r.melody is not None for r in requests) else None,
     )
 
 
@@ -182,9 +190,10 @@ def generate_to_files(
     max_batch_size: int = 8,
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
     stride_seconds: float = DEFAULT_STRIDE_SECONDS,
-    audio_prompt_files: Sequence[str | Path | None] | None = None,
     spectrogram: bool = False,
     model_id: str | None = None,
+    fetch_melody: Callable[[str], Path] | None = None,
+    fetch_audio_prompt: Callable[[str], Path] | None = None,
 ) -> list[GenerationResult]:
     """Generate every request with one model and write each result's files (batch/Job mode).
 
@@ -196,11 +205,13 @@ def generate_to_files(
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
         window_seconds, stride_seconds: token-level continuation beyond the model's window.
-        audio_prompt_files: the local copy of each request's ``audio_prompt_uri`` (None where it has
-            none), fetched by the caller, which alone knows what it may read; without them a request
-            with ``audio_prompt_uri`` is refused (this function never opens a path a request names).
         spectrogram: also write spectrogram PNGs.
         model_id: name recorded in the sidecars (default: ``model_ref``).
+        fetch_melody: maps a ``melody_uri`` to a local file (the jobs download through storage);
+            default: local paths and ``file://`` URIs only.
+        fetch_audio_prompt: maps an ``audio_prompt_uri`` to a local file (the CLI and the generate-job
+            download through storage); without it a request with ``audio_prompt_uri`` is refused: the
+            caller alone knows what it may read, this function never opens a path a request names.
 
     Returns:
         One result per request, in input order.
@@ -217,16 +228,16 @@ def generate_to_files(
         gen = model_ref
         model_id = model_id or str(getattr(gen, "name", "engine"))
     output_dir = Path(output_dir)
-    if audio_prompt_files is not None and len(audio_prompt_files) != len(validated):
-        raise ValueError(f"got {len(audio_prompt_files)} audio prompt files for {len(validated)} requests")
-    prepared = []
-    for index, params in enumerate(validated):
-        local = audio_prompt_files[index] if audio_prompt_files is not None else None
-        if local is None and params.audio_prompt_uri is not None:
-            line = f"audio_prompt_uri: {params.audio_prompt_uri}: audio prompts are not read here"
-            raise InvalidParametersError(line, fields=[line])
-        prompt = None if local is None else load_audio_prompt(Path(local), gen.sample_rate)
-        prepared.append(prepare(params, gen.sample_rate, prompt))
+    require_melody_support(gen, model_id, any(p.melody_uri for p in validated))
+    prepared = [
+        prepare(
+            p,
+            gen.sample_rate,
+            melody=read_melody(p.melody_uri, gen.sample_rate, fetch_melody),
+            prompt_audio=read_audio_prompt(p.audio_prompt_uri, gen.sample_rate, fetch_audio_prompt),
+        )
+        for p in validated
+    ]
     groups: dict[Hashable, list[int]] = {}
     for index, request in enumerate(prepared):
         groups.setdefault(batch_key(model_id, request, gen), []).append(index)

@@ -6,6 +6,7 @@ from its own artifact store) and hands over a local file; the pipeline never ope
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,22 @@ FIELD = "audio_prompt_uri"
 def _invalid(reason: str) -> InvalidParametersError:
     line = f"{FIELD}: {reason}"
     return InvalidParametersError(line, fields=[line])
+
+
+def read_audio_prompt(
+    uri: str | None, sample_rate: int, fetch: Callable[[str], Path] | None
+) -> np.ndarray | None:
+    """The clip a request's ``audio_prompt_uri`` names, fetched by ``fetch`` and decoded; None without one.
+
+    Raises:
+        InvalidParametersError: no ``fetch`` (this caller reads no audio prompts), a missing or
+            undecodable file.
+    """
+    if uri is None:
+        return None
+    if fetch is None:
+        raise _invalid(f"{uri}: audio prompts are not read here")
+    return load_audio_prompt(fetch(uri), sample_rate)
 
 
 def load_audio_prompt(path: Path, sample_rate: int) -> np.ndarray:
@@ -54,3 +71,26 @@ def encode_prompt(engine: Any, audio: np.ndarray) -> np.ndarray:
         return encode(np.asarray(audio, dtype=np.float32)[None])
     except ValueError as err:
         raise _invalid(str(err)) from err
+
+
+def decode_audio_prompt_bytes(
+    data: bytes, sample_rate: int, *, field: str = "audio_prompt_base64"
+) -> np.ndarray:
+    """A clip sent inline (WAV/FLAC/OGG/MP3 bytes) as float32 mono ``[samples]`` at ``sample_rate``.
+
+    Raises:
+        InvalidParametersError: not decodable audio, or no usable samples (naming ``field``).
+    """
+    import io
+
+    import soundfile as sf
+
+    try:
+        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        line = f"{field}: cannot decode the clip ({err})"
+        raise InvalidParametersError(line, fields=[line]) from err
+    if audio.size == 0 or not np.isfinite(audio).all():
+        line = f"{field}: no usable audio samples"
+        raise InvalidParametersError(line, fields=[line])
+    return resample(to_mono(audio.T), int(rate), sample_rate).astype(np.float32, copy=False)

@@ -29,6 +29,7 @@ import numpy as np
 
 from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
+from musicgen_ops.pipeline.melody import melody_for_window
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ def _window_frames(engine: Any, window_seconds: float) -> int:
 
 
 def decode_codes(engine: Any, codes: np.ndarray) -> np.ndarray:
-    """A track's codes ``[batch, K, frames]`` through the engine's decoder: float32 mono ``[batch, samples]``
-    (one row at a time, so a 300 s batch never holds every row's codec activations at once)."""
+    """A track's codes ``[batch, K, frames]`` through the engine's decoder: float32 ``[batch, samples]``
+    (mono) or ``[batch, 2, samples]`` (stereo), one row at a time, so a 300 s batch never holds every
+    row's codec activations at once."""
     import torch
 
     decoder = getattr(engine, "decoder", None)
@@ -96,7 +98,8 @@ def decode_codes(engine: Any, codes: np.ndarray) -> np.ndarray:
     for row in np.asarray(codes, dtype=np.int64):
         with torch.inference_mode():
             values = decoder.decode(torch.from_numpy(row[None]))
-        rows.append(values[0, 0].float().cpu().numpy())
+        values = values[0].float().cpu().numpy()  # [channels, samples]
+        rows.append(values[0] if values.shape[0] == 1 else values)
     return np.stack(rows).astype(np.float32, copy=False)
 
 
@@ -110,6 +113,7 @@ def generate_windowed(
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
     stride_seconds: float = DEFAULT_STRIDE_SECONDS,
     prompt_codes: np.ndarray | None = None,
+    melody: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Generate exactly ``num_samples`` samples per prompt, in as many windows as needed.
 
@@ -125,9 +129,12 @@ def generate_windowed(
         stride_seconds: how far each next window starts after the previous one (audiocraft's
             ``extend_stride``); the rest of the window is the previous window's codes.
         prompt_codes: int64 ``[batch, K, frames]`` codes of an audio prompt: the track starts with them.
+        melody: musicgen-melody engines: per prompt, mono audio (or None) the music follows; each
+            window is conditioned on the part of the melody under it (looped when shorter).
 
     Returns:
-        float32 ``[batch, num_samples]`` audio and the number of windows used.
+        float32 ``[batch, num_samples]`` audio (``[batch, 2, num_samples]`` from a stereo model) and the
+        number of windows used.
     """
     if len(seeds) != len(prompts):
         raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
@@ -141,9 +148,16 @@ def generate_windowed(
     if context is not None:
         _check_prompt(context, len(prompts), total_frames, window_frames, engine.frame_rate)
 
-    def call(frames: int, window: int, prefix: np.ndarray | None, decode: bool) -> GenerationOutput:
+    def call(
+        frames: int, window: int, prefix: np.ndarray | None, decode: bool, start: int
+    ) -> GenerationOutput:
+        """One window: ``frames`` new frames after ``prefix``, the window starting at frame ``start``."""
         window_seeds = [window_seed(s, window) for s in seeds]
         kwargs: dict[str, Any] = {"num_frames": frames}  # extras only when used: simple engines still fit
+        if melody is not None:  # the melody under this window (its code prefix included)
+            held = 0 if prefix is None else prefix.shape[-1]
+            under = (start * hop, (held + frames) * hop)
+            kwargs["melody"] = [None if m is None else melody_for_window(m, *under) for m in melody]
         if not decode:
             kwargs["decode"] = False
         if prefix is not None:
@@ -153,14 +167,14 @@ def generate_windowed(
         return engine.generate(prompts, sampling=replace(sampling, seed=window_seeds[0]), **kwargs)
 
     if context is None and total_frames <= window_frames:  # one window: the engine decodes its own codes
-        audio = _audio(call(total_frames, 0, None, True), total_frames * hop)
-        return np.ascontiguousarray(audio[:, :num_samples]), 1
+        audio = _audio(call(total_frames, 0, None, True, 0), total_frames * hop)
+        return np.ascontiguousarray(audio[..., :num_samples]), 1
     pieces = [] if context is None else [context]
     offset, windows = 0, 0  # offset: the frame the current window starts at
     while True:
         held = 0 if context is None else context.shape[-1]
         span = min(total_frames - offset, window_frames)
-        new = _codes(call(span - held, windows, context, False), span - held)
+        new = _codes(call(span - held, windows, context, False, offset), span - held)
         pieces.append(new)
         windows += 1
         if offset + span >= total_frames:
@@ -172,9 +186,9 @@ def generate_windowed(
         offset += stride_frames
     codes = np.concatenate(pieces, axis=-1)
     audio = decode_codes(engine, codes)
-    if audio.shape[1] < num_samples:
-        raise RuntimeError(f"decoder returned {audio.shape[1]} samples, expected {num_samples}")
-    return np.ascontiguousarray(audio[:, :num_samples]), windows
+    if audio.shape[-1] < num_samples:
+        raise RuntimeError(f"decoder returned {audio.shape[-1]} samples, expected {num_samples}")
+    return np.ascontiguousarray(audio[..., :num_samples]), windows
 
 
 def _check_prompt(codes: np.ndarray, batch: int, total: int, window: int, frame_rate: int) -> None:
@@ -201,10 +215,10 @@ def _codes(out: GenerationOutput, expected: int) -> np.ndarray:
 
 
 def _audio(out: GenerationOutput, expected: int) -> np.ndarray:
-    """An engine's mono audio ``[batch, samples]`` (at least ``expected`` samples)."""
+    """An engine's audio ``[batch, samples]`` (mono) or ``[batch, 2, samples]`` (at least ``expected``)."""
     audio = np.asarray(out.audio, dtype=np.float32)
-    if audio.ndim == 3:  # [batch, channels, samples]
+    if audio.ndim == 3 and audio.shape[1] == 1:  # [batch, 1, samples]: mono
         audio = audio[:, 0]
-    if audio.shape[1] < expected:
-        raise RuntimeError(f"engine returned {audio.shape[1]} samples, expected at least {expected}")
+    if audio.shape[-1] < expected:
+        raise RuntimeError(f"engine returned {audio.shape[-1]} samples, expected at least {expected}")
     return audio

@@ -132,6 +132,7 @@ class DecodeWorkspace:
             positions_table=self._positions,
             slots=self._slots,
             codebook_index=torch.arange(k, device=dev),
+            codebook_delay=torch.arange(k, device=dev) // w.audio_channels,
             **self.scalars,
         )
         self._buffers[batch] = buf
@@ -161,7 +162,7 @@ class DecodeWorkspace:
         in one causal forward (as ``generate()`` does for ``decoder_input_ids``); the steps after it write
         its remaining delayed codes (``buf.forced``). Returns the first step still to run (``P``)."""
         count, length = prefix.shape[0], prefix.shape[-1]
-        delayed = apply_delay_pattern(prefix, -1)  # [count, K, P + K - 1], -1 where no prefix code
+        delayed = apply_delay_pattern(prefix, -1, self.weights.audio_channels)  # -1: no prefix code there
         buf.forced[:count, :, : delayed.shape[-1]].copy_(delayed)
         head = delayed[..., :length]
         buf.codes[:count, :, :length].copy_(torch.where(head >= 0, head, self.weights.pad_token_id))

@@ -70,8 +70,12 @@ def plain_musicgen(model):
         raise FastEngineError(
             f"the fast engine serves MusicgenForConditionalGeneration models, got {type(model).__name__}"
         )
-    if int(model.config.decoder.audio_channels) != 1:
-        raise FastEngineError("the fast engine serves mono MusicGen only (stereo interleaves codebooks)")
+    channels, codebooks = int(model.config.decoder.audio_channels), int(model.config.decoder.num_codebooks)
+    if channels not in (1, 2) or codebooks % channels:
+        raise FastEngineError(
+            f"the fast engine serves mono or stereo MusicGen, got audio_channels={channels} with "
+            f"{codebooks} codebooks"
+        )
     return model.eval()
 
 

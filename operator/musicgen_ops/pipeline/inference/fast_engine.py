@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musicgen_ops.pipeline.codes import check_prefix_codes, revert_delay_pattern
+from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
@@ -100,6 +100,9 @@ class FastGenerationEngine:
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
+        self.audio_channels = loaded.audio_channels  # 2: stereo, [batch, 2, samples] audio
+        #: Steps beyond the frames (the delay pattern's span: K - 1 mono, K / 2 - 1 stereo).
+        self.delay_span = delay_span(self.num_codebooks, self.audio_channels)
         self.hop_length = self.sample_rate // self.frame_rate
         self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
         if self.decoder.sample_rate != self.sample_rate:
@@ -107,8 +110,7 @@ class FastGenerationEngine:
                 f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
                 f"the model's codes are for {self.sample_rate} Hz"
             )
-        k = self.num_codebooks
-        steps = [round(s * self.frame_rate) + k - 1 for s in self.config.length_buckets_s]
+        steps = [round(s * self.frame_rate) + self.delay_span for s in self.config.length_buckets_s]
         #: Cache windows (slots), one per length bucket, ascending.
         self.windows = sorted({math.ceil(n / _CACHE_ALIGN) * _CACHE_ALIGN for n in steps})
         #: Batch size of every chunk run, in order (for tests and metrics).
@@ -221,7 +223,7 @@ class FastGenerationEngine:
             codes.append(out.codes)
             for key, value in out.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
-        timings["steps"] = float(num_frames + self.num_codebooks - 1)  # a prefix is one prefill, not steps
+        timings["steps"] = float(num_frames + self.delay_span)  # a prefix is one prefill, not steps
         return GenerationOutput(
             audio=np.concatenate(audio),
             sample_rate=self.sample_rate,
@@ -245,9 +247,9 @@ class FastGenerationEngine:
     ) -> None:
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise FastEngineError("prompts must be a non-empty list of strings")
-        steps = prefix_frames + num_frames + self.num_codebooks - 1
+        steps = prefix_frames + num_frames + self.delay_span
         if num_frames < 1 or steps > self.windows[-1]:
-            capacity = self.windows[-1] - self.num_codebooks + 1 - prefix_frames
+            capacity = self.windows[-1] - self.delay_span - prefix_frames
             raise FastEngineError(
                 f"num_frames={num_frames} is outside 1..{capacity} (the longest length bucket, "
                 f"{self.config.length_buckets_s[-1]} s, less {prefix_frames} prefix frames); "
@@ -300,7 +302,7 @@ class FastGenerationEngine:
             end = done if timings is not None else max(0, done - lookahead_frames)
             if end > emitted:
                 audio = self._decode_audio(codes[..., :done], done)
-                yield audio[:, emitted * self.hop_length : end * self.hop_length]
+                yield audio[..., emitted * self.hop_length : end * self.hop_length]
                 emitted = end
 
     def _generate_chunk(
@@ -317,7 +319,7 @@ class FastGenerationEngine:
         skip = 0 if prefix is None else prefix.shape[-1]
         before = time.perf_counter()
         if decode:  # prefix and new frames decoded together: the codec sees the context it continues
-            audio = self._decode_audio(codes, skip + num_frames)[:, skip * self.hop_length :]
+            audio = self._decode_audio(codes, skip + num_frames)[..., skip * self.hop_length :]
         else:
             audio = np.zeros((len(prompts), 0), dtype=np.float32)
         timings["codec"] = time.perf_counter() - before
@@ -338,9 +340,9 @@ class FastGenerationEngine:
         """Decode one batch (at most the largest bucket). Yields ``(codes [B, K, frames done], None)``
         each time ``every`` more frames are complete, then ``(all codes, timings)``; the codes start
         with ``prefix`` (``[B, K, P]``) when one is given."""
-        count, k = len(prompts), self.num_codebooks
+        count, span, channels = len(prompts), self.delay_span, self.audio_channels
         num_frames += 0 if prefix is None else prefix.shape[-1]
-        steps = num_frames + k - 1
+        steps = num_frames + span
         batch = next(b for b in self.config.batch_buckets if b >= count)
         ws = self.workspace
         with self._lock:  # a suspended stream keeps the lock; inference mode is entered per piece
@@ -359,14 +361,14 @@ class FastGenerationEngine:
                             buf.noise[row].exponential_(generator=gen)
                         buf.noise[:count].clamp_min_(torch.finfo(torch.float32).tiny)
                     ws.step(buf, windows[step], text)
-                    done = step - k + 2  # frames complete after this step
+                    done = step - span + 1  # frames complete after this step
                     partial = None
                     if every and done > 0 and done % every == 0 and done < num_frames:
-                        partial = revert_delay_pattern(buf.codes[:count, :, : done + k - 1])
+                        partial = revert_delay_pattern(buf.codes[:count, :, : done + span], channels)
                 if partial is not None:
                     yield partial, None
             with torch.inference_mode():
-                codes = revert_delay_pattern(buf.codes[:count, :, :steps])
+                codes = revert_delay_pattern(buf.codes[:count, :, :steps], channels)
                 self._sync()
             t2 = time.perf_counter()
         yield codes, {"encode": t1 - t0 - capture, "capture": capture, "decode": t2 - t1}
@@ -421,12 +423,14 @@ class FastGenerationEngine:
         return full, full_mask
 
     def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
-        """``[B, K, frames]`` codes through the engine's decoder to float32 mono ``[B, samples]``."""
+        """``[B, K, frames]`` codes through the engine's decoder to float32 ``[B, samples]`` (mono) or
+        ``[B, 2, samples]`` (stereo)."""
         values = self.decoder.decode(codes)
         samples = num_frames * self.hop_length
-        audio = values[:, 0, :samples].cpu().numpy()
-        if audio.shape[1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[1]} samples, expected {samples}")
+        audio = values[:, :, :samples].cpu().numpy()
+        audio = audio[:, 0] if self.audio_channels == 1 else audio
+        if audio.shape[-1] != samples:
+            raise RuntimeError(f"codec returned {audio.shape[-1]} samples, expected {samples}")
         return np.ascontiguousarray(audio, dtype=np.float32)
 
     def _generators(self, seeds: list[int]) -> list[torch.Generator]:

@@ -17,7 +17,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from musicgen_ops.pipeline.errors import DeviceNotAvailableError, ModelNotAvailableError
+from musicgen_ops.pipeline.errors import (
+    DeviceNotAvailableError,
+    ModelNotAvailableError,
+    UnsupportedModelError,
+)
 from musicgen_ops.pipeline.inference.base import GenerationEngine
 from musicgen_ops.pipeline.inference.decoders import DEFAULT_DECODER, available_decoders, build_decoder
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
@@ -221,6 +225,7 @@ def open_engine(
     if path.is_dir() and not (engine in ("onnx", "torchscript") and model_format == "auto"):
         path, family = locate_format(path, model_format if model_format != "auto" else _default(engine))
         model_ref = path
+    asked = engine
     if engine == "auto":
         engine = family if family != "torch" else ("fast" if device.startswith("cuda") else "torch")
     elif not (engine in ("torch", "fast") if family == "torch" else engine == family):
@@ -237,6 +242,8 @@ def open_engine(
 
         # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
         loaded = load_model(model_ref)
+        if not fast_engine_supports(loaded, asked):
+            return _torch_engine(loaded, device, dtype, decoder)
         return FastGenerationEngine(
             loaded,
             device=device,
@@ -269,11 +276,31 @@ def open_engine(
             precision={"onnx": "fp32", "onnx-int8": "int8"}.get(model_format, "auto"),
             decoder=exported_decoder,
         )
+    return _torch_engine(load_model(model_ref), device, dtype, decoder)
+
+
+def _torch_engine(loaded: LoadedModel, device: str, dtype: str | None, decoder: str) -> GenerationEngine:
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
-    loaded = load_model(model_ref)
     return TorchEngine(
         loaded, device=device, dtype=dtype, decoder=build_decoder(decoder, model=loaded.model, device=device)
+    )
+
+
+def fast_engine_supports(loaded: LoadedModel, asked: str) -> bool:
+    """Whether the fast engine runs this model's family; ``auto`` falls back to torch (False) for a
+    musicgen-melody model, an explicit ``fast`` is refused.
+
+    Raises:
+        UnsupportedModelError: engine ``fast`` was asked for a musicgen-melody model.
+    """
+    if loaded.family == "musicgen":
+        return True
+    if asked == "auto":
+        logger.info("%s is a %s model: generating with the torch engine", loaded.name, loaded.family)
+        return False
+    raise UnsupportedModelError(
+        f"engine 'fast' does not run {loaded.family} models ({loaded.name}): use engine torch or auto"
     )
 
 

@@ -61,6 +61,7 @@ class DecoderWeights:
     vocab_size: int
     pad_token_id: int
     start_token_id: int
+    audio_channels: int = 1  # 2: stereo, codebook pairs (left, right) share one delay
 
     @property
     def hidden(self) -> int:
@@ -125,6 +126,7 @@ class DecoderWeights:
             vocab_size=int(config.vocab_size),
             pad_token_id=int(config.pad_token_id),
             start_token_id=int(config.decoder_start_token_id or config.bos_token_id),
+            audio_channels=int(getattr(config, "audio_channels", 1)),
         )
 
 
@@ -159,6 +161,7 @@ class StepBuffers:
     positions_table: torch.Tensor  # [max_len, hidden] compute dtype
     slots: torch.Tensor  # [max_len] long: 0..max_len-1 (self-attention mask source)
     codebook_index: torch.Tensor  # [K] long
+    codebook_delay: torch.Tensor  # [K] long: steps codebook k is delayed by (k mono, k // 2 stereo)
     num_frames: torch.Tensor  # 0-d long
     guidance: torch.Tensor  # 0-d float32
     use_guidance: torch.Tensor  # 0-d bool
@@ -257,15 +260,15 @@ def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
 def decode_step(w: DecoderWeights, buf: StepBuffers, window: int, text_window: int, impl: str) -> None:
     """One full generation step: forward, choose tokens, apply the delay pattern, advance the position.
 
-    The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` holds frame
-    ``s - k``); outside ``k <= s < k + num_frames`` the pad token is written and fed back instead, as
-    Hugging Face's ``apply_delay_pattern_mask`` does. Where ``buf.forced`` holds a code (a code prefix,
-    as Hugging Face's delay pattern mask holds the prompt's codes) that code is written instead.
+    The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` with delay ``d``
+    holds frame ``s - d``); outside ``d <= s < d + num_frames`` the pad token is written and fed back
+    instead, as Hugging Face's ``apply_delay_pattern_mask`` does. Where ``buf.forced`` holds a code (a
+    code prefix, as Hugging Face's delay pattern mask holds the prompt's codes) that code is written instead.
     """
     tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf)
     forced = buf.forced.index_select(2, buf.position).squeeze(-1)  # [batch, K]
     tokens = torch.where(forced >= 0, forced, tokens)
-    index = buf.codebook_index
+    index = buf.codebook_delay
     inside = (index <= buf.position) & (buf.position < index + buf.num_frames)
     tokens = torch.where(inside, tokens, w.pad_token_id)
     buf.codes.index_copy_(2, buf.position, tokens.unsqueeze(-1))

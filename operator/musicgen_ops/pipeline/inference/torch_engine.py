@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from musicgen_ops.pipeline.codes import check_prefix_codes
+from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
+from musicgen_ops.pipeline.melody import melody_generate_inputs
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -179,12 +180,14 @@ class TorchEngine:
         if self.dtype != torch.float32:
             model.text_encoder.to(self.dtype)
             model.decoder.to(self.dtype)
-            if hasattr(model, "enc_to_dec_proj"):
-                model.enc_to_dec_proj.to(self.dtype)
+            for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):  # the latter: melody chroma
+                if hasattr(model, projection):
+                    getattr(model, projection).to(self.dtype)
         self.model = model.eval()
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
+        self.audio_channels = loaded.audio_channels  # 2: stereo, [batch, 2, samples] audio
         self.hop_length = self.sample_rate // self.frame_rate
         self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
         if self.decoder.sample_rate != self.sample_rate:
@@ -193,6 +196,9 @@ class TorchEngine:
                 f"the model's codes are for {self.sample_rate} Hz"
             )
         self._tap = _codes_tap(model.audio_encoder)
+        #: ``musicgen`` or ``musicgen-melody``; only melody models take ``melody=`` (chroma conditioning).
+        self.family = loaded.family
+        self.supports_melody = self.family == "musicgen-melody"
         #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
         self.batch_sizes: list[int] = []
 
@@ -218,6 +224,7 @@ class TorchEngine:
         prefix_codes: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
         decode: bool = True,
+        melody: Sequence[np.ndarray | None] | None = None,
     ) -> GenerationOutput:
         """Generate ``num_frames`` new frames per prompt (see ``GenerationEngine.generate``).
 
@@ -230,6 +237,8 @@ class TorchEngine:
                 ``decoder_input_ids``); only the new codes and audio are returned.
             seeds: one seed per prompt (overrides ``sampling.seed``).
             decode: also decode the audio (False: codes only, ``audio`` is empty).
+            melody: musicgen-melody only: per prompt, mono audio at ``sample_rate`` (or None) whose
+                chroma conditions the generation.
         """
         if not prompts:
             raise ValueError("prompts is empty: give at least one text prompt")
@@ -239,7 +248,9 @@ class TorchEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         started = time.perf_counter()
-        inputs, prefix_frames = self._inputs(prompts, prefix_codes)
+        if melody is not None and not self.supports_melody:
+            raise ValueError(f"{self.name} is a {self.family} model: a melody needs a musicgen-melody model")
+        inputs, prefix_frames = self._inputs(prompts, prefix_codes, melody)
         encoded = time.perf_counter()
         sampler = SeededSampler(seeds, self.num_codebooks, sampling)
         guidance = float(sampling.guidance_scale)
@@ -248,7 +259,7 @@ class TorchEngine:
                 **inputs,
                 do_sample=False,
                 guidance_scale=guidance if guidance > 1 else 1.0,  # <= 1: no unconditional half
-                max_new_tokens=num_frames + self.num_codebooks - 1,
+                max_new_tokens=num_frames + delay_span(self.num_codebooks, self.audio_channels),
                 logits_processor=[sampler],
             )
         done = time.perf_counter()
@@ -260,9 +271,10 @@ class TorchEngine:
         self.batch_sizes.append(len(prompts))
         if decode:  # prefix and continuation decoded together: the codec sees the context it continues
             start, samples = prefix_frames * self.hop_length, num_frames * self.hop_length
-            audio = self.decoder.decode(codes)[:, 0, start : start + samples].cpu().numpy()
-            if audio.shape[1] != samples:
-                raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+            audio = self.decoder.decode(codes)[:, :, start : start + samples].cpu().numpy()
+            audio = audio[:, 0] if self.audio_channels == 1 else audio  # mono [batch, samples]
+            if audio.shape[-1] != samples:
+                raise RuntimeError(f"codec returned {audio.shape[-1]} new samples, expected {samples}")
         else:
             audio = np.zeros((len(prompts), 0), dtype=np.float32)
         decoded = time.perf_counter()
@@ -288,16 +300,33 @@ class TorchEngine:
             device=self.device,
         )
 
-    def _inputs(self, prompts: list[str], prefix_codes: np.ndarray | None) -> tuple[dict, int]:
-        """Tokenised text (and the code prefix as ``decoder_input_ids``) on the model's device."""
-        inputs = dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
+    def _inputs(
+        self,
+        prompts: list[str],
+        prefix_codes: np.ndarray | None,
+        melody: Sequence[np.ndarray | None] | None = None,
+    ) -> tuple[dict, int]:
+        """Tokenised text (chroma for a melody model, the code prefix as ``decoder_input_ids``) on the
+        model's device, and the prefix's frames."""
+        if self.supports_melody:
+            melodies = list(melody) if melody is not None else None
+            inputs, _ = melody_generate_inputs(
+                self.model,
+                self.processor,
+                prompts,
+                melody=melodies,
+                audio_prompt=None,
+                hop_length=self.hop_length,
+            )
+        else:
+            inputs = dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
         if prefix_codes is None:
             return {k: v.to(self.device) for k, v in inputs.items()}, 0
         config = self.model.config.decoder
         prefix = check_prefix_codes(
             prefix_codes, batch=len(prompts), num_codebooks=self.num_codebooks, vocab_size=config.vocab_size
         )
-        # generate() prepends the start token and lays the codes out in the delay pattern.
+        # generate() prepends the start token and lays the codes out in the (mono or stereo) delay pattern.
         inputs["decoder_input_ids"] = prefix.reshape(len(prompts) * self.num_codebooks, prefix.shape[-1])
         return {k: v.to(self.device) for k, v in inputs.items()}, prefix.shape[-1]
 

@@ -15,6 +15,7 @@ from transformers.integrations import TensorBoardCallback
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.checkpoints import newest_valid_checkpoint
 from musicgen_ops.pipeline.training.config import TrainConfig
+from musicgen_ops.pipeline.training.samples import CheckpointSampler, HfSampleCallback
 from musicgen_ops.pipeline.training.steps import ConditionDropout, compute_loss, model_inputs
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,12 @@ def train_with_hf_trainer(
     collator: Any,
     config: TrainConfig,
     reporter: ProgressReporter | None = None,
+    sampler: CheckpointSampler | None = None,
 ) -> dict[str, Any]:
-    """Run the Trainer; returns the log history and throughput. Resumes when ``config.resume``."""
+    """Run the Trainer; returns the log history and throughput. Resumes when ``config.resume``.
+
+    ``sampler`` (optional) renders checkpoint samples into each checkpoint after it is saved.
+    """
     use_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
     has_val = val_dataset is not None and len(val_dataset) > 0
     args = TrainingArguments(
@@ -157,7 +162,7 @@ def train_with_hf_trainer(
         train_dataset=train_dataset,
         eval_dataset=val_dataset if has_val else None,
         data_collator=lambda items: model_inputs(collator(items)),
-        callbacks=[progress, tensorboard],
+        callbacks=[progress, tensorboard, *([HfSampleCallback(sampler, config.epochs)] if sampler else [])],
         condition_dropout=ConditionDropout(config.condition_dropout, config.seed),
     )
     trainer.remove_callback(PrinterCallback)  # the progress reporter shows progress; no dict dumps

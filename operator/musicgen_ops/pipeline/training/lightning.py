@@ -18,6 +18,7 @@ from transformers import get_scheduler
 
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.checkpoints import torch_file_problem
+from musicgen_ops.pipeline.training.samples import CheckpointSampler
 from musicgen_ops.pipeline.training.steps import ConditionDropout, check_precision, compute_loss
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,25 @@ class _LightningProgress(Callback):
         )
 
 
+class _LightningSamples(Callback):
+    """Renders checkpoint samples into ``samples-<step>/`` beside each checkpoint file (once per step)."""
+
+    def __init__(self, sampler: CheckpointSampler, checkpoint_dir: Path, total_epochs: int) -> None:
+        self.sampler = sampler
+        self.checkpoint_dir = checkpoint_dir
+        self.total_epochs = total_epochs
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        step = trainer.global_step
+        self.sampler.on_checkpoint(
+            step,
+            self.checkpoint_dir / f"samples-{step}",
+            trainer.current_epoch + 1.0,
+            self.total_epochs,
+            int(trainer.estimated_stepping_batches),
+        )
+
+
 def train_with_pytorch_lightning(
     peft_model: torch.nn.Module,
     train_dataloader: torch.utils.data.DataLoader,
@@ -153,8 +173,10 @@ def train_with_pytorch_lightning(
     seed: int = 42,
     resume: bool = False,
     reporter: ProgressReporter | None = None,
+    sampler: CheckpointSampler | None = None,
 ) -> dict[str, Any]:
-    """Train with Lightning; checkpoints under ``<output_dir>/checkpoints`` (``last.ckpt`` resumes)."""
+    """Train with Lightning; checkpoints under ``<output_dir>/checkpoints`` (``last.ckpt`` resumes);
+    ``sampler`` (optional) renders checkpoint samples at each checkpoint."""
     output_dir = Path(output_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     module = MusicGenLoRAModule(
@@ -184,7 +206,11 @@ def train_with_pytorch_lightning(
         precision=_PRECISION.get(precision, precision),
         accumulate_grad_batches=grad_accum,
         gradient_clip_val=max_grad_norm,
-        callbacks=[checkpoints, progress],
+        callbacks=[
+            checkpoints,
+            progress,
+            *([_LightningSamples(sampler, output_dir / "checkpoints", max_epochs)] if sampler else []),
+        ],
         plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(str(output_dir), name="logs", version=""),
         enable_progress_bar=False,

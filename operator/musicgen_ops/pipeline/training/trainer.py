@@ -14,16 +14,19 @@ from typing import Any, Literal
 
 import torch
 
+from musicgen_ops.contracts.progress import CheckpointSample
 from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.filemodes import make_public
+from musicgen_ops.pipeline.melody import refuse_melody_training
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 from musicgen_ops.pipeline.progress import BaselineStamp, ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
 from musicgen_ops.pipeline.training.lock import output_folder_lock
 from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts, target_modules_regex
 from musicgen_ops.pipeline.training.plots import plot_loss_curve
+from musicgen_ops.pipeline.training.samples import checkpoint_sampler
 from musicgen_ops.pipeline.training.steps import check_precision, evaluate_loss, is_finite
 
 logger = logging.getLogger(__name__)
@@ -47,11 +50,13 @@ class TrainingResult:
     loss_curve: Path | None = None
     resumed_from: str | None = None
     history: list[dict] = field(default_factory=list, repr=False)
+    samples: list[CheckpointSample] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (paths as strings, no history)."""
+        """JSON-ready (paths as strings, no history or samples)."""
         data = asdict(self)
         data.pop("history")
+        data.pop("samples")
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -82,6 +87,7 @@ class MusicGenLoRATrainer:
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules or []
         )
         self.loaded = loaded or load_base_model(base_model_name)
+        refuse_melody_training(self.loaded)
         lora_alpha = lora_alpha or 2 * lora_r
         self.lora_settings = {
             "r": lora_r,
@@ -112,7 +118,9 @@ class MusicGenLoRATrainer:
     def collator(self) -> MusicGenCollator:
         """The batch collator matching this model's tokenizer and pad token."""
         return MusicGenCollator(
-            self.processor.tokenizer.pad_token_id, self.loaded.model.config.decoder.pad_token_id
+            self.processor.tokenizer.pad_token_id,
+            self.loaded.model.config.decoder.pad_token_id,
+            audio_channels=self.loaded.audio_channels,
         )
 
     def train(
@@ -190,6 +198,8 @@ class MusicGenLoRATrainer:
                     message=message,
                 )
             )
+        sampler = checkpoint_sampler(self.peft_model, self.processor, config, reporter)
+        reporter = sampler or reporter  # the sampler forwards every event with the samples so far
         self.peft_model.train()
         if config.backend == "lightning":
             from musicgen_ops.pipeline.training.lightning import train_with_pytorch_lightning
@@ -225,16 +235,18 @@ class MusicGenLoRATrainer:
                 seed=config.seed,
                 resume=config.resume,
                 reporter=reporter,
+                sampler=sampler,
             )
         else:
             from musicgen_ops.pipeline.training.hf import train_with_hf_trainer
 
             raw = train_with_hf_trainer(
-                self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter
+                self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter, sampler
             )
         self.peft_model.eval()
         device = next(self.peft_model.parameters()).device
         result = _summarise(raw, config, base_val_loss)
+        result.samples = sampler.published() if sampler else []
         if has_val:
             result.val_loss = self._evaluate(val_dataset, config, device)
             logger.info("fine-tuned validation loss: %.4f (base %.4f)", result.val_loss, base_val_loss)
@@ -382,6 +394,7 @@ def _run_training(
                 total_epochs=config.epochs,
                 step=result.steps,
                 total_steps=result.steps,
+                samples=result.samples,
             )
         )
     result.final_model_dir = trainer.save_model(
@@ -401,6 +414,7 @@ def _run_training(
                 val_loss=result.val_loss,
                 elapsed_seconds=result.wall_seconds,
                 message=f"model saved to {result.final_model_dir}",
+                samples=result.samples,
             )
         )
     return result
