@@ -65,8 +65,10 @@ NON_DEFAULT = {
         "bit_depth": 24,
         "target_lufs": -14.0,
         "true_peak_dbtp": -2.0,
+        "decoder": "mbd",
     },
 }
+MBD_MIRROR = "s3://bucket/root/models/facebook--multiband-diffusion"
 
 OWNER_TJ = Owner("TrainingJob", "piano", "music", "uid-1")
 OWNER_GR = Owner("GenerationRequest", "calm-1", "music", "uid-2")
@@ -133,6 +135,19 @@ def test_generation_request_spec_reaches_generate_job(config):
     assert parsed.parameters == GenerationParameters(**NON_DEFAULT[GenerationParameters])
     assert parsed.device == "cuda" and parsed.model_id == "piano-v1"
     assert parsed.output_uri.endswith("generations/music/calm-1/output.flac")
+
+
+def test_mbd_weights_of_the_operator_reach_jobs_and_servers():
+    config = OperatorConfig(artifacts_uri="s3://bucket/root", mbd_weights=MBD_MIRROR)
+    spec = GenerationRequestSpec.model_validate({"trainedModelId": "m", "prompt": "p", "decoder": "mbd"})
+    settings = generate_settings(OWNER_GR, spec, "m", "s3://bucket/root/models/m", "b", config)
+    job = GenerateJobEnvironment.from_environ(
+        container_env(build_generation_job(OWNER_GR, spec, settings, config))
+    )
+    assert (job.mbd_weights, job.parameters.decoder) == (MBD_MIRROR, "mbd")
+    served = TrainedModelSpec.model_validate({"modelId": "m", "serving": {"enabled": True}})
+    deployment = build_generator_deployment(OWNER_TM, served, "m", "s3://bucket/root", config)
+    assert ServeEnvironment.from_environ(container_env(deployment)).mbd_weights == MBD_MIRROR
 
 
 def test_legacy_spec_names_still_work(config):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Self
 
 from musicgen_ops.contracts.base import Contract
 
@@ -15,7 +16,11 @@ MusicalKey = Literal[
 Scale = Literal[
     "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
 ]
-OutputFormat = Literal["wav", "flac"]
+OutputFormat = Literal["wav", "flac", "mp3", "ogg"]
+#: Lossy formats (MP3, OGG Vorbis): written where libsndfile has them; ``bit_depth`` does not apply.
+LOSSY_FORMATS: tuple[str, ...] = ("mp3", "ogg")
+#: Audio decoders turning codes into a waveform (``pipeline.inference.decoders``).
+AudioDecoderName = Literal["encodec", "mbd"]
 #: Output sample rates (the models generate at 32 kHz; others are resampled with soxr).
 OutputSampleRate = Literal[32000, 44100, 48000]
 SAMPLE_RATES: tuple[int, ...] = get_args(OutputSampleRate)
@@ -73,6 +78,20 @@ class GenerationParameters(Contract):
         le=TRUE_PEAK_RANGE[1],
         description="True-peak ceiling (dBTP) when normalising loudness.",
     )
+    decoder: AudioDecoderName | None = Field(
+        None,
+        description="Codes to audio: encodec, or mbd (MultiBand Diffusion, seeded from the request's seed); "
+        "default: the server's or job's decoder.",
+    )
+
+    @model_validator(mode="after")
+    def _check_bit_depth(self) -> Self:
+        if self.output_format in LOSSY_FORMATS and self.bit_depth != 16:
+            raise ValueError(
+                f"bit_depth: {self.bit_depth} does not apply to {self.output_format} (lossy); "
+                "bit depth is for wav and flac only, leave it at 16"
+            )
+        return self
 
 
 class GenerationResult(BaseModel):
@@ -93,6 +112,7 @@ class GenerationResult(BaseModel):
     num_samples: int
     output_format: OutputFormat
     bit_depth: BitDepth = 16
+    decoder: str = Field("encodec", description="Audio decoder that turned the codes into the waveform.")
     loudness_lufs: float | None = Field(None, description="Measured integrated loudness of the file.")
     true_peak_dbtp: float | None = Field(None, description="Measured true peak of the file.")
     windows: int = Field(description="generate() windows used (more than 1 beyond the model's window).")

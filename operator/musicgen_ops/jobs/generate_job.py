@@ -33,6 +33,7 @@ def models_root(model_uri: str, model_id: str) -> str:
 def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
     from musicgen_ops.pipeline.inference.loader import open_engine, resolve_device
     from musicgen_ops.pipeline.models import set_base_model_resolver
     from musicgen_ops.storage import download_model, open_object
@@ -48,7 +49,21 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     # The fast (CUDA-graph) engine covers one 30 s window; longer tracks need the torch engine's
     # windowed continuation.
     kind = "auto" if params.duration_seconds <= 30 else "torch"
-    engine = open_engine(local_model, kind, device, dtype="auto")
+    decoder = params.decoder or "encodec"
+    options = (
+        {"weights": resolve_base_model(settings.mbd_weights), "sampling_steps": settings.mbd_sampling_steps}
+        if decoder == "mbd"
+        else None
+    )
+    try:
+        engine = open_engine(
+            local_model, kind, device, dtype="auto", decoder=decoder, decoder_options=options
+        )
+    except MbdWeightsError as err:
+        where = GenerateJobEnvironment.variable_names()["mbd_weights"]
+        raise MbdWeightsError(
+            f"decoder mbd is not available ({where}={settings.mbd_weights}): {err}"
+        ) from err
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"

@@ -88,6 +88,9 @@ class ModelInfo(BaseModel):
     loaded: bool
     memory_bytes: int | None = None
     source: str | None = Field(None, description="Local folder or reference it is loaded from.")
+    decoder: str | None = Field(
+        None, description="Audio decoder of the loaded engine (one engine per decoder)."
+    )
 
 
 class ModelList(BaseModel):

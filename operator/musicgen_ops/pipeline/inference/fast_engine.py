@@ -32,7 +32,7 @@ import torch
 from musicgen_ops.pipeline.codes import revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -268,7 +268,7 @@ class FastGenerationEngine:
             done = codes.shape[-1]
             end = done if timings is not None else max(0, done - lookahead_frames)
             if end > emitted:
-                audio = self._decode_audio(codes[..., :done], done)
+                audio = self._decode_audio(codes[..., :done], done, seeds)
                 yield audio[:, emitted * self.hop_length : end * self.hop_length]
                 emitted = end
 
@@ -277,7 +277,7 @@ class FastGenerationEngine:
     ) -> GenerationOutput:
         codes, timings = list(self._run(prompts, seeds, num_frames, sampling, every=None))[-1]
         before = time.perf_counter()
-        audio = self._decode_audio(codes, num_frames)
+        audio = self._decode_audio(codes, num_frames, seeds)
         timings["codec"] = time.perf_counter() - before
         self.batch_sizes.append(len(prompts))
         return GenerationOutput(
@@ -374,9 +374,9 @@ class FastGenerationEngine:
         full_mask[: len(prompts)] = attention
         return full, full_mask
 
-    def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+    def _decode_audio(self, codes: torch.Tensor, num_frames: int, seeds: Sequence[int]) -> np.ndarray:
         """``[B, K, frames]`` codes through the engine's decoder to float32 mono ``[B, samples]``."""
-        values = self.decoder.decode(codes)
+        values = decode_codes(self.decoder, codes, seeds)
         samples = num_frames * self.hop_length
         audio = values[:, 0, :samples].cpu().numpy()
         if audio.shape[1] != samples:

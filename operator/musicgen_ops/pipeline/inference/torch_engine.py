@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -248,7 +248,7 @@ class TorchEngine:
             )
         done = time.perf_counter()
         codes = _captured_codes(captured)
-        audio = self.decoder.decode(codes)  # audio prompt and continuation, decoded together
+        audio = decode_codes(self.decoder, codes, seeds)  # audio prompt and continuation, decoded together
         decoded = time.perf_counter()
         self.batch_sizes.append(len(prompts))
         samples = num_frames * self.hop_length
