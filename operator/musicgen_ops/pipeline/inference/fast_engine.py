@@ -115,6 +115,7 @@ class FastGenerationEngine:
             noise_window=self.config.noise_window,
             attention=self.config.attention,
             use_graphs=self.use_graphs,
+            top_k_candidates=self.config.top_k_candidates,
         )
         self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
 
@@ -159,10 +160,11 @@ class FastGenerationEngine:
                 buf = ws.buffers(batch)
                 for text in self.config.text_buckets:
                     for window in self.windows:
-                        if self.use_graphs:
-                            ws.graph(buf, window, text, late=False)
-                        ws.reset(buf, num_frames=1)
-                        ws.step(buf, window, text)
+                        for sampler in ws.samplers:  # topk for top_k <= top_k_candidates, else sort
+                            if self.use_graphs:
+                                ws.graph(buf, window, text, late=False, sampler=sampler)
+                            ws.reset(buf, num_frames=1, sampling=_warmup_sampling(sampler))
+                            ws.step(buf, window, text)
             self._sync()
         seconds = time.perf_counter() - started
         logger.info("fast engine warm: %d graphs in %.1f s on %s", self.captures, seconds, self.device)
@@ -301,7 +303,7 @@ class FastGenerationEngine:
         with self._lock:  # a suspended stream keeps the lock; inference mode is entered per piece
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                buf, text, windows, capture = self._prepare(prompts, batch, steps)
+                buf, text, windows, capture = self._prepare(prompts, batch, steps, sampling)
                 ws.reset(buf, num_frames, sampling)
                 generators = self._generators(seeds) if sampling.do_sample else []
                 self._sync()
@@ -326,7 +328,7 @@ class FastGenerationEngine:
         yield codes, {"encode": t1 - t0 - capture, "capture": capture, "decode": t2 - t1}
 
     def _prepare(
-        self, prompts: list[str], batch: int, steps: int
+        self, prompts: list[str], batch: int, steps: int, sampling: SamplingParams | None = None
     ) -> tuple[StepBuffers, int, list[int], float]:
         """Encode the prompts into the batch bucket's buffers; returns them, the prompt bucket, the
         attention window of every step and the seconds spent capturing graphs (0 after warm-up)."""
@@ -350,8 +352,9 @@ class FastGenerationEngine:
         buf = ws.buffers(batch)
         before = time.perf_counter()
         if self.use_graphs:  # normally all captured by warmup(); capturing runs steps, so do it first
+            sampler = ws.sampler_for(sampling)
             for window in sorted(set(windows)):
-                ws.graph(buf, window, text, late=True)
+                ws.graph(buf, window, text, late=True, sampler=sampler)
         capture = time.perf_counter() - before
         fill_cross_attention(self.weights, buf, states, mask)
         return buf, text, windows, capture
@@ -389,3 +392,8 @@ class FastGenerationEngine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _warmup_sampling(sampler: int | None) -> SamplingParams:
+    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
+    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)
