@@ -76,6 +76,32 @@ def test_lossy_formats_carry_the_tags_and_the_sidecar(tiny_engine, tmp_path, out
     assert sidecar["output_format"] == output_format and sidecar["decoder"] == "encodec"
 
 
+def test_opus_is_written_at_48_khz_and_other_rates_are_refused(tiny_engine, tmp_path):
+    from musicgen_ops.pipeline.audio_output import available_formats
+    from musicgen_ops.pipeline.errors import InvalidParametersError
+    from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
+
+    if "opus" not in available_formats():
+        pytest.skip("this libsndfile cannot write opus")
+    params = GenerationParameters(
+        prompt="calm piano", duration_seconds=1.0, random_seed=5, output_format="opus"
+    )
+    (result,) = generate_to_files([params], tiny_engine, tmp_path, model_id="tiny")
+    info = sf.info(result.audio_path)
+    assert (
+        (info.format, info.subtype, info.samplerate)
+        == ("OGG", "OPUS", 48_000)
+        == (
+            "OGG",
+            "OPUS",
+            result.sample_rate,
+        )
+    )
+    assert Path(result.audio_path).suffix == ".opus"
+    with pytest.raises(InvalidParametersError, match="sample_rate: opus encodes 48000 Hz only"):
+        validate_parameters({"prompt": "p", "output_format": "opus", "sample_rate": 44100})
+
+
 def test_bit_depth_is_refused_for_lossy_formats_naming_the_field():
     from musicgen_ops.pipeline.errors import InvalidParametersError
     from musicgen_ops.pipeline.generation.batch import validate_parameters

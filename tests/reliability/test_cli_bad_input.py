@@ -49,7 +49,7 @@ CASES = {
     "output as aiff": (
         ["generate", "--prompt", "x", "-o", "{tmp}/a.aiff"],
         1,
-        ["cannot write aiff", ".wav or .flac or .mp3 or .ogg"],
+        ["cannot write aiff", ".wav or .flac or .mp3 or .ogg or .opus"],
     ),
     "24-bit mp3": (
         ["generate", "--prompt", "x", "-o", "{tmp}/a.mp3", "--bit-depth", "24"],

@@ -30,5 +30,5 @@ def test_a_base_model_generation_in_ogg(studio):
 
 def test_the_form_offers_the_decoders_and_formats_of_the_contract(studio):
     schema = studio.get("/api/v1/openapi.json").json()["components"]["schemas"]["GenerationParameters"]
-    assert schema["properties"]["output_format"]["enum"] == ["wav", "flac", "mp3", "ogg"]
+    assert schema["properties"]["output_format"]["enum"] == ["wav", "flac", "mp3", "ogg", "opus"]
     assert schema["properties"]["decoder"]["anyOf"][0]["enum"] == ["encodec", "mbd"]

@@ -91,8 +91,8 @@ def generate(
         P,
         "output_format",
         "--format",
-        help="wav, flac, mp3 or ogg (lossy ones where libsndfile writes them; default for --output: its "
-        "suffix).",
+        help="wav, flac, mp3, ogg or opus (lossy ones where libsndfile writes them; opus at 48 kHz; "
+        "default for --output: its suffix).",
     ),
     sample_rate: int | None = field_option(P, "sample_rate", "--rate"),
     bit_depth: int = field_option(P, "bit_depth"),

@@ -16,9 +16,11 @@ MusicalKey = Literal[
 Scale = Literal[
     "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
 ]
-OutputFormat = Literal["wav", "flac", "mp3", "ogg"]
-#: Lossy formats (MP3, OGG Vorbis): written where libsndfile has them; ``bit_depth`` does not apply.
-LOSSY_FORMATS: tuple[str, ...] = ("mp3", "ogg")
+OutputFormat = Literal["wav", "flac", "mp3", "ogg", "opus"]
+#: Lossy formats (MP3, OGG Vorbis, OGG Opus): written where libsndfile has them; ``bit_depth`` does not apply.
+LOSSY_FORMATS: tuple[str, ...] = ("mp3", "ogg", "opus")
+#: Formats that encode one sample rate only (an unset ``sample_rate`` means that one).
+FIXED_RATE_FORMATS: dict[str, int] = {"opus": 48000}
 #: Audio decoders turning codes into a waveform (``pipeline.inference.decoders``).
 AudioDecoderName = Literal["encodec", "mbd"]
 #: Output sample rates (the models generate at 32 kHz; others are resampled with soxr).
@@ -61,7 +63,9 @@ class GenerationParameters(Contract):
     random_seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Seed; chosen at random (and reported) when absent."
     )
-    output_format: OutputFormat = Field("wav", description="Audio container.")
+    output_format: OutputFormat = Field(
+        "wav", description="Audio container: wav, flac, mp3, ogg (Vorbis) or opus (OGG Opus, 48 kHz)."
+    )
     sample_rate: OutputSampleRate | None = Field(
         None, description="Output sample rate in Hz (default: the model's, 32000)."
     )
@@ -85,11 +89,17 @@ class GenerationParameters(Contract):
     )
 
     @model_validator(mode="after")
-    def _check_bit_depth(self) -> Self:
+    def _check_format_fits(self) -> Self:
         if self.output_format in LOSSY_FORMATS and self.bit_depth != 16:
             raise ValueError(
                 f"bit_depth: {self.bit_depth} does not apply to {self.output_format} (lossy); "
                 "bit depth is for wav and flac only, leave it at 16"
+            )
+        fixed = FIXED_RATE_FORMATS.get(self.output_format)
+        if fixed is not None and self.sample_rate not in (None, fixed):
+            raise ValueError(
+                f"sample_rate: {self.output_format} encodes {fixed} Hz only; leave it unset or {fixed}, "
+                f"got {self.sample_rate}"
             )
         return self
 

@@ -22,7 +22,13 @@ from musicgen_ops.serving.schemas import (
 
 router = APIRouter(tags=["generate"])
 
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+}
 _ERRORS = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (

@@ -15,6 +15,7 @@ MEDIA_TYPES = {
     ".flac": "audio/flac",
     ".mp3": "audio/mpeg",
     ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
     ".png": "image/png",
 }
 
