@@ -73,3 +73,19 @@ def _open(reference: str, decoder: str | None, settings):
 
 def test_decoder_not_available_is_503():
     assert DecoderNotAvailableError("x").status_code == 503
+
+
+async def test_missing_weights_are_found_before_any_model_is_loaded(settings, tmp_path, monkeypatch):
+    from musicgen_ops.pipeline.inference import loader
+
+    loads: list[str] = []
+    monkeypatch.setattr(loader, "load_model", lambda ref: loads.append(ref))
+    settings.mbd_weights = str(tmp_path)  # no checkpoint in it
+    service = GenerationService(settings)
+    await service.start()
+    try:
+        with pytest.raises(DecoderNotAvailableError, match="MUSICGEN_SERVE_MBD_WEIGHTS=.*holds no"):
+            await service.generate_track({**BODY, "decoder": "mbd"})
+    finally:
+        await service.close()
+    assert loads == []

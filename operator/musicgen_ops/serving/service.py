@@ -21,11 +21,11 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +43,8 @@ from musicgen_ops.pipeline.generation.batch import (
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.cache import ModelCache
+from musicgen_ops.serving.engines import EngineFactory, EngineKey, decoder_unavailable, open_served_engine
 from musicgen_ops.serving.errors import (
-    DecoderNotAvailableError,
     InferenceError,
     JobNotFoundError,
     ServiceBusyError,
@@ -64,20 +64,6 @@ from musicgen_ops.serving.schemas import (
 from musicgen_ops.storage.base_models import resolve_base_model
 
 logger = logging.getLogger(__name__)
-
-#: ``reference -> engine`` with the server's decoder; called ``factory(reference, decoder=name)`` for a
-#: request that names another decoder.
-EngineFactory = Callable[..., Any]
-
-
-class EngineKey(NamedTuple):
-    """Cache key of a loaded engine: the model and the audio decoder it decodes with."""
-
-    model: str
-    decoder: str
-
-    def __str__(self) -> str:
-        return f"{self.model} (decoder {self.decoder})"
 
 
 @dataclass
@@ -192,38 +178,7 @@ class GenerationService:
 
     # -- models ----------------------------------------------------------------------------------
     def _open_engine(self, reference: str, decoder: str | None = None) -> Any:
-        from musicgen_ops.pipeline.inference.loader import open_engine
-
-        s = self.settings
-        decoder = decoder or s.decoder
-        return open_engine(
-            reference,
-            s.engine,
-            s.device,
-            dtype=s.dtype,
-            model_format=s.model_format,
-            decoder=decoder,
-            decoder_options=self._decoder_options(decoder),
-        )
-
-    def _decoder_options(self, decoder: str) -> dict[str, Any] | None:
-        """Factory options of ``decoder``: MBD's weights (resolved like a base model) and steps."""
-        if decoder != "mbd":
-            return None
-        s = self.settings
-        try:
-            weights = resolve_base_model(s.mbd_weights)
-        except Exception as err:  # storage errors: the mirrored weights are missing or unreachable
-            raise self._decoder_unavailable(decoder, err) from err
-        return {"weights": weights, "sampling_steps": s.mbd_sampling_steps}
-
-    def _decoder_unavailable(self, decoder: str, err: BaseException) -> DecoderNotAvailableError:
-        variable = ServeEnvironment.variable_names()["mbd_weights"]
-        return DecoderNotAvailableError(
-            f"decoder {decoder!r} is not available on this server: its weights "
-            f"({variable}={self.settings.mbd_weights}) could not be loaded ({err}); "
-            f"use decoder 'encodec' or set {variable}"
-        )
+        return open_served_engine(self.settings, reference, decoder)
 
     def _load(self, key: EngineKey) -> tuple[Any, str]:
         from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
@@ -234,7 +189,7 @@ class GenerationService:
                 return self._engine_factory(reference), reference
             return self._engine_factory(reference, decoder=key.decoder), reference
         except MbdWeightsError as err:
-            raise self._decoder_unavailable(key.decoder, err) from err
+            raise decoder_unavailable(self.settings, key.decoder, err) from err
 
     @staticmethod
     def model_key(params: GenerateRequest, settings: ServeEnvironment) -> str:
