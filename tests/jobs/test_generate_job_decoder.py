@@ -58,13 +58,18 @@ def test_mbd_weights_come_from_the_artifact_store(store, tmp_path, monkeypatch):
     assert list((tmp_path / "node-cache").glob(f"mbd-tiny/*/{MBD_MUSICGEN_FILENAME}"))
 
 
-def test_missing_mbd_weights_fail_the_job_naming_the_setting(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["empty-folder", "unpublished-uri"])
+def test_missing_mbd_weights_fail_the_job_naming_the_setting(store, tmp_path, monkeypatch, where):
     monkeypatch.setenv("MUSICGEN_BASE_MODEL_CACHE", str(tmp_path / "node-cache"))
     empty = tmp_path / "no-weights"
     empty.mkdir()
+    weights = str(empty) if where == "empty-folder" else f"{store.as_uri()}/models/no-such-mbd"
+    downloads: list[str] = []
+    monkeypatch.setattr(generate_job, "models_root", lambda uri, model_id: downloads.append(uri))
     try:
-        with pytest.raises(Exception, match="MUSICGEN_JOB_MBD_WEIGHTS") as info:
-            generate_job.generate(_settings(store, tmp_path, str(empty)))
+        with pytest.raises(Exception, match="MUSICGEN_JOB_MBD_WEIGHTS=") as info:
+            generate_job.generate(_settings(store, tmp_path, weights))
     finally:
         set_base_model_resolver(None)
     assert classify(info.value) == EXIT_CODE_INVALID_INPUT
+    assert downloads == []  # refused before the model is downloaded

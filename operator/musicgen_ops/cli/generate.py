@@ -121,7 +121,11 @@ def generate(
     """Generate music to files: one track (--prompt, --output) or many (--requests-file, --output-dir)."""
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
-    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
+        TINY_RANDOM,
+        MbdWeightsError,
+        resolve_mbd_file,
+    )
     from musicgen_ops.storage.base import StorageError
 
     if (prompt is None) == (requests_file is None):
@@ -162,7 +166,8 @@ def generate(
         if any((p.decoder or decoder) == "mbd" for p in params):
             from musicgen_ops.storage.base_models import resolve_base_model
 
-            weights = resolve_base_model(mbd_weights)
+            weights = resolve_base_model(mbd_weights)  # found before the model is loaded: fail fast
+            weights = weights if weights == TINY_RANDOM else str(resolve_mbd_file(weights))
             decoder_options = {"mbd": {"weights": weights, "sampling_steps": mbd_sampling_steps}}
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(

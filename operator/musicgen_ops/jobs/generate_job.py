@@ -30,10 +30,35 @@ def models_root(model_uri: str, model_id: str) -> str:
     return trimmed[: -len(suffix)] or "/"
 
 
+def mbd_options(settings: GenerateJobEnvironment) -> dict[str, object]:
+    """MultiBand Diffusion's checkpoint file (``mbd_weights`` resolved like a base model) and steps.
+
+    Raises:
+        MbdWeightsError: the weights cannot be found or read (the message names the setting).
+    """
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
+        TINY_RANDOM,
+        MbdWeightsError,
+        resolve_mbd_file,
+    )
+    from musicgen_ops.storage.base import StorageError
+    from musicgen_ops.storage.base_models import resolve_base_model
+
+    try:
+        weights = resolve_base_model(settings.mbd_weights)
+        weights = weights if weights == TINY_RANDOM else str(resolve_mbd_file(weights))
+    except (MbdWeightsError, StorageError) as err:
+        where = GenerateJobEnvironment.variable_names()["mbd_weights"]
+        reason = str(err).removeprefix("error: ")
+        raise MbdWeightsError(
+            f"decoder mbd is not available ({where}={settings.mbd_weights}): {reason}"
+        ) from err
+    return {"weights": weights, "sampling_steps": settings.mbd_sampling_steps}
+
+
 def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
-    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
     from musicgen_ops.pipeline.inference.loader import open_engine, resolve_device
     from musicgen_ops.pipeline.models import set_base_model_resolver
     from musicgen_ops.storage import download_model, open_object
@@ -43,27 +68,15 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     set_base_model_resolver(resolve_base_model)
     started = time.perf_counter()
     params = settings.parameters
+    decoder = params.decoder or "encodec"
+    options = mbd_options(settings) if decoder == "mbd" else None  # before any download: fail fast
     cache = settings.cache_dir or Path(tempfile.mkdtemp(prefix="models-"))
     local_model = download_model(models_root(settings.model_uri, settings.model_id), settings.model_id, cache)
     device = resolve_device(settings.device)
     # The fast (CUDA-graph) engine covers one 30 s window; longer tracks need the torch engine's
     # windowed continuation.
     kind = "auto" if params.duration_seconds <= 30 else "torch"
-    decoder = params.decoder or "encodec"
-    options = (
-        {"weights": resolve_base_model(settings.mbd_weights), "sampling_steps": settings.mbd_sampling_steps}
-        if decoder == "mbd"
-        else None
-    )
-    try:
-        engine = open_engine(
-            local_model, kind, device, dtype="auto", decoder=decoder, decoder_options=options
-        )
-    except MbdWeightsError as err:
-        where = GenerateJobEnvironment.variable_names()["mbd_weights"]
-        raise MbdWeightsError(
-            f"decoder mbd is not available ({where}={settings.mbd_weights}): {err}"
-        ) from err
+    engine = open_engine(local_model, kind, device, dtype="auto", decoder=decoder, decoder_options=options)
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"
