@@ -98,7 +98,7 @@ def test_opus_is_written_at_48_khz_and_other_rates_are_refused(tiny_engine, tmp_
         )
     )
     assert Path(result.audio_path).suffix == ".opus"
-    with pytest.raises(InvalidParametersError, match="sample_rate: opus encodes 48000 Hz only"):
+    with pytest.raises(InvalidParametersError, match="sample_rate: .*opus encodes 48000 Hz only"):
         validate_parameters({"prompt": "p", "output_format": "opus", "sample_rate": 44100})
 
 
@@ -106,7 +106,7 @@ def test_bit_depth_is_refused_for_lossy_formats_naming_the_field():
     from musicgen_ops.pipeline.errors import InvalidParametersError
     from musicgen_ops.pipeline.generation.batch import validate_parameters
 
-    with pytest.raises(InvalidParametersError, match="bit_depth: 24 does not apply to mp3"):
+    with pytest.raises(InvalidParametersError, match="bit_depth: .*24 does not apply to mp3"):
         validate_parameters({"prompt": "p", "output_format": "mp3", "bit_depth": 24})
     assert validate_parameters({"prompt": "p", "output_format": "ogg"}).bit_depth == 16
 

@@ -54,7 +54,7 @@ CASES = {
     "24-bit mp3": (
         ["generate", "--prompt", "x", "-o", "{tmp}/a.mp3", "--bit-depth", "24"],
         1,
-        ["bit_depth: 24 does not apply to mp3"],
+        ["bit_depth: Value error, 24 does not apply to mp3"],
     ),
     "missing requests file": (
         ["generate", "--requests-file", "{tmp}/none.jsonl"],

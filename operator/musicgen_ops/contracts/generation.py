@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from typing_extensions import Self
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from musicgen_ops.contracts.base import Contract
 
@@ -88,20 +87,25 @@ class GenerationParameters(Contract):
         "default: the server's or job's decoder.",
     )
 
-    @model_validator(mode="after")
-    def _check_format_fits(self) -> Self:
-        if self.output_format in LOSSY_FORMATS and self.bit_depth != 16:
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate_fits_the_format(cls, rate: int | None, info: ValidationInfo) -> int | None:
+        output_format = info.data.get("output_format")
+        fixed = FIXED_RATE_FORMATS.get(output_format or "")
+        if fixed is not None and rate not in (None, fixed):
+            raise ValueError(f"{output_format} encodes {fixed} Hz only; leave sample_rate unset or {fixed}")
+        return rate
+
+    @field_validator("bit_depth")
+    @classmethod
+    def _depth_fits_the_format(cls, depth: int, info: ValidationInfo) -> int:
+        output_format = info.data.get("output_format")
+        if output_format in LOSSY_FORMATS and depth != 16:
             raise ValueError(
-                f"bit_depth: {self.bit_depth} does not apply to {self.output_format} (lossy); "
-                "bit depth is for wav and flac only, leave it at 16"
+                f"{depth} does not apply to {output_format} (lossy); bit depth is for wav and flac only, "
+                "leave it at 16"
             )
-        fixed = FIXED_RATE_FORMATS.get(self.output_format)
-        if fixed is not None and self.sample_rate not in (None, fixed):
-            raise ValueError(
-                f"sample_rate: {self.output_format} encodes {fixed} Hz only; leave it unset or {fixed}, "
-                f"got {self.sample_rate}"
-            )
-        return self
+        return depth
 
 
 class GenerationResult(BaseModel):

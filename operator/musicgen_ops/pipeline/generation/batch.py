@@ -69,7 +69,11 @@ def validate_parameters(
     try:  # a format this libsndfile cannot write is refused before any generation
         DeliveryOptions.for_parameters(params)
     except ValueError as err:
-        line = f"output_format: {err}".replace("output_format: format: ", "output_format: ")
+        line = (
+            str(err).replace("format: ", "output_format: ", 1)
+            if str(err).startswith("format: ")
+            else str(err)
+        )
         raise InvalidParametersError(f"1 invalid parameter(s): {line}", fields=[line]) from err
     if max_duration_seconds is not None and params.duration_seconds > max_duration_seconds:
         line = (
