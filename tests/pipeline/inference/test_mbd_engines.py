@@ -48,3 +48,11 @@ def test_decode_codes_passes_seeds_only_to_seeded_decoders(mbd, tiny_model):
     torch.testing.assert_close(same[0], same[1], rtol=0, atol=0)
     encodec = build_decoder("encodec", model=tiny_model.model)
     torch.testing.assert_close(decode_codes(encodec, codes, [7]), encodec.decode(codes))
+
+
+def test_the_engine_budgets_the_diffusion_bands_too(engine, tiny_model, mbd):
+    assert mbd.memory_bytes > 1_000_000  # ~3.6M parameters of tiny bands, float32
+    plain = type(engine).__name__ == "TorchEngine" and sum(
+        t.numel() * t.element_size() for t in [*tiny_model.model.parameters(), *tiny_model.model.buffers()]
+    )
+    assert engine.memory_bytes >= mbd.memory_bytes + (plain or 0)

@@ -137,7 +137,7 @@ class FastGenerationEngine:
         for t in tensors:
             if t.device == self.device:
                 seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return sum(seen.values())
+        return sum(seen.values()) + int(getattr(self.decoder, "memory_bytes", 0) or 0)  # MBD's bands
 
     @property
     def captures(self) -> int:

@@ -203,9 +203,10 @@ class TorchEngine:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by parameters and buffers (what the model cache budgets)."""
+        """Bytes held by parameters and buffers, the decoder's own included (what the model cache budgets)."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        own = int(getattr(self.decoder, "memory_bytes", 0) or 0)  # e.g. MBD's diffusion bands
+        return sum(t.numel() * t.element_size() for t in tensors) + own
 
     def generate(
         self,

@@ -139,6 +139,14 @@ class MultiBandDiffusionDecoder:
             audio = self.equalise(audio, self._encodec_reference(codes, shape[-1]))
         return audio.float()
 
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the diffusion bands (the codec belongs to the engine's model)."""
+        tensors = [
+            t for band in self.bands for m in (band.model, band.processor) for t in m.state_dict().values()
+        ]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def _follow_codec(self) -> None:
         """Move the bands to the codec's device (an engine may move the codec after building this)."""
         device = next(self.audio_encoder.parameters()).device
