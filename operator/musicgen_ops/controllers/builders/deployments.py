@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
-from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS, ServeEnvironment
 from musicgen_ops.controllers.builders.labels import Owner, child_labels, child_name, selector_labels
 from musicgen_ops.controllers.builders.pods import (
     CONTAINER_SECURITY,
@@ -49,7 +49,7 @@ def serve_settings(
         dtype="bfloat16" if device == "cuda" else "float32",
         cache_dir=SCRATCH_MODEL_CACHE,
         output_dir="/scratch/output",
-        mbd_weights=(config or OperatorConfig()).mbd_weights,
+        mbd_weights=config.mbd_weights if config else DEFAULT_MBD_WEIGHTS,
     )
 
 
