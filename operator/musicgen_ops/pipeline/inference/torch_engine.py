@@ -22,7 +22,7 @@ import torch
 
 from musicgen_ops.pipeline.codes import delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 from musicgen_ops.pipeline.melody import melody_generate_inputs
 
 if TYPE_CHECKING:
@@ -210,9 +210,10 @@ class TorchEngine:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by parameters and buffers (what the model cache budgets)."""
+        """Bytes held by parameters and buffers, the decoder's own included (what the model cache budgets)."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        own = int(getattr(self.decoder, "memory_bytes", 0) or 0)  # e.g. MBD's diffusion bands
+        return sum(t.numel() * t.element_size() for t in tensors) + own
 
     def generate(
         self,
@@ -270,7 +271,7 @@ class TorchEngine:
             )
         done = time.perf_counter()
         codes = _captured_codes(captured)
-        audio = self.decoder.decode(codes)  # audio prompt and continuation, decoded together
+        audio = decode_codes(self.decoder, codes, seeds)  # audio prompt and continuation, decoded together
         decoded = time.perf_counter()
         self.batch_sizes.append(len(prompts))
         samples = num_frames * self.hop_length
