@@ -69,9 +69,11 @@ NON_DEFAULT = {
         "target_lufs": -14.0,
         "true_peak_dbtp": -2.0,
         "melody_uri": "s3://bucket/melodies/hum.wav",
+        "decoder": "mbd",
         "audio_prompt_uri": "s3://bucket/root/prompts/intro.wav",
     },
 }
+MBD_MIRROR = "s3://bucket/root/models/facebook--multiband-diffusion"
 
 OWNER_TJ = Owner("TrainingJob", "piano", "music", "uid-1")
 OWNER_GR = Owner("GenerationRequest", "calm-1", "music", "uid-2")
@@ -143,6 +145,19 @@ def test_generation_request_spec_reaches_generate_job(config):
     base = generate_settings(OWNER_GR, base_spec, "piano-v1", "s3://bucket/root/models/piano-v1", "b", config)
     base_env = container_env(build_generation_job(OWNER_GR, base_spec, base, config))
     assert GenerateJobEnvironment.from_environ(base_env).use_base_model is True
+
+
+def test_mbd_weights_of_the_operator_reach_jobs_and_servers():
+    config = OperatorConfig(artifacts_uri="s3://bucket/root", mbd_weights=MBD_MIRROR)
+    spec = GenerationRequestSpec.model_validate({"trainedModelId": "m", "prompt": "p", "decoder": "mbd"})
+    settings = generate_settings(OWNER_GR, spec, "m", "s3://bucket/root/models/m", "b", config)
+    job = GenerateJobEnvironment.from_environ(
+        container_env(build_generation_job(OWNER_GR, spec, settings, config))
+    )
+    assert (job.mbd_weights, job.parameters.decoder) == (MBD_MIRROR, "mbd")
+    served = TrainedModelSpec.model_validate({"modelId": "m", "serving": {"enabled": True}})
+    deployment = build_generator_deployment(OWNER_TM, served, "m", "s3://bucket/root", config)
+    assert ServeEnvironment.from_environ(container_env(deployment)).mbd_weights == MBD_MIRROR
 
 
 def test_legacy_spec_names_still_work(config):

@@ -53,7 +53,7 @@ class TestParameters:
             "target_bpm": 5,
             "key": "H",
             "scale": "weird",
-            "output_format": "mp3",
+            "output_format": "aiff",
             "random_seed": -1,
             "colour": "blue",
         }

@@ -99,7 +99,11 @@ def generate(
     top_p: float = field_option(P, "top_p"),
     guidance_scale: float = field_option(P, "guidance_scale"),
     output_format: str = field_option(
-        P, "output_format", "--format", help="wav or flac (default for --output: its suffix)."
+        P,
+        "output_format",
+        "--format",
+        help="wav, flac, mp3, ogg or opus (lossy ones where libsndfile writes them; opus at 48 kHz; "
+        "default for --output: its suffix).",
     ),
     sample_rate: int | None = field_option(P, "sample_rate", "--rate"),
     bit_depth: int = field_option(P, "bit_depth"),
@@ -124,7 +128,13 @@ def generate(
     model_format: str = typer.Option(
         "auto", "--model-format", help="Artifact of a model folder: auto, adapter, merged, onnx, onnx-int8..."
     ),
-    decoder: str = field_option(ServeEnvironment, "decoder"),
+    decoder: str = field_option(
+        ServeEnvironment,
+        "decoder",
+        help="Codes to audio for requests naming none: encodec, or mbd (MultiBand Diffusion, seeded).",
+    ),
+    mbd_weights: str = field_option(ServeEnvironment, "mbd_weights"),
+    mbd_sampling_steps: int = field_option(ServeEnvironment, "mbd_sampling_steps", "--mbd-steps"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
@@ -136,7 +146,12 @@ def generate(
     from musicgen_ops.jobs.generate_job import fetch_audio_prompt
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
-    from musicgen_ops.storage import StorageError
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
+        TINY_RANDOM,
+        MbdWeightsError,
+        resolve_mbd_file,
+    )
+    from musicgen_ops.storage.base import StorageError
 
     if (prompt is None) == (requests_file is None):
         exit_with_error("give exactly one of --prompt or --requests-file")
@@ -180,6 +195,13 @@ def generate(
     try:
         params = [validate_parameters(item) for item in raw]
         _check_melodies(params)
+        decoder_options = None
+        if any((p.decoder or decoder) == "mbd" for p in params):
+            from musicgen_ops.storage.base_models import resolve_base_model
+
+            weights = resolve_base_model(mbd_weights)  # found before the model is loaded: fail fast
+            weights = weights if weights == TINY_RANDOM else str(resolve_mbd_file(weights))
+            decoder_options = {"mbd": {"weights": weights, "sampling_steps": mbd_sampling_steps}}
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,
@@ -190,6 +212,7 @@ def generate(
                 dtype=dtype,
                 model_format=model_format,
                 decoder=decoder,
+                decoder_options=decoder_options,
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
@@ -197,7 +220,9 @@ def generate(
                 fetch_audio_prompt=lambda uri: fetch_audio_prompt(uri, scratch),
                 spectrogram=spectrogram,
             )
-    except (PipelineError, StorageError, ValueError) as err:
+    except MbdWeightsError as err:
+        exit_with_error(f"--decoder mbd: {str(err).removeprefix('error: ')} (see --mbd-weights)")
+    except (PipelineError, ValueError, StorageError) as err:
         exit_with_error(str(err))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

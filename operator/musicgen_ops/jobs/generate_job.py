@@ -58,6 +58,32 @@ def fetch_audio_prompt(uri: str, folder: Path) -> Path:
         raise InvalidParametersError(line, fields=[line]) from err
 
 
+def mbd_options(settings: GenerateJobEnvironment) -> dict[str, object]:
+    """MultiBand Diffusion's checkpoint file (``mbd_weights`` resolved like a base model) and steps.
+
+    Raises:
+        MbdWeightsError: the weights cannot be found or read (the message names the setting).
+    """
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
+        TINY_RANDOM,
+        MbdWeightsError,
+        resolve_mbd_file,
+    )
+    from musicgen_ops.storage.base import StorageError
+    from musicgen_ops.storage.base_models import resolve_base_model
+
+    try:
+        weights = resolve_base_model(settings.mbd_weights)
+        weights = weights if weights == TINY_RANDOM else str(resolve_mbd_file(weights))
+    except (MbdWeightsError, StorageError) as err:
+        where = GenerateJobEnvironment.variable_names()["mbd_weights"]
+        reason = str(err).removeprefix("error: ")
+        raise MbdWeightsError(
+            f"decoder mbd is not available ({where}={settings.mbd_weights}): {reason}"
+        ) from err
+    return {"weights": weights, "sampling_steps": settings.mbd_sampling_steps}
+
+
 def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     """Run one generation; returns the result written to ``result_uri``."""
     from musicgen_ops.pipeline.generation.batch import generate_to_files
@@ -71,6 +97,8 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
     started = time.perf_counter()
     params = settings.parameters
     model_id: str = settings.base_model if settings.use_base_model else settings.model_id
+    decoder = params.decoder or "encodec"
+    options = mbd_options(settings) if decoder == "mbd" else None  # before any download: fail fast
     if settings.use_base_model:  # the B of an A/B: the adapter's base model alone
         local_model: str | Path = settings.base_model
     else:
@@ -80,7 +108,7 @@ def generate(settings: GenerateJobEnvironment) -> GenerationJobResult:
         )
     device = resolve_device(settings.device)
     # Every engine continues codes past its window: auto (the fast engine on GPU) serves 300 s too.
-    engine = open_engine(local_model, "auto", device, dtype="auto")
+    engine = open_engine(local_model, "auto", device, dtype="auto", decoder=decoder, decoder_options=options)
     loaded = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="generate-job-") as scratch:
         audio_path = Path(scratch) / f"audio.{params.output_format}"

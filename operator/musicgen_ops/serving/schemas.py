@@ -102,6 +102,9 @@ class ModelInfo(BaseModel):
     source: str | None = Field(None, description="Local folder or reference it is loaded from.")
     family: str | None = Field(None, description="Loaded models: musicgen or musicgen-melody.")
     melody: bool | None = Field(None, description="Loaded models: takes a melody (melody_uri/melody_base64).")
+    decoder: str | None = Field(
+        None, description="Audio decoder of the loaded engine (one engine per decoder)."
+    )
 
 
 class ModelList(BaseModel):

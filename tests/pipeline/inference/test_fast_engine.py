@@ -286,14 +286,14 @@ def test_math_attention_matches_sdpa(tiny_model, engine):
 def test_cuda_graphs_replay_the_eager_step(fresh_tiny_model):
     graphs = FastGenerationEngine(fresh_tiny_model, device="cuda", dtype="float32", config=SMALL)
     report = graphs.warmup()
-    assert report["graphs"] == 3 * 2 * 2  # batch buckets x text buckets x windows
+    assert report["graphs"] == 3 * 2 * 2 * 2  # batch buckets x text buckets x windows x samplers
     eager = FastGenerationEngine(
         fresh_tiny_model,
         device="cuda",
         dtype="float32",
         config=FastEngineConfig(batch_buckets=(1, 2, 4), length_buckets_s=(1.0, 2.0), cuda_graphs=False),
     )
-    for params in (GREEDY, SamplingParams(seed=5)):
+    for params in (GREEDY, SamplingParams(seed=5), SamplingParams(seed=5, top_k=0, top_p=0.9)):
         a = graphs.generate(PROMPTS, num_frames=70, sampling=params)
         b = eager.generate(PROMPTS, num_frames=70, sampling=params)
         np.testing.assert_array_equal(a.codes, b.codes)

@@ -241,6 +241,7 @@ def generate_settings(
         cache_dir=SCRATCH_MODEL_CACHE,
         output_uri=output,
         result_uri=result_uri_for(output),
+        mbd_weights=config.mbd_weights,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from musicgen_ops.contracts.base import describe_validation_error
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
+from musicgen_ops.pipeline.audio_output import DeliveryOptions
 from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, read_audio_prompt
 from musicgen_ops.pipeline.generation.windowing import (
@@ -77,6 +78,15 @@ def validate_parameters(
             raise InvalidParametersError(
                 f"{len(fields)} invalid parameter(s): " + "; ".join(fields), fields=fields
             ) from err
+    try:  # a format this libsndfile cannot write is refused before any generation
+        DeliveryOptions.for_parameters(params)
+    except ValueError as err:
+        line = (
+            str(err).replace("format: ", "output_format: ", 1)
+            if str(err).startswith("format: ")
+            else str(err)
+        )
+        raise InvalidParametersError(f"1 invalid parameter(s): {line}", fields=[line]) from err
     if max_duration_seconds is not None and params.duration_seconds > max_duration_seconds:
         line = (
             f"duration_seconds: at most {max_duration_seconds:g} s on this server "
@@ -139,6 +149,7 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
     s = request.sampling
     key: tuple = (
         model_key,
+        decoder_name(engine),  # requests with different decoders never share a batch
         request.num_samples,
         s.guidance_scale,
         s.temperature,
@@ -186,6 +197,7 @@ def generate_to_files(
     dtype: str | None = None,
     model_format: str = "auto",
     decoder: str = "encodec",
+    decoder_options: Mapping[str, Mapping[str, Any]] | None = None,
     audio_paths: Sequence[str | Path] | None = None,
     max_batch_size: int = 8,
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
@@ -201,7 +213,10 @@ def generate_to_files(
         params_list: the tracks to generate, all with ``model_ref``.
         model_ref: base model, checkpoint folder or ONNX export for ``open_engine``, or an open engine.
         output_dir: where ``track-<n>.<format>`` (+ ``.json``, ``.png``) go unless ``audio_paths``.
-        engine, device, dtype, model_format, decoder: passed to ``open_engine``.
+        engine, device, dtype, model_format: passed to ``open_engine``.
+        decoder: audio decoder of the requests that name none (a request's ``decoder`` wins; one engine
+            is opened per decoder used).
+        decoder_options: factory options per decoder name (``{"mbd": {"weights": ...}}``).
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
         window_seconds, stride_seconds: token-level continuation beyond the model's window.
@@ -219,30 +234,52 @@ def generate_to_files(
     validated = [validate_parameters(p) for p in params_list]
     if audio_paths is not None and len(audio_paths) != len(validated):
         raise ValueError(f"got {len(audio_paths)} audio paths for {len(validated)} requests")
-    if isinstance(model_ref, (str, Path)):
-        from musicgen_ops.pipeline.inference.loader import open_engine
+    engines: dict[str, Any] = {}
 
-        gen = open_engine(model_ref, engine, device, dtype=dtype, model_format=model_format, decoder=decoder)
+    def engine_for(name: str) -> Any:
+        if name not in engines:
+            if not isinstance(model_ref, (str, Path)):
+                if decoder_name(model_ref) != name:
+                    raise ValueError(
+                        f"the open engine decodes with {decoder_name(model_ref)!r}, not {name!r}"
+                    )
+                engines[name] = model_ref
+            else:
+                from musicgen_ops.pipeline.inference.loader import open_engine
+
+                options = (decoder_options or {}).get(name)
+                engines[name] = open_engine(
+                    model_ref,
+                    engine,
+                    device,
+                    dtype=dtype,
+                    model_format=model_format,
+                    decoder=name,
+                    decoder_options=options,
+                )
+        return engines[name]
+
+    if isinstance(model_ref, (str, Path)):
         model_id = model_id or str(model_ref)
     else:
-        gen = model_ref
-        model_id = model_id or str(getattr(gen, "name", "engine"))
+        decoder = decoder_name(model_ref)
+        model_id = model_id or str(getattr(model_ref, "name", "engine"))
     output_dir = Path(output_dir)
-    require_melody_support(gen, model_id, any(p.melody_uri for p in validated))
-    prepared = [
-        prepare(
-            p,
-            gen.sample_rate,
-            melody=read_melody(p.melody_uri, gen.sample_rate, fetch_melody),
-            prompt_audio=read_audio_prompt(p.audio_prompt_uri, gen.sample_rate, fetch_audio_prompt),
-        )
-        for p in validated
-    ]
+    decoders = [p.decoder or decoder for p in validated]
+    prepared = []
+    for request, name in zip(validated, decoders, strict=True):
+        gen = engine_for(name)
+        require_melody_support(gen, model_id, bool(request.melody_uri))
+        melody = read_melody(request.melody_uri, gen.sample_rate, fetch_melody)
+        prompt = read_audio_prompt(request.audio_prompt_uri, gen.sample_rate, fetch_audio_prompt)
+        prepared.append(prepare(request, gen.sample_rate, melody=melody, prompt_audio=prompt))
     groups: dict[Hashable, list[int]] = {}
     for index, request in enumerate(prepared):
+        gen = engine_for(decoders[index])
         groups.setdefault(batch_key(model_id, request, gen), []).append(index)
     results: dict[int, GenerationResult] = {}
     for indices in groups.values():
+        gen = engine_for(decoders[indices[0]])
         for start in range(0, len(indices), max_batch_size):
             chunk = indices[start : start + max_batch_size]
             started = time.perf_counter()

@@ -85,19 +85,21 @@ def _window_frames(engine: Any, window_seconds: float) -> int:
     return max_frames if isinstance(max_frames, int) and 1 < max_frames < window else window
 
 
-def decode_codes(engine: Any, codes: np.ndarray) -> np.ndarray:
+def decode_track(engine: Any, codes: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
     """A track's codes ``[batch, K, frames]`` through the engine's decoder: float32 ``[batch, samples]``
-    (mono) or ``[batch, 2, samples]`` (stereo), one row at a time, so a 300 s batch never holds every
-    row's codec activations at once."""
+    (mono) or ``[batch, 2, samples]`` (stereo), one row at a time with its own seed (a sampling decoder
+    such as MBD), so a 300 s batch never holds every row's decoder activations at once."""
     import torch
+
+    from musicgen_ops.pipeline.inference.decoders import decode_codes
 
     decoder = getattr(engine, "decoder", None)
     if decoder is None:
         raise TypeError(f"{type(engine).__name__} has no decoder to turn codes into audio")
     rows = []
-    for row in np.asarray(codes, dtype=np.int64):
+    for row, seed in zip(np.asarray(codes, dtype=np.int64), seeds, strict=True):
         with torch.inference_mode():
-            values = decoder.decode(torch.from_numpy(row[None]))
+            values = decode_codes(decoder, torch.from_numpy(row[None]), [seed])
         values = values[0].float().cpu().numpy()  # [channels, samples]
         rows.append(values[0] if values.shape[0] == 1 else values)
     return np.stack(rows).astype(np.float32, copy=False)
@@ -185,7 +187,7 @@ def generate_windowed(
         context = frames[..., stride_frames:]  # the codes the next window continues
         offset += stride_frames
     codes = np.concatenate(pieces, axis=-1)
-    audio = decode_codes(engine, codes)
+    audio = decode_track(engine, codes, seeds)
     if audio.shape[-1] < num_samples:
         raise RuntimeError(f"decoder returned {audio.shape[-1]} samples, expected {num_samples}")
     return np.ascontiguousarray(audio[..., :num_samples]), windows

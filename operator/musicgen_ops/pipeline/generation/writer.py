@@ -119,6 +119,7 @@ def write_result(
         num_samples=num_samples,
         output_format=output_format,
         bit_depth=parameters.bit_depth,
+        decoder=decoder,
         loudness_lufs=_rounded(rendered.loudness_lufs),
         true_peak_dbtp=_rounded(rendered.true_peak_dbtp),
         windows=windows,

@@ -35,7 +35,7 @@ import torch
 from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -121,6 +121,7 @@ class FastGenerationEngine:
             noise_window=self.config.noise_window,
             attention=self.config.attention,
             use_graphs=self.use_graphs,
+            top_k_candidates=self.config.top_k_candidates,
         )
         self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
 
@@ -142,7 +143,7 @@ class FastGenerationEngine:
         for t in tensors:
             if t.device == self.device:
                 seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return sum(seen.values())
+        return sum(seen.values()) + int(getattr(self.decoder, "memory_bytes", 0) or 0)  # MBD's bands
 
     @property
     def captures(self) -> int:
@@ -165,10 +166,11 @@ class FastGenerationEngine:
                 buf = ws.buffers(batch)
                 for text in self.config.text_buckets:
                     for window in self.windows:
-                        if self.use_graphs:
-                            ws.graph(buf, window, text, late=False)
-                        ws.reset(buf, num_frames=1)
-                        ws.step(buf, window, text)
+                        for sampler in ws.samplers:  # topk for top_k <= top_k_candidates, else sort
+                            if self.use_graphs:
+                                ws.graph(buf, window, text, late=False, sampler=sampler)
+                            ws.reset(buf, num_frames=1, sampling=_warmup_sampling(sampler))
+                            ws.step(buf, window, text)
             self._sync()
         seconds = time.perf_counter() - started
         logger.info("fast engine warm: %d graphs in %.1f s on %s", self.captures, seconds, self.device)
@@ -301,7 +303,7 @@ class FastGenerationEngine:
             done = codes.shape[-1]
             end = done if timings is not None else max(0, done - lookahead_frames)
             if end > emitted:
-                audio = self._decode_audio(codes[..., :done], done)
+                audio = self._decode_audio(codes[..., :done], done, seeds)
                 yield audio[..., emitted * self.hop_length : end * self.hop_length]
                 emitted = end
 
@@ -319,7 +321,7 @@ class FastGenerationEngine:
         skip = 0 if prefix is None else prefix.shape[-1]
         before = time.perf_counter()
         if decode:  # prefix and new frames decoded together: the codec sees the context it continues
-            audio = self._decode_audio(codes, skip + num_frames)[..., skip * self.hop_length :]
+            audio = self._decode_audio(codes, skip + num_frames, seeds)[..., skip * self.hop_length :]
         else:
             audio = np.zeros((len(prompts), 0), dtype=np.float32)
         timings["codec"] = time.perf_counter() - before
@@ -348,7 +350,7 @@ class FastGenerationEngine:
         with self._lock:  # a suspended stream keeps the lock; inference mode is entered per piece
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                buf, text, windows, capture = self._prepare(prompts, batch, steps)
+                buf, text, windows, capture = self._prepare(prompts, batch, steps, sampling)
                 ws.reset(buf, num_frames, sampling)
                 start = 0 if prefix is None else ws.prefill(buf, prefix, text)
                 generators = self._generators(seeds) if sampling.do_sample else []
@@ -374,7 +376,7 @@ class FastGenerationEngine:
         yield codes, {"encode": t1 - t0 - capture, "capture": capture, "decode": t2 - t1}
 
     def _prepare(
-        self, prompts: list[str], batch: int, steps: int
+        self, prompts: list[str], batch: int, steps: int, sampling: SamplingParams | None = None
     ) -> tuple[StepBuffers, int, list[int], float]:
         """Encode the prompts into the batch bucket's buffers; returns them, the prompt bucket, the
         attention window of every step and the seconds spent capturing graphs (0 after warm-up)."""
@@ -398,8 +400,9 @@ class FastGenerationEngine:
         buf = ws.buffers(batch)
         before = time.perf_counter()
         if self.use_graphs:  # normally all captured by warmup(); capturing runs steps, so do it first
+            sampler = ws.sampler_for(sampling)
             for window in sorted(set(windows)):
-                ws.graph(buf, window, text, late=True)
+                ws.graph(buf, window, text, late=True, sampler=sampler)
         capture = time.perf_counter() - before
         fill_cross_attention(self.weights, buf, states, mask)
         return buf, text, windows, capture
@@ -422,10 +425,10 @@ class FastGenerationEngine:
         full_mask[: len(prompts)] = attention
         return full, full_mask
 
-    def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
+    def _decode_audio(self, codes: torch.Tensor, num_frames: int, seeds: Sequence[int]) -> np.ndarray:
         """``[B, K, frames]`` codes through the engine's decoder to float32 ``[B, samples]`` (mono) or
         ``[B, 2, samples]`` (stereo)."""
-        values = self.decoder.decode(codes)
+        values = decode_codes(self.decoder, codes, seeds)
         samples = num_frames * self.hop_length
         audio = values[:, :, :samples].cpu().numpy()
         audio = audio[:, 0] if self.audio_channels == 1 else audio
@@ -439,3 +442,8 @@ class FastGenerationEngine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _warmup_sampling(sampler: int | None) -> SamplingParams:
+    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
+    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)

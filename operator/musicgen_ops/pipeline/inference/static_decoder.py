@@ -230,11 +230,16 @@ def decoder_logits(
     return F.linear(x, w.heads).view(rows, k_books, w.vocab_size).float()
 
 
-def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
+def choose_tokens(logits: torch.Tensor, buf: StepBuffers, candidates: int | None = None) -> torch.Tensor:
     """Guidance, then greedy or temperature/top-k/top-p sampling, all on the device: ``[batch, K]``.
 
     Sampling uses the exponential race (``argmax(p / E)`` with ``E ~ Exp(1)``), which draws from ``p``
     exactly like ``torch.multinomial``, with noise prepared per prompt by a seeded generator.
+
+    ``candidates``: when given (and below the vocabulary), only the ``candidates`` largest scores are
+    ranked (``torch.topk``, a fixed shape) instead of sorting the whole vocabulary; exact as long as
+    ``top_k <= candidates`` (the caller's rule): every token outside the top k is filtered anyway, so
+    the k-th score and the nucleus over the kept tokens are the same.
     """
     batch = buf.batch
     cond, uncond = logits[:batch], logits[batch:]
@@ -242,7 +247,10 @@ def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
     greedy = scores.argmax(dim=-1)
 
     scaled = scores / buf.temperature
-    ordered = scaled.sort(dim=-1, descending=True).values
+    if candidates is not None and candidates < scaled.shape[-1]:
+        ordered = scaled.topk(candidates, dim=-1).values  # sorted, largest first
+    else:
+        ordered = scaled.sort(dim=-1, descending=True).values
     kth = ordered.index_select(-1, buf.top_k_index)  # [batch, K, 1]
     ordered = ordered.masked_fill(ordered < kth, float("-inf"))
     probs = ordered.softmax(dim=-1)
@@ -257,15 +265,24 @@ def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
     return torch.where(buf.do_sample, sampled, greedy)
 
 
-def decode_step(w: DecoderWeights, buf: StepBuffers, window: int, text_window: int, impl: str) -> None:
+def decode_step(
+    w: DecoderWeights,
+    buf: StepBuffers,
+    window: int,
+    text_window: int,
+    impl: str,
+    candidates: int | None = None,
+) -> None:
     """One full generation step: forward, choose tokens, apply the delay pattern, advance the position.
+
+    ``candidates``: see :func:`choose_tokens` (None: rank the whole vocabulary).
 
     The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` with delay ``d``
     holds frame ``s - d``); outside ``d <= s < d + num_frames`` the pad token is written and fed back
     instead, as Hugging Face's ``apply_delay_pattern_mask`` does. Where ``buf.forced`` holds a code (a
     code prefix, as Hugging Face's delay pattern mask holds the prompt's codes) that code is written instead.
     """
-    tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf)
+    tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf, candidates)
     forced = buf.forced.index_select(2, buf.position).squeeze(-1)  # [batch, K]
     tokens = torch.where(forced >= 0, forced, tokens)
     index = buf.codebook_delay

@@ -22,7 +22,7 @@ import torch
 
 from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 from musicgen_ops.pipeline.melody import melody_generate_inputs
 
@@ -211,9 +211,10 @@ class TorchEngine:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by parameters and buffers (what the model cache budgets)."""
+        """Bytes held by parameters and buffers, the decoder's own included (what the model cache budgets)."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        own = int(getattr(self.decoder, "memory_bytes", 0) or 0)  # e.g. MBD's diffusion bands
+        return sum(t.numel() * t.element_size() for t in tensors) + own
 
     def generate(
         self,
@@ -271,7 +272,7 @@ class TorchEngine:
         self.batch_sizes.append(len(prompts))
         if decode:  # prefix and continuation decoded together: the codec sees the context it continues
             start, samples = prefix_frames * self.hop_length, num_frames * self.hop_length
-            audio = self.decoder.decode(codes)[:, :, start : start + samples].cpu().numpy()
+            audio = decode_codes(self.decoder, codes, seeds)[:, :, start : start + samples].cpu().numpy()
             audio = audio[:, 0] if self.audio_channels == 1 else audio  # mono [batch, samples]
             if audio.shape[-1] != samples:
                 raise RuntimeError(f"codec returned {audio.shape[-1]} new samples, expected {samples}")

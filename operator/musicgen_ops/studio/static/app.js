@@ -323,11 +323,16 @@ async function loadGenerateForm(modelId) {
   form.model.replaceChildren(...options);
   if (modelId) form.model.value = modelId;
   const params = state.schema.components.schemas.GenerationParameters.properties;
-  for (const name of ['key', 'scale']) {
+  for (const name of ['key', 'scale', 'decoder']) {
     const select = form[name];
     if (select.options.length > 1) continue;
-    const values = params[name].anyOf.find((a) => a.enum).enum;
-    select.append(...values.map((v) => new Option(v, v)));
+    const values = params[name].anyOf.find((a) => a.enum).enum.filter((v) => v !== 'encodec');
+    select.append(...values.map((v) => new Option(v === 'mbd' ? 'mbd (MultiBand Diffusion)' : v, v)));
+  }
+  if (!form.output_format.options.length) {
+    const formats = params.output_format.enum;
+    form.output_format.append(...formats.map((v) => new Option(v, v)));
+    form.output_format.value = params.output_format.default;
   }
 }
 
@@ -348,7 +353,9 @@ function setupGenerateForm() {
     for (const name of ['duration_seconds', 'target_bpm', 'temperature', 'random_seed']) {
       if (form[name].value !== '') parameters[name] = Number(form[name].value);
     }
-    for (const name of ['key', 'scale', 'style']) if (form[name].value) parameters[name] = form[name].value;
+    for (const name of ['key', 'scale', 'style', 'decoder', 'output_format']) {
+      if (form[name].value) parameters[name] = form[name].value;
+    }
     const chosen = form.model.value;
     const body = chosen.startsWith('base:')
       ? { base_model: chosen.slice(5), parameters }
