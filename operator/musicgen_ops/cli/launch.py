@@ -1,4 +1,4 @@
-"""``train --devices N``: run the same command as N data-parallel processes through torchrun's own launcher.
+"""``train --devices N``: run the same command as N data-parallel processes through torch elastic's launcher.
 
 The command line is rebuilt from the options the user typed (click records where each value came from), so
 every ``train`` option reaches the workers unchanged; the workers find themselves under torchrun and train
@@ -8,27 +8,29 @@ data-parallel (gloo on the CPU, NCCL on GPUs).
 from __future__ import annotations
 
 import os
+import sys
+import uuid
 
-import click
-from click.core import ParameterSource
+import typer
 
 from musicgen_ops.cli.console import exit_with_error
 
 
-def typed_arguments(context: click.Context) -> list[str]:
+def typed_arguments(context: typer.Context) -> list[str]:
     """The options of ``context``'s command that came from the command line, as arguments again."""
     arguments: list[str] = []
     for param in context.command.params:
-        if not isinstance(param, click.Option) or param.name is None:
+        if param.param_type_name != "option" or param.name is None:
             continue
-        if context.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+        source = context.get_parameter_source(param.name)
+        if source is None or source.name != "COMMANDLINE":
             continue
         value = context.params[param.name]
         if param.is_flag:
             names = param.opts if value else param.secondary_opts
-            arguments.extend(names[:1])
+            arguments.extend(sorted(names, key=len)[-1:])
         elif value is not None:
-            arguments.extend([param.opts[0], str(value)])
+            arguments.extend([max(param.opts, key=len), str(value)])
     return arguments
 
 
@@ -56,15 +58,26 @@ def check_torchrun_devices(devices: int | None) -> None:
         exit_with_error(f"--devices {devices} disagrees with torchrun's --nproc-per-node {local}")
 
 
-def relaunch(devices: int, context: click.Context) -> None:
-    """Run this ``train`` command again as ``devices`` processes on this machine (torchrun standalone)."""
-    from torch.distributed import run as torchrun
+def relaunch(devices: int, context: typer.Context) -> None:
+    """Run this ``train`` command again as ``devices`` processes on this machine, through torch elastic's
+    launcher with torchrun's ``--standalone`` settings (a c10d rendezvous on a free local port)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     parent = typed_arguments(context.parent) if context.parent else []
     arguments = [*parent, context.info_name or "train", *typed_arguments(context)]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default with several processes per node
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=devices,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
     try:
-        torchrun.main(["--standalone", f"--nproc-per-node={devices}", "-m", "musicgen_ops", *arguments])
+        elastic_launch(config, sys.executable)("-m", "musicgen_ops", *arguments)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import typer
 from pydantic import ValidationError
 
@@ -17,6 +16,7 @@ L, T = LoraParameters, TrainingParameters
 
 
 def train(
+    context: typer.Context,
     data_dir: Path = typer.Option(
         ..., "--data-dir", "-d", help="Preprocessed dataset folder (manifest.json + clips/)."
     ),
@@ -102,11 +102,11 @@ def train(
         launch.check_torchrun_devices(devices)
     elif devices is not None and devices > 1:
         launch.check_devices(devices, device)
-        launch.relaunch(devices, click.get_current_context())
+        launch.relaunch(devices, context)
         return
     try:
-        context = DistributedContext.from_environ()
-        if not context.is_main:  # rank 0 alone shows progress and the result
+        ranks = DistributedContext.from_environ()
+        if not ranks.is_main:  # rank 0 alone shows progress and the result
             run_training(config)
             return
         with RichProgressReporter() as bar:

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import rotate_checkpoints
 
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
@@ -63,6 +64,8 @@ class _MusicGenTrainer(Trainer):
                 shutil.rmtree(target, ignore_errors=True)
                 folder.rename(target)
             shutil.rmtree(staging, ignore_errors=True)
+        if self.args.should_save:  # the Trainer rotated inside the staging folder: rotate the real one
+            rotate_checkpoints(str(final_root), self.args.save_total_limit, self.state.best_model_checkpoint)
 
 
 class _ProgressCallback(TrainerCallback):
