@@ -202,3 +202,25 @@ def test_devices_beyond_the_machine_are_refused(options, message, train_data_dir
     args = ["train", "-d", str(train_data_dir), "-o", str(tmp_path), "--base-model", "tiny-random", *options]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_hf_checkpoints_rotate_to_save_total_limit(train_data_dir, tmp_path):
+    """The Trainer rotates inside its staging folder; the real folder keeps the newest --save-total-limit."""
+    from musicgen_ops.pipeline.dataset import MusicGenDataset
+    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.training import MusicGenLoRATrainer
+
+    trainer = MusicGenLoRATrainer("tiny-random", lora_r=4, lora_dropout=0.0, loaded=build_random_musicgen())
+    dataset = MusicGenDataset.from_directory(train_data_dir, trainer.processor, model=trainer.loaded.model)
+    trainer.train(
+        dataset,
+        None,
+        tmp_path,
+        num_epochs=1,
+        batch_size=2,
+        save_steps=1,
+        save_total_limit=2,
+        val_fraction=0.0,
+    )
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["checkpoint-3", "checkpoint-4"]
