@@ -224,3 +224,80 @@ def test_hf_checkpoints_rotate_to_save_total_limit(train_data_dir, tmp_path):
     )
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_condition_dropout_slices_the_global_draw():
+    from musicgen_ops.pipeline.training.steps import ConditionDropout
+
+    whole = ConditionDropout(0.5, seed=3).rows(8, step=1)
+    parts = [ConditionDropout(0.5, seed=3, rank=r, world_size=2).rows(4, step=1) for r in (0, 1)]
+    assert torch.equal(torch.cat(parts), whole)
+
+
+def test_only_rank_0_reports_with_the_world_size():
+    from musicgen_ops.pipeline.progress import ProgressEvent
+    from musicgen_ops.pipeline.training.distributed import DistributedContext, RankZeroReporter
+
+    seen: list = []
+
+    class Collect:
+        def on_progress(self, event):
+            seen.append(event)
+
+    event = ProgressEvent(phase="starting", epoch=0, total_epochs=1, step=0, total_steps=4)
+    for rank in (0, 1):
+        context = DistributedContext(rank=rank, local_rank=rank, world_size=2, local_world_size=2)
+        RankZeroReporter(Collect(), context, "effective batch 8").on_progress(event)
+    assert len(seen) == 1 and seen[0].world_size == 2 and seen[0].message == "effective batch 8"
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"RANK": "2", "WORLD_SIZE": "2"},
+        {"RANK": "x", "WORLD_SIZE": "2"},
+        {"LOCAL_RANK": "1", "WORLD_SIZE": "1"},
+    ],
+)
+def test_a_bad_torchrun_environment_is_refused(environ):
+    from musicgen_ops.pipeline.errors import TrainingError
+    from musicgen_ops.pipeline.training.distributed import DistributedContext
+
+    with pytest.raises(TrainingError, match="torchrun environment"):
+        DistributedContext.from_environ(environ)
+
+
+def test_torchrun_environment_is_read():
+    from musicgen_ops.pipeline.training.distributed import DistributedContext
+
+    environ = {"RANK": "9", "LOCAL_RANK": "1", "WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8"}
+    context = DistributedContext.from_environ(environ)
+    assert (context.num_nodes, context.is_main, context.is_local_main, context.is_distributed) == (
+        2,
+        False,
+        False,
+        True,
+    )
+
+
+def test_devices_relaunches_the_typed_options_under_torch_elastic(train_data_dir, tmp_path, monkeypatch):
+    from torch.distributed.launcher import api
+
+    from musicgen_ops.cli import run
+
+    launched: dict = {}
+
+    def fake_launch(config, entrypoint):
+        launched.update(config=config, entrypoint=entrypoint)
+        return lambda *args: launched.update(args=list(args))
+
+    monkeypatch.setattr(api, "elastic_launch", fake_launch)
+    args = ["train", "--devices", "3", "--device", "cpu", "-d", str(train_data_dir), "-o", str(tmp_path)]
+    assert run(["--log-level", "WARNING", *args, "--lora-r", "4", "--lr", "0.01", "--resume"]) == 0
+    assert launched["config"].nproc_per_node == 3 and launched["config"].max_restarts == 0
+    assert launched["entrypoint"] == sys.executable
+    assert launched["args"][:5] == ["-m", "musicgen_ops", "--log-level", "WARNING", "train"]
+    forwarded = launched["args"][5:]
+    for pair in (["--lora-r", "4"], ["--learning-rate", "0.01"], ["--data-dir", str(train_data_dir)]):
+        assert forwarded[forwarded.index(pair[0]) + 1] == pair[1]
+    assert "--resume" in forwarded and "--epochs" not in forwarded  # defaults stay the worker's defaults
