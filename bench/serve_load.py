@@ -58,7 +58,7 @@ def start_server(args: argparse.Namespace, folder: Path) -> tuple[subprocess.Pop
         MUSICGEN_SERVE_DEVICE=args.device,
         MUSICGEN_SERVE_MAX_QUEUE=str(args.max_queue),
         MUSICGEN_SERVE_WINDOW_SECONDS="5",
-        MUSICGEN_SERVE_CONTEXT_SECONDS="1",
+        MUSICGEN_SERVE_STRIDE_SECONDS="4",
     )
     command = [
         sys.executable,

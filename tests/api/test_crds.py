@@ -89,7 +89,8 @@ def test_defaults_enums_and_bounds_reach_the_schema():
     assert spec["durationSeconds"]["minimum"] == 0 and spec["durationSeconds"]["exclusiveMinimum"] is True
     assert spec["durationSeconds"]["maximum"] == 300
     assert spec["temperature"]["maximum"] == 2
-    assert spec["outputFormat"]["enum"] == ["wav", "flac"]
+    assert spec["outputFormat"]["enum"] == ["wav", "flac", "mp3", "ogg", "opus"]
+    assert spec["decoder"]["enum"] == ["encodec", "mbd"] and spec["decoder"]["nullable"] is True
     assert spec["resources"]["default"]["gpu"] == 1
     tj = openapi_schema(ALL_KINDS[0])["properties"]["spec"]
     assert tj["required"] == ["datasetUri"]

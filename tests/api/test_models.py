@@ -42,7 +42,9 @@ def test_generation_bounds():
         {"durationSeconds": 300.5},
         {"temperature": 2.5},
         {"key": "H"},
-        {"outputFormat": "mp3"},
+        {"outputFormat": "aiff"},
+        {"outputFormat": "mp3", "bitDepth": 24},
+        {"decoder": "hifigan"},
     ):
         with pytest.raises(ValidationError):
             GenerationRequestSpec.model_validate({"model": "m", "prompt": "p", **bad})

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import soundfile as sf
+
 from musicgen_ops.contracts.environment import GenerateJobEnvironment, TrainJobEnvironment
 from musicgen_ops.contracts.generation import GenerationParameters
 from musicgen_ops.contracts.training import TrainingParameters
@@ -44,17 +47,23 @@ def test_mirrored_base_model_is_downloaded_once_per_node(raw_dataset, tmp_path, 
         # The store loses the weights: the generate-job can only succeed from the node's cache.
         open_store(mirrored.uri).delete("model.safetensors")
         output = tmp_path / "out.wav"
+        clip = tmp_path / "prompts" / "intro.wav"  # an audio prompt, downloaded through storage
+        clip.parent.mkdir()
+        sf.write(clip, np.zeros((4800, 2), np.float32), 48_000)
+        parameters = GenerationParameters(
+            prompt="calm piano", duration_seconds=1, random_seed=1, audio_prompt_uri=clip.as_uri()
+        )
         settings = GenerateJobEnvironment(
             model_id="mirrored",
             model_uri=f"file://{raw_dataset}/artifacts/models/mirrored",
-            parameters=GenerationParameters(prompt="calm piano", duration_seconds=1, random_seed=1),
+            parameters=parameters,
             output_uri=output.as_uri(),
             result_uri=(tmp_path / "out.json").as_uri(),
             cache_dir=tmp_path / "model-cache",
             device="cpu",
         )
         result = generate_job.generate(settings)
-        assert output.stat().st_size > 0 and result.duration_seconds > 0
+        assert output.stat().st_size > 0 and result.duration_seconds == 1.0
         assert list(cache.glob("musicgen-tiny/*/model.safetensors")) == cached
     finally:
         set_base_model_resolver(None)

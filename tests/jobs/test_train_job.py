@@ -83,3 +83,40 @@ def test_cpu_bf16_is_a_permanent_error(raw_dataset, tmp_path, monkeypatch):
         train_job.main()
     assert exit_info.value.code == 3
     assert "needs a CUDA GPU" in (raw_dataset / "termination-log").read_text()
+
+
+@pytest.mark.parametrize("backend", ["hf", "lightning"])
+def test_checkpoint_samples_are_published_beside_the_checkpoints(backend, raw_dataset, tmp_path, monkeypatch):
+    """progress.json names every sample; each named file is in storage under the run's checkpoints."""
+    run = tmp_path / "run"
+    training = TrainingParameters(
+        epochs=1,
+        max_steps=2,
+        batch_size=4,
+        save_steps=1,
+        backend=backend,
+        sample_prompts=["soft piano"],
+        sample_seconds=0.1,
+    )
+    job_env(
+        monkeypatch,
+        raw_dataset,
+        model_id=f"samples-{backend}",
+        run_uri=f"file://{run}",
+        progress_uri=f"file://{run}/progress.json",
+        training=training,
+    )
+    monkeypatch.setenv("MUSICGEN_JOB_WORK_DIR", str(tmp_path / "scratch"))
+    train_job.train(TrainJobEnvironment.from_environ())
+
+    progress = TrainingProgress.model_validate_json((run / "progress.json").read_text())
+    assert progress.phase == "completed"
+    assert [(s.step, s.index, s.prompt) for s in progress.samples] == [
+        (1, 0, "soft piano"),
+        (2, 0, "soft piano"),
+    ]
+    for sample in progress.samples:
+        published = run / "checkpoints" / sample.path
+        assert published.is_file() and published.stat().st_size > 44  # a WAV header and audio
+        folder = sample.path.split("/", 1)[0]
+        assert (run / "checkpoints" / folder / ".complete").is_file()  # mirrored whole, like a checkpoint

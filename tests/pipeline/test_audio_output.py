@@ -110,6 +110,8 @@ def _cases():
         for rate in (32_000, 44_100, 48_000):
             yield name, 16, rate, 1
         yield name, 16, 44_100, 2
+    yield "opus", 16, 48_000, 1
+    yield "opus", 16, 48_000, 2
 
 
 @pytest.mark.parametrize(("name", "depth", "rate", "channels"), list(_cases()))

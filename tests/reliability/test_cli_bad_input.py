@@ -46,10 +46,15 @@ CASES = {
         1,
         ["afile is a file, not a folder"],
     ),
-    "output as mp3": (
-        ["generate", "--prompt", "x", "-o", "{tmp}/a.mp3"],
+    "output as aiff": (
+        ["generate", "--prompt", "x", "-o", "{tmp}/a.aiff"],
         1,
-        ["cannot write mp3", ".wav or .flac"],
+        ["cannot write aiff", ".wav or .flac or .mp3 or .ogg or .opus"],
+    ),
+    "24-bit mp3": (
+        ["generate", "--prompt", "x", "-o", "{tmp}/a.mp3", "--bit-depth", "24"],
+        1,
+        ["bit_depth: Value error, 24 does not apply to mp3"],
     ),
     "missing requests file": (
         ["generate", "--requests-file", "{tmp}/none.jsonl"],

@@ -45,7 +45,7 @@ class Server:
             "OMP_NUM_THREADS": "1",
             "MUSICGEN_SERVE_OUTPUT_DIR": str(self.output_dir),
             "MUSICGEN_SERVE_WINDOW_SECONDS": "0.2",
-            "MUSICGEN_SERVE_CONTEXT_SECONDS": "0.1",
+            "MUSICGEN_SERVE_STRIDE_SECONDS": "0.1",
             "MUSICGEN_SERVE_MAX_QUEUE": "24",
             "MUSICGEN_SERVE_DRAIN_SECONDS": "60",
             "MUSICGEN_SERVE_DEVICE": "cpu",

@@ -47,6 +47,9 @@ NON_DEFAULT = {
         "logging_steps": 4,
         "condition_dropout": 0.15,
         "encode_batch_size": 8,
+        "sample_prompts": ["calm piano", "fast drums"],
+        "sample_seconds": 2.5,
+        "sample_seed": 11,
     },
     GenerationParameters: {
         "prompt": "dusty lofi drums",
@@ -65,8 +68,12 @@ NON_DEFAULT = {
         "bit_depth": 24,
         "target_lufs": -14.0,
         "true_peak_dbtp": -2.0,
+        "melody_uri": "s3://bucket/melodies/hum.wav",
+        "decoder": "mbd",
+        "audio_prompt_uri": "s3://bucket/root/prompts/intro.wav",
     },
 }
+MBD_MIRROR = "s3://bucket/root/models/facebook--multiband-diffusion"
 
 OWNER_TJ = Owner("TrainingJob", "piano", "music", "uid-1")
 OWNER_GR = Owner("GenerationRequest", "calm-1", "music", "uid-2")
@@ -133,6 +140,24 @@ def test_generation_request_spec_reaches_generate_job(config):
     assert parsed.parameters == GenerationParameters(**NON_DEFAULT[GenerationParameters])
     assert parsed.device == "cuda" and parsed.model_id == "piano-v1"
     assert parsed.output_uri.endswith("generations/music/calm-1/output.flac")
+    assert parsed.use_base_model is False and parsed.base_model == "b"
+    base_spec = spec.model_copy(update={"use_base_model": True})
+    base = generate_settings(OWNER_GR, base_spec, "piano-v1", "s3://bucket/root/models/piano-v1", "b", config)
+    base_env = container_env(build_generation_job(OWNER_GR, base_spec, base, config))
+    assert GenerateJobEnvironment.from_environ(base_env).use_base_model is True
+
+
+def test_mbd_weights_of_the_operator_reach_jobs_and_servers():
+    config = OperatorConfig(artifacts_uri="s3://bucket/root", mbd_weights=MBD_MIRROR)
+    spec = GenerationRequestSpec.model_validate({"trainedModelId": "m", "prompt": "p", "decoder": "mbd"})
+    settings = generate_settings(OWNER_GR, spec, "m", "s3://bucket/root/models/m", "b", config)
+    job = GenerateJobEnvironment.from_environ(
+        container_env(build_generation_job(OWNER_GR, spec, settings, config))
+    )
+    assert (job.mbd_weights, job.parameters.decoder) == (MBD_MIRROR, "mbd")
+    served = TrainedModelSpec.model_validate({"modelId": "m", "serving": {"enabled": True}})
+    deployment = build_generator_deployment(OWNER_TM, served, "m", "s3://bucket/root", config)
+    assert ServeEnvironment.from_environ(container_env(deployment)).mbd_weights == MBD_MIRROR
 
 
 def test_legacy_spec_names_still_work(config):

@@ -16,7 +16,7 @@ def settings(tmp_path, trained_model_dir) -> ServeEnvironment:
         output_dir=tmp_path / "out",
         cache_dir=tmp_path / "cache",
         window_seconds=0.2,
-        context_seconds=0.1,
+        stride_seconds=0.1,
         batch_window_ms=100,
         warmup=False,
         preload=[],

@@ -44,7 +44,7 @@ def test_generate_one_track(shared_engine, tmp_path):
             str(out),
             "--window-seconds",
             "0.2",
-            "--context-seconds",
+            "--stride-seconds",
             "0.1",
             "--style",
             "punk",
@@ -100,3 +100,29 @@ def test_serve_help():
     assert result.exit_code == 0
     for option in ("--host", "--port", "--model", "--warmup"):
         assert option in result.output
+
+
+def test_generate_with_a_decoder_per_request(tmp_path):
+    requests = tmp_path / "requests.jsonl"
+    lines = [
+        {"prompt": "a", "duration_seconds": 0.05, "seed": 3, "decoder": "mbd", "output_format": "ogg"},
+        {"prompt": "a", "duration_seconds": 0.05, "seed": 3},
+    ]
+    requests.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    args = ["generate", "--model", "tiny-random", "--device", "cpu", "--requests-file", str(requests)]
+    args += ["--output-dir", str(tmp_path / "o"), "--mbd-weights", "tiny-random", "--mbd-steps", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    diffused, plain = (json.loads((tmp_path / "o" / f"track-{i:04d}.json").read_text()) for i in range(2))
+    assert (diffused["decoder"], plain["decoder"]) == ("mbd", "encodec")
+    assert diffused["num_samples"] == plain["num_samples"] == 1600
+    assert sf.info(str(tmp_path / "o" / "track-0000.ogg")).samplerate == 32_000
+
+
+def test_generate_refuses_missing_mbd_weights_in_one_line(tmp_path):
+    args = ["generate", "--model", "tiny-random", "--device", "cpu", "--prompt", "a", "--duration", "0.05"]
+    args += ["--decoder", "mbd", "--mbd-weights", str(tmp_path), "--output", str(tmp_path / "a.wav")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "--decoder mbd" in result.output and "--mbd-weights" in result.output
+    assert "Traceback" not in result.output

@@ -53,7 +53,7 @@ class TestParameters:
             "target_bpm": 5,
             "key": "H",
             "scale": "weird",
-            "output_format": "mp3",
+            "output_format": "aiff",
             "random_seed": -1,
             "colour": "blue",
         }
@@ -104,5 +104,5 @@ class TestSettings:
             ServeEnvironment(model_format="onnx-int8", engine="fast")
 
     def test_context_must_be_shorter_than_window(self):
-        with pytest.raises(ValidationError, match="context_seconds"):
-            ServeEnvironment(window_seconds=5, context_seconds=5)
+        with pytest.raises(ValidationError, match="stride_seconds"):
+            ServeEnvironment(window_seconds=5, stride_seconds=5)

@@ -135,7 +135,7 @@ async def test_trained_model_by_id_cache_hit_and_eviction(service, tmp_path):
     )
     assert tuned.model_id == "my-model"
     assert tuned.audio_sha256 != base.audio_sha256  # the adapter changes the output
-    assert service.cache.evictions == 1 and [e.key for e in service.cache.entries()] == ["my-model"]
+    assert service.cache.evictions == 1 and [e.key.model for e in service.cache.entries()] == ["my-model"]
     listed = {m.model_id: m for m in service.list_models().models}
     assert listed["my-model"].loaded and listed["my-model"].memory_bytes > 0
     assert b'musicgen_serve_model_cache_events_total{event="eviction"} 1.0' in service.metrics.render()
@@ -205,29 +205,36 @@ async def test_preload_and_warmup_make_ready(settings, engine_factory):
     svc = GenerationService(settings, engine_factory=engine_factory)
     assert not svc.ready
     await svc.start()
-    assert svc.ready and "tiny-random" in svc.cache
+    assert svc.ready and ("tiny-random", "encodec") in svc.cache
     await svc.close()
 
 
-def test_engine_without_audio_prompts_explains_the_window_limit(tiny_engine):
+def test_engine_with_one_seed_per_call_continues_codes_across_windows(tiny_engine):
     from musicgen_ops.pipeline.generation.windowing import generate_windowed
     from musicgen_ops.pipeline.inference.base import SamplingParams
 
-    class TextOnly:
-        sample_rate, frame_rate = 32_000, 50
+    class OneSeed:
+        """An engine without per-prompt seeds (as the exported ones): continued by codes all the same."""
 
-        def generate(self, prompts, *, num_frames, sampling=SamplingParams(), audio_prompt=None):
-            if audio_prompt is not None:
-                raise NotImplementedError("no codec encoder")
-            return tiny_engine.generate(prompts, num_frames=num_frames, sampling=sampling)
+        sample_rate, frame_rate, decoder = 32_000, 50, tiny_engine.decoder
+
+        def generate(self, prompts, *, num_frames, sampling=SamplingParams(), prefix_codes=None, decode=True):
+            return tiny_engine.generate(
+                prompts, num_frames=num_frames, sampling=sampling, prefix_codes=prefix_codes, decode=decode
+            )
 
     audio, windows = generate_windowed(
-        TextOnly(), ["x"], num_samples=3200, sampling=SamplingParams(), seeds=[1], window_seconds=0.2
+        OneSeed(), ["x"], num_samples=3200, sampling=SamplingParams(), seeds=[1], window_seconds=0.2
     )
     assert audio.shape == (1, 3200) and windows == 1
-    with pytest.raises(ValueError, match="need the torch engine"):
+    audio, windows = generate_windowed(
+        OneSeed(), ["x"], num_samples=9600, sampling=SamplingParams(), seeds=[1], window_seconds=0.2,
+        stride_seconds=0.1,
+    )  # fmt: skip
+    assert audio.shape == (1, 9600) and windows == 2
+    with pytest.raises(ValueError, match="stride_seconds"):
         generate_windowed(
-            TextOnly(), ["x"], num_samples=9600, sampling=SamplingParams(), seeds=[1], window_seconds=0.2
+            OneSeed(), ["x"], num_samples=9600, sampling=SamplingParams(), seeds=[1], window_seconds=0.2
         )
     with pytest.raises(ValueError, match="one seed per call"):
-        generate_windowed(TextOnly(), ["x", "y"], num_samples=3200, sampling=SamplingParams(), seeds=[1, 2])
+        generate_windowed(OneSeed(), ["x", "y"], num_samples=3200, sampling=SamplingParams(), seeds=[1, 2])

@@ -1,7 +1,8 @@
 """The web app in a real browser: Playwright driving Debian's chromium against ``musicgen-ops studio``.
 
 Uploads three short tracks (and one non-audio file by drag and drop), trains the tiny model, watches the
-progress and loss curve, sees the model appear, generates with A/B and checks the ``<audio>`` clip length.
+progress, loss curve and checkpoint samples, sees the model appear, generates with A/B and checks the
+``<audio>`` clip length.
 Screenshots go to the test's folder (and to ``$STUDIO_SCREENSHOTS`` when set, e.g. docs/images).
 """
 
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 CLIP_SECONDS = 1.5
+SAMPLE_SECONDS = 0.5
 
 pytestmark = [
     pytest.mark.browser,
@@ -118,8 +120,11 @@ def test_upload_train_watch_generate_in_chromium(studio_url, demo_tracks, tmp_pa
             "training.batch_size": "2",
             "training.learning_rate": "0.003",
             "lora.r": "4",
+            "training.save_steps": "1",
+            "training.sample_seconds": str(SAMPLE_SECONDS),
         }.items():
             page.fill(f"#train-form [name='{name}']", value)
+        page.fill("#train-form [name=sample_prompts]", "warm synth pop\n\nslow piano  ")
         page.select_option("#train-form [name='training.precision']", "fp32")
         page.uncheck("#format-boxes input[value=merged]")
         page.click("#train-form button[type=submit]")
@@ -129,7 +134,25 @@ def test_upload_train_watch_generate_in_chromium(studio_url, demo_tracks, tmp_pa
         # Progress arrives over SSE: the loss curve grows while it runs, then the run completes.
         expect(page.locator("#loss-chart path.line-loss")).to_have_count(1, timeout=120_000)
         early_points = page.locator("#loss-chart circle.line-loss").count()
+        # Checkpoint samples: players appear per checkpoint while it trains (newest first, one per prompt).
+        expect(page.locator("#t-samples .sample-step").first.locator("audio")).to_have_count(
+            2, timeout=120_000
+        )
+        expect(page.locator("#t-samples .sample figcaption").first).to_contain_text("warm synth pop · seed 0")
         expect(page.locator("#t-state")).to_have_text("completed", timeout=240_000)
+        steps = page.eval_on_selector_all(
+            "#t-samples .sample-step", "groups => groups.map(g => +g.dataset.step)"
+        )
+        assert steps == sorted(steps, reverse=True) and len(steps) >= 2, steps
+        sample_duration = page.evaluate(
+            """() => new Promise((resolve, reject) => {
+                 const audio = document.querySelector('#t-samples audio');
+                 const done = () => resolve(audio.duration);
+                 if (audio.readyState >= 1) done();
+                 else { audio.onloadedmetadata = done; audio.onerror = () => reject(audio.error); }
+               })"""
+        )
+        assert abs(sample_duration - SAMPLE_SECONDS) < 0.05, sample_duration
         final_points = page.locator("#loss-chart circle.line-loss").count()
         assert final_points >= 2 and final_points >= early_points
         assert page.locator("#t-progress").get_attribute("value") == "100"

@@ -13,6 +13,8 @@ def test_invalid_settings_and_a_busy_port_are_one_error_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["studio", "--root", str(tmp_path), "--port", "70000"])
     assert result.exit_code == 1 and "error:" in result.output and "port" in result.output
+    result = runner.invoke(app, ["studio", "--root", str(tmp_path), "--direct-upload-min-mb", "-1"])
+    assert result.exit_code == 1 and "direct_upload_min_bytes" in result.output
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from tests.controllers.conftest import (  # noqa: F401  (pytest fixtures, import
     _delete_test_resources,
     cluster,
 )
-from tests.controllers.helpers import job_succeeded, publish, write_progress
+from tests.controllers.helpers import job_succeeded, publish, trained_model, write_progress
 from tests.studio.conftest import studio_settings, upload, wait_for
 
 pytestmark = pytest.mark.emulator
@@ -103,13 +103,63 @@ def test_cancel_deletes_the_trainingjob_and_generation_is_a_request(kube_studio,
     wait_for(lambda: cluster.get("trainingjobs", name) is None, 10, "the TrainingJob to go")
 
     request = {"model_id": "some-model", "parameters": {"prompt": "lofi", "duration_seconds": 4}}
+    missing = kube_studio.post("/api/v1/generations", json=request)
+    assert missing.status_code == 404 and "no TrainedModel 'some-model'" in missing.json()["detail"]
+    cluster.create("trainedmodels", trained_model("some-model"))  # not served: GenerationRequests
     answer = kube_studio.post("/api/v1/generations", json=request)
     assert answer.status_code == 202, answer.text
     resource = cluster.get("generationrequests", answer.json()["id"])
     assert resource["spec"]["trainedModelId"] == "some-model" and resource["spec"]["durationSeconds"] == 4
     assert resource["spec"]["randomSeed"] == answer.json()["parameters"]["random_seed"]
-    ab = kube_studio.post("/api/v1/generations", json=request | {"compare_with_base": True})
-    assert ab.status_code == 400 and "compare_with_base" in ab.json()["detail"]
+    ab = kube_studio.post("/api/v1/generations", json=request | {"compare_with_base": True}).json()
+    fine_tuned, base = (
+        cluster.get("generationrequests", ab["id"]),
+        cluster.get("generationrequests", ab["compare_id"]),
+    )
+    assert fine_tuned["metadata"]["annotations"]["musicgen.io/studio-compare"] == base["metadata"]["name"]
+    assert base["spec"]["useBaseModel"] is True and not fine_tuned["spec"]["useBaseModel"]
+    assert base["spec"]["randomSeed"] == fine_tuned["spec"]["randomSeed"] == ab["parameters"]["random_seed"]
+    twin = kube_studio.get(f"/api/v1/generations/{ab['compare_id']}").json()
+    assert (
+        twin["is_base"] is True and twin["model"] == "tiny-random" and twin["parameters"] == ab["parameters"]
+    )
+
+
+def test_checkpoint_samples_come_from_the_runs_progress(kube_studio, cluster, demo_tracks, tmp_path):  # noqa: F811
+    """The operator's status has no samples: the studio reads them from the run's progress.json."""
+    import numpy as np
+    import soundfile as sf
+
+    kube_studio.post("/api/v1/datasets", json={"name": "kube-samples"})
+    upload(kube_studio, "kube-samples", demo_tracks[0])
+    body = {"dataset": "kube-samples", "training": {"sample_prompts": ["dusty drums"], "sample_seconds": 1}}
+    name = kube_studio.post("/api/v1/trainings", json=body).json()["id"]
+    assert cluster.get("trainingjobs", name)["spec"]["training"]["samplePrompts"] == ["dusty drums"]
+    run_uri = cluster.wait_status("trainingjobs", name, lambda s: s.get("runUri"))["status"]["runUri"]
+    run = cluster.artifacts / run_uri.removeprefix(f"file://{cluster.artifacts}/")
+    clip = run / "checkpoints/checkpoint-2/samples/0.wav"
+    clip.parent.mkdir(parents=True)
+    sf.write(clip, np.zeros(32_000, dtype=np.float32), 32_000)
+    sample = {"step": 2, "index": 0, "prompt": "dusty drums", "path": "checkpoint-2/samples/0.wav"}
+    sample |= {"seconds": 1.0, "sample_rate": 32_000, "seed": 0}
+    write_progress(
+        cluster.artifacts,
+        run_uri,
+        TrainingProgress,
+        phase="saving",
+        epoch=1.0,
+        total_epochs=10,
+        step=2,
+        total_steps=20,
+        samples=[sample],
+    )
+    cluster.wait_status("trainingjobs", name, lambda s: s.get("currentStep") == 2)
+    training = kube_studio.get(f"/api/v1/trainings/{name}").json()
+    assert training["progress"]["samples"] == [sample]
+    audio = kube_studio.get(f"/api/v1/trainings/{name}/samples/2/0")
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert audio.content == clip.read_bytes()
+    assert kube_studio.get(f"/api/v1/trainings/{name}/samples/4/0").status_code == 404
 
 
 class _DenyingAPI(BaseHTTPRequestHandler):
@@ -165,6 +215,8 @@ def test_a_token_without_rbac_rights_gets_a_clear_403_and_nothing_is_written(tmp
             )
             assert answer.json()["detail"].startswith(f"{denied} default")
             assert client.get("/api/v1/models").status_code == 403
+            presign = client.post("/api/v1/datasets/sneaky/uploads", json={"filename": "a.wav", "size": 9})
+            assert presign.status_code == 403  # RBAC is asked before any URL is signed
     finally:
         server.shutdown()
     assert _DenyingAPI.tokens and set(_DenyingAPI.tokens) == {"Bearer bob-token"}

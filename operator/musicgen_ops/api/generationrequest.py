@@ -20,7 +20,7 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
-from musicgen_ops.contracts.generation import GenerationParameters, Timings
+from musicgen_ops.contracts.generation import MAX_MELODY_URI_CHARS, GenerationParameters, Timings
 
 
 class GenerationPhase(str, Enum):
@@ -44,6 +44,18 @@ class GenerationRequestSpec(GenerationParameters, CamelModel):
 
     trained_model_id: str = Field(
         min_length=1, max_length=253, description="Name of a TrainedModel in this namespace."
+    )
+    melody_uri: str | None = Field(
+        None,
+        pattern=STORAGE_URI_PATTERN,
+        max_length=MAX_MELODY_URI_CHARS,
+        description="musicgen-melody models only: audio (WAV/MP3/FLAC) in object storage whose melody "
+        "(chroma) the music follows; the Job downloads it.",
+    )
+    use_base_model: bool = Field(
+        False,
+        description="Generate with the TrainedModel's base model alone, without its adapter (the B of an "
+        "A/B comparison; same prompt and seed).",
     )
     output_uri: str | None = Field(
         None,

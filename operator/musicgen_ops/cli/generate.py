@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import get_args
 
@@ -62,6 +64,15 @@ def _check_writable(folder: Path) -> None:
             return
 
 
+def _check_melodies(params: list[GenerationParameters]) -> None:
+    """Fail before loading any model when a ``--melody`` file is not there."""
+    from musicgen_ops.pipeline.melody import local_melody_path
+
+    for item in params:
+        if item.melody_uri and not local_melody_path(item.melody_uri).expanduser().is_file():
+            exit_with_error(f"--melody {item.melody_uri}: no such file")
+
+
 def generate(
     model: str = typer.Option(
         "facebook/musicgen-small",
@@ -88,29 +99,59 @@ def generate(
     top_p: float = field_option(P, "top_p"),
     guidance_scale: float = field_option(P, "guidance_scale"),
     output_format: str = field_option(
-        P, "output_format", "--format", help="wav or flac (default for --output: its suffix)."
+        P,
+        "output_format",
+        "--format",
+        help="wav, flac, mp3, ogg or opus (lossy ones where libsndfile writes them; opus at 48 kHz; "
+        "default for --output: its suffix).",
     ),
     sample_rate: int | None = field_option(P, "sample_rate", "--rate"),
     bit_depth: int = field_option(P, "bit_depth"),
     target_lufs: float | None = field_option(P, "target_lufs", "--loudness"),
     true_peak_dbtp: float = field_option(P, "true_peak_dbtp"),
+    melody_uri: str | None = field_option(
+        P,
+        "melody_uri",
+        "--melody",
+        help="Audio file (WAV/MP3/FLAC) whose melody the music follows (musicgen-melody models only).",
+    ),
+    audio_prompt: Path | None = field_option(
+        P,
+        "audio_prompt_uri",
+        "--audio-prompt",
+        help="Audio file to continue (any rate/channels): the track starts with it and lasts --duration "
+        "in all.",
+    ),
     engine: str = typer.Option(
         "auto", "--engine", help="auto (fast on CUDA, else torch), torch, fast, onnx or torchscript."
     ),
     model_format: str = typer.Option(
         "auto", "--model-format", help="Artifact of a model folder: auto, adapter, merged, onnx, onnx-int8..."
     ),
-    decoder: str = field_option(ServeEnvironment, "decoder"),
+    decoder: str = field_option(
+        ServeEnvironment,
+        "decoder",
+        help="Codes to audio for requests naming none: encodec, or mbd (MultiBand Diffusion, seeded).",
+    ),
+    mbd_weights: str = field_option(ServeEnvironment, "mbd_weights"),
+    mbd_sampling_steps: int = field_option(ServeEnvironment, "mbd_sampling_steps", "--mbd-steps"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when visible), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (torch/fast)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Requests generated together."),
-    window_seconds: float = typer.Option(30.0, "--window-seconds", help="Longest single generate() window."),
-    context_seconds: float = typer.Option(10.0, "--context-seconds", help="Audio each new window continues."),
+    window_seconds: float = field_option(ServeEnvironment, "window_seconds"),
+    stride_seconds: float = field_option(ServeEnvironment, "stride_seconds"),
     spectrogram: bool = typer.Option(False, "--spectrogram", help="Also write spectrogram PNGs."),
 ) -> None:
     """Generate music to files: one track (--prompt, --output) or many (--requests-file, --output-dir)."""
+    from musicgen_ops.jobs.generate_job import fetch_audio_prompt
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.generation.batch import generate_to_files, validate_parameters
+    from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
+        TINY_RANDOM,
+        MbdWeightsError,
+        resolve_mbd_file,
+    )
+    from musicgen_ops.storage.base import StorageError
 
     if (prompt is None) == (requests_file is None):
         exit_with_error("give exactly one of --prompt or --requests-file")
@@ -121,6 +162,10 @@ def generate(
         if output is not None:
             output_format = _format_of(output)
             _check_writable(output.parent)
+        if audio_prompt is not None:
+            if not audio_prompt.is_file():
+                exit_with_error(f"--audio-prompt {audio_prompt}: no such file")
+            audio_prompt = audio_prompt.resolve()
         options = {
             "prompt": prompt,
             "duration_seconds": duration_seconds,
@@ -138,14 +183,25 @@ def generate(
             "bit_depth": bit_depth,
             "target_lufs": target_lufs,
             "true_peak_dbtp": true_peak_dbtp,
+            "melody_uri": melody_uri,
+            "audio_prompt_uri": None if audio_prompt is None else str(audio_prompt),
         }
         raw = [{k: v for k, v in options.items() if v is not None}]
         output = output or Path(f"generated.{output_format}")
         audio_paths = [output]
     if requests_file is not None:
         _check_writable(output_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="audio-prompts-"))  # audio prompts, fetched as the job does
     try:
         params = [validate_parameters(item) for item in raw]
+        _check_melodies(params)
+        decoder_options = None
+        if any((p.decoder or decoder) == "mbd" for p in params):
+            from musicgen_ops.storage.base_models import resolve_base_model
+
+            weights = resolve_base_model(mbd_weights)  # found before the model is loaded: fail fast
+            weights = weights if weights == TINY_RANDOM else str(resolve_mbd_file(weights))
+            decoder_options = {"mbd": {"weights": weights, "sampling_steps": mbd_sampling_steps}}
         with console.status(f"generating {len(params)} track(s) with {model}"):
             results = generate_to_files(
                 params,
@@ -156,14 +212,20 @@ def generate(
                 dtype=dtype,
                 model_format=model_format,
                 decoder=decoder,
+                decoder_options=decoder_options,
                 audio_paths=audio_paths,
                 max_batch_size=batch_size,
                 window_seconds=window_seconds,
-                context_seconds=context_seconds,
+                stride_seconds=stride_seconds,
+                fetch_audio_prompt=lambda uri: fetch_audio_prompt(uri, scratch),
                 spectrogram=spectrogram,
             )
-    except (PipelineError, ValueError) as err:
+    except MbdWeightsError as err:
+        exit_with_error(f"--decoder mbd: {str(err).removeprefix('error: ')} (see --mbd-weights)")
+    except (PipelineError, ValueError, StorageError) as err:
         exit_with_error(str(err))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     for result in results:
         console.print(
             f"[green]wrote[/] {result.audio_path}  {result.duration_seconds:.2f} s  seed {result.seed}  "

@@ -26,7 +26,8 @@ def describe_option_errors(err: ValidationError, renames: dict[str, str] | None 
     renames = renames or {}
     lines = []
     for item in err.errors():
-        path = "_".join(str(part) for part in item.get("loc", ()))
+        parts = [str(part) for part in item.get("loc", ()) if not isinstance(part, int)]  # not list indices
+        path = "_".join(parts)
         option = renames.get(path, path.replace("_", "-"))
         lines.append(f"--{option}: {item.get('msg', 'invalid')}" if option else item.get("msg", "invalid"))
     return "; ".join(lines)

@@ -27,6 +27,9 @@ def preprocess(
     last_clip: str = typer.Option("pad", "--last-clip", help="Last short window: pad, keep or drop."),
     min_clip: float = typer.Option(1.0, "--min-clip", help="Drop a last window shorter than this (seconds)."),
     normalization: str = typer.Option("peak", "--normalization", help="peak (-1 dBFS) or rms (-20 dBFS)."),
+    channels: int = typer.Option(
+        1, "--channels", help="1: mono clips; 2: stereo clips (for the stereo MusicGen checkpoints)."
+    ),
 ) -> None:
     """Decode, resample, normalise and cut tracks into clips; prompts from sidecar .txt, prompts.csv/json
     or file names. Re-running skips finished tracks and keeps prompts you edited in manifest.json."""
@@ -41,6 +44,7 @@ def preprocess(
             last_clip=_choice(last_clip, ("pad", "keep", "drop"), "--last-clip"),
             min_clip_duration=min_clip,
             normalization=_choice(normalization, ("peak", "rms"), "--normalization"),
+            channels=int(_choice(str(channels), ("1", "2"), "--channels")),
         )
         if not input_dir.is_dir():
             exit_with_error(f"input folder {input_dir} does not exist")

@@ -36,6 +36,14 @@ def studio(
     kube_ca_file: Path | None = typer.Option(
         None, "--kube-ca-file", help="CA bundle of the Kubernetes API (in a pod: the service account's)."
     ),
+    direct_upload_min_mb: float = typer.Option(
+        8.0,
+        "--direct-upload-min-mb",
+        help="Files from this size (MiB) go from the browser straight to S3/Azure (presigned URLs; 0: off).",
+    ),
+    serving_timeout: float = typer.Option(
+        600.0, "--serving-timeout", help="Deadline (s) of a generation through a model's serving Deployment."
+    ),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
     log_level: str = typer.Option("warning", "--uvicorn-log-level", help="uvicorn's log level."),
 ) -> None:
@@ -58,6 +66,8 @@ def studio(
         "default_base_model": base_model,
         "backend": backend,
         "artifacts": artifacts_uri,
+        "direct_upload_min_bytes": int(direct_upload_min_mb * 1024**2),
+        "serving_timeout_seconds": serving_timeout,
     }
     if token:
         values["token"] = token

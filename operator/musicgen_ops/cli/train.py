@@ -16,6 +16,7 @@ L, T = LoraParameters, TrainingParameters
 
 
 def train(
+    context: typer.Context,
     data_dir: Path = typer.Option(
         ..., "--data-dir", "-d", help="Preprocessed dataset folder (manifest.json + clips/)."
     ),
@@ -55,7 +56,21 @@ def train(
     save_total_limit: int = field_option(T, "save_total_limit"),
     logging_steps: int = field_option(T, "logging_steps"),
     backend: str = field_option(T, "backend"),
+    sample_prompts: list[str] = typer.Option(
+        [],
+        "--sample-prompt",
+        help="Render this prompt at each checkpoint into checkpoints/.../samples (repeat for several).",
+    ),
+    sample_seconds: float = field_option(T, "sample_seconds"),
+    sample_seed: int = field_option(T, "sample_seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    devices: int | None = typer.Option(
+        None,
+        "--devices",
+        min=1,
+        help="Data-parallel training processes on this machine, one per GPU (gloo processes on a CPU); "
+        "N > 1 relaunches the command under torchrun. Under torchrun: its --nproc-per-node.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --output-dir."),
     merge: bool = typer.Option(False, "--merge", help="Also write merged full weights (final_model/merged)."),
     progress_file: Path | None = typer.Option(
@@ -63,10 +78,15 @@ def train(
     ),
 ) -> None:
     """Fine-tune MusicGen's decoder attention with LoRA; the adapter, processor and training_metadata.json
-    go to <output-dir>/final_model/ (what `musicgen-ops export --checkpoint` reads)."""
+    go to <output-dir>/final_model/ (what `musicgen-ops export --checkpoint` reads).
+
+    With --devices N (or started by torchrun) the processes train data-parallel; the effective batch is
+    --batch-size x processes x --grad-accum, and rank 0 alone writes checkpoints, progress and the model."""
+    from musicgen_ops.cli import launch
     from musicgen_ops.pipeline.errors import PipelineError
     from musicgen_ops.pipeline.progress import JsonLinesProgressWriter, MultiReporter, RichProgressReporter
     from musicgen_ops.pipeline.training import TrainConfig, run_training
+    from musicgen_ops.pipeline.training.distributed import DistributedContext, under_torchrun
 
     values = dict(locals())
     try:
@@ -85,7 +105,17 @@ def train(
         )
     except ValidationError as err:
         exit_with_error(describe_option_errors(err, _OPTION_NAMES))
+    if under_torchrun():
+        launch.check_torchrun_devices(devices)
+    elif devices is not None and devices > 1:
+        launch.check_devices(devices, device)
+        launch.relaunch(devices, context)
+        return
     try:
+        ranks = DistributedContext.from_environ()
+        if not ranks.is_main:  # rank 0 alone shows progress and the result
+            run_training(config)
+            return
         with RichProgressReporter() as bar:
             writer = JsonLinesProgressWriter(progress_file) if progress_file else None
             result = run_training(config, MultiReporter(bar, writer))
@@ -97,13 +127,22 @@ def train(
         console.print(
             f"validation loss: base model {result.base_val_loss:.4f} -> fine-tuned {result.val_loss:.4f}"
         )
-    console.print(f"{result.steps} steps in {result.wall_seconds:.1f} s")
+    console.print(
+        f"{result.steps} steps in {result.wall_seconds:.1f} s, effective batch {result.effective_batch_size} "
+        f"({result.world_size} process(es))"
+    )
     console.print(f"model saved to [bold]{result.final_model_dir}[/]")
     typer.echo(json.dumps(result.to_dict()))
 
 
 #: Fields whose option is not ``--<field-with-dashes>``.
-_OPTION_NAMES = {"learning_rate": "lr", "r": "lora-r", "alpha": "lora-alpha", "dropout": "lora-dropout"}
+_OPTION_NAMES = {
+    "learning_rate": "lr",
+    "r": "lora-r",
+    "alpha": "lora-alpha",
+    "dropout": "lora-dropout",
+    "sample_prompts": "sample-prompt",
+}
 
 
 def register(app: typer.Typer) -> None:

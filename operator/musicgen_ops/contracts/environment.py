@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from typing_extensions import Self
 
 from musicgen_ops.contracts.base import StrictEnvironment
-from musicgen_ops.contracts.generation import MAX_DURATION_SECONDS, GenerationParameters
+from musicgen_ops.contracts.generation import MAX_DURATION_SECONDS, AudioDecoderName, GenerationParameters
 from musicgen_ops.contracts.training import ExportFormat, LoraParameters, TrainingParameters
 
 JOB_ENV_PREFIX = "MUSICGEN_JOB_"
@@ -35,9 +35,14 @@ ModelFormat = Literal["auto", "adapter", "merged", "torchscript", "onnx", "onnx-
 EngineName = Literal["auto", "torch", "fast", "onnx", "torchscript"]
 #: Torch dtypes of the generation engines; ``auto``: bfloat16 on CUDA, float32 on CPU.
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
-#: Audio decoders turning codes into a waveform (``pipeline.inference.decoders``).
-AudioDecoderName = Literal["encodec", "mbd"]
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+#: Where MultiBand Diffusion weights come from by default (the published checkpoint's hub id).
+DEFAULT_MBD_WEIGHTS = "facebook/multiband-diffusion"
+MBD_WEIGHTS_HELP = (
+    "MultiBand Diffusion weights for requests with decoder mbd: hub id, local folder or .th file, or a "
+    "mirrored artifact URI <root>/models/<name> (downloaded like a base model); read on first use."
+)
+MBD_STEPS_HELP = "MultiBand Diffusion network calls per band (published: 20; fewer is faster and rougher)."
 
 
 class BaseModelEnvironment(StrictEnvironment):
@@ -94,8 +99,11 @@ class GenerateJobEnvironment(JobEnvironment):
     model_uri: str = Field(description="Folder URI of the model's artifacts (models/<model_id>).")
     base_model: str = Field("facebook/musicgen-small", description="Base model the adapter fits.")
     parameters: GenerationParameters = Field(description="What to generate.")
+    use_base_model: bool = Field(False, description="Generate with base_model alone (no adapter), for A/B.")
     output_uri: str = Field(description="URI of the audio file to write.")
     result_uri: str = Field(description="URI of the JSON result (GenerationJobResult).")
+    mbd_weights: str = Field(DEFAULT_MBD_WEIGHTS, min_length=1, description=MBD_WEIGHTS_HELP)
+    mbd_sampling_steps: int = Field(20, ge=1, le=1000, description=MBD_STEPS_HELP)
 
 
 class ServeEnvironment(StrictEnvironment):
@@ -136,8 +144,12 @@ class ServeEnvironment(StrictEnvironment):
     )
     dtype: DtypeName = Field("auto", description="Torch dtype (auto: bfloat16 on CUDA, float32 on CPU).")
     decoder: AudioDecoderName = Field(
-        "encodec", description="Codes to audio: encodec, or mbd (MultiBand Diffusion; needs its weights)."
+        "encodec",
+        description="Codes to audio for requests that name no decoder: encodec, or mbd (MultiBand "
+        "Diffusion; needs mbd_weights).",
     )
+    mbd_weights: str = Field(DEFAULT_MBD_WEIGHTS, min_length=1, description=MBD_WEIGHTS_HELP)
+    mbd_sampling_steps: int = Field(20, ge=1, le=1000, description=MBD_STEPS_HELP)
     max_cached_models: int = Field(2, ge=1, description="Models kept loaded (least recently used evicted).")
     max_cache_bytes: int = Field(
         16 * 1024**3, ge=1, description="Memory budget of the loaded models (parameters + buffers)."
@@ -153,8 +165,11 @@ class ServeEnvironment(StrictEnvironment):
     window_seconds: float = Field(
         30.0, gt=0, description="Longest audio one generate() call produces; longer tracks are continued."
     )
-    context_seconds: float = Field(
-        10.0, ge=0, description="Tail of the previous window each continuation window is conditioned on."
+    stride_seconds: float = Field(
+        18.0,
+        gt=0,
+        description="How far each continuation window moves on (audiocraft's extend_stride); the rest of "
+        "the window is the previous window's codes, kept as context.",
     )
     max_duration_seconds: float = Field(
         MAX_DURATION_SECONDS,
@@ -202,10 +217,10 @@ class ServeEnvironment(StrictEnvironment):
 
     @model_validator(mode="after")
     def _check_windows(self) -> Self:
-        if self.context_seconds >= self.window_seconds:
+        if self.stride_seconds >= self.window_seconds:
             raise ValueError(
-                f"context_seconds ({self.context_seconds}) must be shorter than window_seconds "
-                f"({self.window_seconds}): each window must add new audio"
+                f"stride_seconds ({self.stride_seconds}) must be shorter than window_seconds "
+                f"({self.window_seconds}): each window keeps the rest of the previous one as context"
             )
         return self
 

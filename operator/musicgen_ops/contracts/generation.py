@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from musicgen_ops.contracts.base import Contract
 
@@ -15,7 +15,13 @@ MusicalKey = Literal[
 Scale = Literal[
     "major", "minor", "dorian", "phrygian", "lydian", "mixolydian", "locrian", "pentatonic", "blues"
 ]
-OutputFormat = Literal["wav", "flac"]
+OutputFormat = Literal["wav", "flac", "mp3", "ogg", "opus"]
+#: Lossy formats (MP3, OGG Vorbis, OGG Opus): written where libsndfile has them; ``bit_depth`` does not apply.
+LOSSY_FORMATS: tuple[str, ...] = ("mp3", "ogg", "opus")
+#: Formats that encode one sample rate only (an unset ``sample_rate`` means that one).
+FIXED_RATE_FORMATS: dict[str, int] = {"opus": 48000}
+#: Audio decoders turning codes into a waveform (``pipeline.inference.decoders``).
+AudioDecoderName = Literal["encodec", "mbd"]
 #: Output sample rates (the models generate at 32 kHz; others are resampled with soxr).
 OutputSampleRate = Literal[32000, 44100, 48000]
 SAMPLE_RATES: tuple[int, ...] = get_args(OutputSampleRate)
@@ -32,6 +38,10 @@ MAX_DURATION_SECONDS = 300.0
 MAX_PROMPT_CHARS = 2000
 #: Largest seed (seeds are unsigned 32-bit, as numpy's and audiocraft's).
 MAX_SEED = 2**32 - 1
+#: Longest melody reference (URI or path).
+MAX_MELODY_URI_CHARS = 2048
+#: Longest audio prompt URI.
+MAX_AUDIO_PROMPT_URI_CHARS = 2048
 
 
 class GenerationParameters(Contract):
@@ -56,7 +66,9 @@ class GenerationParameters(Contract):
     random_seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Seed; chosen at random (and reported) when absent."
     )
-    output_format: OutputFormat = Field("wav", description="Audio container.")
+    output_format: OutputFormat = Field(
+        "wav", description="Audio container: wav, flac, mp3, ogg (Vorbis) or opus (OGG Opus, 48 kHz)."
+    )
     sample_rate: OutputSampleRate | None = Field(
         None, description="Output sample rate in Hz (default: the model's, 32000)."
     )
@@ -73,6 +85,45 @@ class GenerationParameters(Contract):
         le=TRUE_PEAK_RANGE[1],
         description="True-peak ceiling (dBTP) when normalising loudness.",
     )
+    melody_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MELODY_URI_CHARS,
+        description="musicgen-melody models only: audio (WAV/MP3/FLAC) whose melody (chroma) the music "
+        "follows; a storage URI (s3://, az://, file://), or a local path in the CLI.",
+    )
+    audio_prompt_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_AUDIO_PROMPT_URI_CHARS,
+        description="Audio clip to continue (s3://, az://, file:// or, in the CLI, a local file): the "
+        "track starts with the clip (as the codec reproduces it) and lasts duration_seconds in all.",
+    )
+    decoder: AudioDecoderName | None = Field(
+        None,
+        description="Codes to audio: encodec, or mbd (MultiBand Diffusion, seeded from the request's seed); "
+        "default: the server's or job's decoder.",
+    )
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _rate_fits_the_format(cls, rate: int | None, info: ValidationInfo) -> int | None:
+        output_format = info.data.get("output_format")
+        fixed = FIXED_RATE_FORMATS.get(output_format or "")
+        if fixed is not None and rate not in (None, fixed):
+            raise ValueError(f"{output_format} encodes {fixed} Hz only; leave sample_rate unset or {fixed}")
+        return rate
+
+    @field_validator("bit_depth")
+    @classmethod
+    def _depth_fits_the_format(cls, depth: int, info: ValidationInfo) -> int:
+        output_format = info.data.get("output_format")
+        if output_format in LOSSY_FORMATS and depth != 16:
+            raise ValueError(
+                f"{depth} does not apply to {output_format} (lossy); bit depth is for wav and flac only, "
+                "leave it at 16"
+            )
+        return depth
 
 
 class GenerationResult(BaseModel):
@@ -93,6 +144,7 @@ class GenerationResult(BaseModel):
     num_samples: int
     output_format: OutputFormat
     bit_depth: BitDepth = 16
+    decoder: str = Field("encodec", description="Audio decoder that turned the codes into the waveform.")
     loudness_lufs: float | None = Field(None, description="Measured integrated loudness of the file.")
     true_peak_dbtp: float | None = Field(None, description="Measured true peak of the file.")
     windows: int = Field(description="generate() windows used (more than 1 beyond the model's window).")
@@ -103,6 +155,7 @@ class GenerationResult(BaseModel):
     )
     audio_sha256: str
     created: datetime
+    channels: int = Field(1, ge=1, description="Audio channels in the file (2 for stereo MusicGen).")
 
 
 class Timings(BaseModel):
@@ -130,3 +183,4 @@ class GenerationJobResult(BaseModel):
     audio_sha256: str
     real_time_factor: float
     timings: Timings
+    channels: int = Field(1, ge=1, description="Audio channels (2 for stereo MusicGen).")

@@ -33,6 +33,12 @@ class TrainingSummary(BaseModel):
     dataset_uri: str | None = None
     training_job: str | None = Field(None, description="<namespace>/<name> of the TrainingJob.")
     resumed_from: str | None = Field(None, description="Checkpoint the run resumed from, if any.")
+    world_size: int | None = Field(None, ge=1, description="Data-parallel training processes (one per GPU).")
+    effective_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Clips per optimizer step: per-device batch x world size x gradient accumulation.",
+    )
 
 
 class ModelManifest(BaseModel):

@@ -11,6 +11,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 TrainingPhase = Literal["starting", "training", "evaluating", "saving", "completed", "failed"]
 
 
+class CheckpointSample(BaseModel):
+    """One clip rendered with the model being trained, at one checkpoint, for one sample prompt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: int = Field(ge=0, description="Optimizer step of the checkpoint.")
+    index: int = Field(ge=0, description="Position of the prompt in sample_prompts.")
+    prompt: str
+    path: str = Field(
+        min_length=1,
+        description="The WAV file, relative to the run's checkpoints folder (checkpoint-50/samples/0.wav).",
+    )
+    seconds: float = Field(gt=0)
+    sample_rate: int = Field(gt=0)
+    seed: int = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_inside(cls, value: str) -> str:
+        parts = value.split("/")
+        if value.startswith("/") or "\\" in value or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"must be a relative path inside the checkpoints folder, got {value!r}")
+        return value
+
+
 class TrainingProgress(BaseModel):
     """One progress event of a training run; non-finite numbers become null (JSON has no NaN)."""
 
@@ -38,6 +63,10 @@ class TrainingProgress(BaseModel):
     message: str = ""
     time: float = Field(default_factory=time.time, description="Unix time of the event.")
     updated_at: str | None = Field(None, description="UTC time the Job wrote this file (ISO 8601).")
+    samples: list[CheckpointSample] = Field(
+        default_factory=list,
+        description="Checkpoint samples rendered so far (of the checkpoints still kept), oldest first.",
+    )
 
     @field_validator("loss", "val_loss", "learning_rate", "samples_per_second", "eta_seconds", mode="before")
     @classmethod

@@ -7,9 +7,9 @@ The TrainingJob spec (``spec.lora``, ``spec.training``), the train-job environme
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from musicgen_ops.contracts.base import Contract
 
@@ -19,6 +19,10 @@ EXPORT_FORMATS: tuple[str, ...] = ("adapter", "merged", "torchscript", "onnx", "
 #: ``auto``: bf16 where the GPU supports it, fp32 on CPU.
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TrainingBackend = Literal["hf", "lightning"]
+#: Checkpoint samples: at most this many prompts, each at most this long.
+MAX_SAMPLE_PROMPTS = 8
+MAX_SAMPLE_SECONDS = 30.0
+SamplePrompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class LoraParameters(Contract):
@@ -82,6 +86,18 @@ class TrainingParameters(Contract):
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     save_total_limit: int = Field(3, ge=1, le=100, description="Checkpoints kept (oldest removed first).")
     logging_steps: int = Field(1, ge=1, description="Log the loss every N optimizer steps.")
+    sample_prompts: list[SamplePrompt] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLE_PROMPTS,
+        description="Text prompts rendered with the model being trained at each checkpoint and published "
+        "beside it (checkpoint samples); empty: no samples.",
+    )
+    sample_seconds: float = Field(
+        4.0, gt=0, le=MAX_SAMPLE_SECONDS, description="Length of each checkpoint sample in seconds."
+    )
+    sample_seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the checkpoint samples (prompt i uses seed + i)."
+    )
 
 
 class TrainingRecipe(Contract):

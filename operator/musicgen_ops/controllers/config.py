@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from musicgen_ops import __version__
 from musicgen_ops.api.common import STORAGE_URI_PATTERN
+from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS
 
 ENV_PREFIX = "MUSICGEN_OPERATOR_"
 IMAGE_REPOSITORY = "ghcr.io/musicgen-ops"
@@ -57,6 +58,9 @@ class OperatorConfig(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535)
     #: Root URI of mirrored base models (``musicgen-ops models mirror``); hub ids load from there first.
     base_model_mirror: str = Field("", pattern=rf"^$|{STORAGE_URI_PATTERN}")
+    #: MultiBand Diffusion weights for requests with ``decoder: mbd`` (Jobs and servers): hub id, or a
+    #: mirrored artifact URI ``<root>/models/<name>`` (``musicgen-ops models mirror``).
+    mbd_weights: str = Field(DEFAULT_MBD_WEIGHTS, min_length=1)
     #: PersistentVolumeClaim caching base models across pods ("" : an emptyDir per pod).
     base_model_cache_pvc: str = ""
     #: Secret whose key ``HF_TOKEN`` reaches Jobs and servers (gated/private hub models; "" for none).

@@ -1,7 +1,8 @@
 """Mirror training checkpoints to object storage, so a restarted pod resumes instead of starting over.
 
 The trainer writes each checkpoint locally and atomically (HF ``checkpoint-N/`` folders, Lightning
-``*.ckpt`` files). After each progress event this mirror uploads the new ones under
+``*.ckpt`` files, with Lightning's checkpoint samples in ``samples-N/`` folders; HF checkpoints hold theirs
+in ``checkpoint-N/samples/``). After each progress event this mirror uploads the new ones under
 ``<run>/checkpoints/``; a folder gets a ``.complete`` marker after its files, so a pod killed during
 an upload never restores half a checkpoint.
 """
@@ -51,7 +52,7 @@ class CheckpointMirror:
         local = {
             p.name: p
             for p in self.local_dir.iterdir()
-            if p.name.startswith("checkpoint-") or p.suffix == ".ckpt"
+            if p.name.startswith(("checkpoint-", "samples-")) or p.suffix == ".ckpt"
         }
         for name, path in sorted(local.items()):
             mtime = path.stat().st_mtime

@@ -173,6 +173,7 @@ class AudioDataPreprocessor:
         last_clip: what to do with the last, shorter window: ``pad``, ``keep`` or ``drop``.
         min_clip_duration: a last window shorter than this (seconds) is always dropped.
         normalization: ``peak`` (-1 dBFS) or ``rms`` (-20 dBFS, peak-limited).
+        channels: 1 (mono clips, for mono MusicGen) or 2 (stereo clips, for the stereo checkpoints).
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class AudioDataPreprocessor:
         last_clip: Literal["pad", "keep", "drop"] = "pad",
         min_clip_duration: float = 1.0,
         normalization: Literal["peak", "rms"] = "peak",
+        channels: int = 1,
     ) -> None:
         if target_duration <= 0 or target_sample_rate <= 0:
             raise ValueError("target_duration and target_sample_rate must be positive")
@@ -189,6 +191,8 @@ class AudioDataPreprocessor:
             raise ValueError(f"last_clip must be 'pad', 'keep' or 'drop', not {last_clip!r}")
         if normalization not in ("peak", "rms"):
             raise ValueError(f"normalization must be 'peak' or 'rms', not {normalization!r}")
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 (mono) or 2 (stereo), not {channels!r}")
         if min_clip_duration < 0:
             raise ValueError(f"min_clip_duration must be >= 0, got {min_clip_duration}")
         self.target_sample_rate = target_sample_rate
@@ -196,6 +200,7 @@ class AudioDataPreprocessor:
         self.last_clip = last_clip
         self.min_clip_duration = min(min_clip_duration, target_duration)
         self.normalization = normalization
+        self.channels = channels
 
     @property
     def settings_key(self) -> str:
@@ -203,6 +208,7 @@ class AudioDataPreprocessor:
         return (
             f"sr={self.target_sample_rate},duration={self.target_duration:g},last={self.last_clip},"
             f"min={self.min_clip_duration:g},norm={self.normalization}"
+            + (f",channels={self.channels}" if self.channels != 1 else "")  # mono keys stay as they were
         )
 
     @staticmethod
@@ -300,7 +306,7 @@ class AudioDataPreprocessor:
         previous: list[ManifestEntry],
     ) -> list[ManifestEntry]:
         # Streamed in blocks (two passes): memory stays bounded whatever the track's length.
-        stats = measure_track(track, self.target_sample_rate)
+        stats = measure_track(track, self.target_sample_rate, self.channels)
         try:
             gain = normalisation_gain(stats.peak, stats.rms, self.normalization)
         except AudioDecodeError as err:
@@ -311,7 +317,9 @@ class AudioDataPreprocessor:
             raise AudioDecodeError(
                 f"{track}: shorter than the minimum clip length ({self.min_clip_duration:g} s)"
             )
-        clips = stream_clips(track, self.target_sample_rate, gain, clip_samples, min_samples, self.last_clip)
+        clips = stream_clips(
+            track, self.target_sample_rate, gain, clip_samples, min_samples, self.last_clip, self.channels
+        )
         edited = {e.audio: e.prompt for e in previous}
         # A prompt kept in the manifest wins over sidecar/table/file name, also for clips a new cut adds.
         default_prompt = previous[0].prompt if previous else prompts.prompt_for(track)

@@ -3,8 +3,8 @@
 Pure functions over a float waveform and its rate: ``(samples,)`` mono or ``(channels, samples)``.
 :func:`render` applies the options (resample with soxr, then loudness normalisation to a target in LUFS
 measured per ITU-R BS.1770 / EBU R128 with pyloudnorm, with an oversampled true-peak limiter), and
-:func:`encode` / :func:`write` turn the result into WAV or FLAC (16/24-bit PCM), or MP3 / OGG Vorbis where
-the installed libsndfile writes them, with title and comment tags.
+:func:`encode` / :func:`write` turn the result into WAV or FLAC (16/24-bit PCM), or MP3 / OGG Vorbis /
+OGG Opus (48 kHz) where the installed libsndfile writes them, with title and comment tags.
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ MIN_LOUDNESS_SECONDS = 0.4
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A delivery format: libsndfile container, its sample formats per bit depth (``None``: lossy)."""
+    """A delivery format: libsndfile container, its sample formats per bit depth (``None``: lossy), and
+    the one sample rate it encodes, if it has one (Opus: 48 kHz)."""
 
     container: str
     subtypes: dict[int | None, str]
     extension: str
+    rate: int | None = None
 
     @property
     def lossless(self) -> bool:
@@ -49,6 +51,7 @@ FORMATS: dict[str, OutputFormat] = {
     "flac": OutputFormat("FLAC", {16: "PCM_16", 24: "PCM_24"}, ".flac"),
     "mp3": OutputFormat("MP3", {None: "MPEG_LAYER_III"}, ".mp3"),
     "ogg": OutputFormat("OGG", {None: "VORBIS"}, ".ogg"),
+    "opus": OutputFormat("OGG", {None: "OPUS"}, ".opus", rate=48_000),
 }
 
 
@@ -98,6 +101,12 @@ class DeliveryOptions:
         if self.sample_rate is not None and self.sample_rate not in SAMPLE_RATES:
             raise ValueError(
                 f"sample_rate: {self.sample_rate} Hz is not offered; choose one of {_join(SAMPLE_RATES)}"
+            )
+        fixed = FORMATS[self.format].rate
+        if fixed is not None and self.sample_rate not in (None, fixed):
+            raise ValueError(
+                f"sample_rate: {self.format} encodes {fixed} Hz only; leave it unset or {fixed}, "
+                f"got {self.sample_rate}"
             )
         if self.bit_depth not in BIT_DEPTHS:
             raise ValueError(f"bit_depth: must be one of {_join(BIT_DEPTHS)}, got {self.bit_depth}")
@@ -268,7 +277,7 @@ def normalize_loudness(
 
 def render(audio: np.ndarray, sample_rate: int, options: DeliveryOptions) -> RenderedAudio:
     """Resample, then normalise loudness if asked; measures loudness and true peak of the result."""
-    rate = options.sample_rate or sample_rate
+    rate = options.sample_rate or FORMATS[options.format].rate or sample_rate
     out = resample(audio, sample_rate, rate)
     if options.target_lufs is not None:
         out = normalize_loudness(out, rate, options.target_lufs, options.true_peak_dbtp)

@@ -70,11 +70,17 @@ def open_audio(path: Path) -> Any:
         raise decode_error(path, err) from err
 
 
-def mono_blocks(path: Path, target_rate: int, frames: list[int] | None = None) -> Iterator[np.ndarray]:
+def mono_blocks(
+    path: Path, target_rate: int, frames: list[int] | None = None, channels: int = 1
+) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``path`` resampled to ``target_rate`` (soxr's streaming resampler).
 
     ``frames``, when given, receives ``[decoded frames, frames the header claims]`` at the end.
+    ``channels=2`` keeps stereo: blocks are ``[n, 2]`` (a mono file twice; more channels are mixed
+    to mono, then doubled).
     """
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, got {channels}")
     import soundfile as sf
 
     with open_audio(path) as audio:
@@ -83,24 +89,33 @@ def mono_blocks(path: Path, target_rate: int, frames: list[int] | None = None) -
         if rate != target_rate:
             import soxr
 
-            stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ")
+            stream = soxr.ResampleStream(rate, target_rate, channels, dtype="float32", quality="HQ")
         try:
             # read() rather than blocks(): blocks() pads a short decode up to the header's length
             while len(block := audio.read(BLOCK_FRAMES, dtype="float32", always_2d=True)):
                 decoded += len(block)
                 if not np.isfinite(block).all():
                     raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
-                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-                yield stream.resample_chunk(mono) if stream is not None else np.ascontiguousarray(mono)
+                mixed = _mix(block, channels)
+                yield stream.resample_chunk(mixed) if stream is not None else np.ascontiguousarray(mixed)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioDecodeError(f"{path}: cannot decode past frame {decoded}: {err}") from err
         if stream is not None:
-            yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            empty = np.zeros((0, channels) if channels > 1 else 0, dtype=np.float32)
+            yield stream.resample_chunk(empty, last=True)
     if frames is not None:
         frames[:] = [decoded, claimed]
 
 
-def measure_track(path: Path, target_rate: int) -> TrackStats:
+def _mix(block: np.ndarray, channels: int) -> np.ndarray:
+    """A decoded ``[n, source channels]`` block as ``[n]`` (mono) or ``[n, 2]`` (stereo)."""
+    if channels == 2 and block.shape[1] == 2:
+        return block
+    mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+    return np.repeat(mono[:, None], 2, axis=1) if channels == 2 else mono
+
+
+def measure_track(path: Path, target_rate: int, channels: int = 1) -> TrackStats:
     """Pass 1: peak, RMS and length at ``target_rate``; warns when the file decodes short.
 
     Raises:
@@ -108,11 +123,11 @@ def measure_track(path: Path, target_rate: int) -> TrackStats:
     """
     peak, squares, samples = 0.0, 0.0, 0
     frames: list[int] = []
-    for block in mono_blocks(path, target_rate, frames):
+    for block in mono_blocks(path, target_rate, frames, channels):
         if block.size:
             peak = max(peak, float(np.abs(block).max()))
-            squares += float(np.square(block, dtype=np.float64).sum())
-            samples += block.size
+            squares += float(np.square(block, dtype=np.float64).sum()) / channels
+            samples += block.shape[0]
     decoded, claimed = frames
     if decoded == 0:
         raise AudioDecodeError(f"{path}: no audio samples")
@@ -138,18 +153,20 @@ def stream_clips(
     clip_samples: int,
     min_samples: int,
     last_clip: Literal["pad", "keep", "drop"],
+    channels: int = 1,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Pass 2: ``(clip, samples of real audio in it)`` one clip at a time, the gain applied.
 
     The last, shorter window follows ``last_clip`` (``pad`` with silence, ``keep`` short, ``drop``);
-    one shorter than ``min_samples`` is always dropped.
+    one shorter than ``min_samples`` is always dropped. Clips are ``[samples]``, or ``[samples, 2]``
+    with ``channels=2``.
     """
-    buffer = np.empty(clip_samples, dtype=np.float32)
+    buffer = np.empty((clip_samples, channels) if channels > 1 else clip_samples, dtype=np.float32)
     filled = 0
-    for block in mono_blocks(path, target_rate):
+    for block in mono_blocks(path, target_rate, channels=channels):
         block = block * np.float32(gain)
-        while block.size:
-            take = min(clip_samples - filled, block.size)
+        while len(block):
+            take = min(clip_samples - filled, len(block))
             buffer[filled : filled + take] = block[:take]
             filled += take
             block = block[take:]
@@ -158,4 +175,5 @@ def stream_clips(
                 filled = 0
     if filled and filled >= min_samples and last_clip != "drop":
         tail = buffer[:filled].copy()
-        yield (np.pad(tail, (0, clip_samples - filled)) if last_clip == "pad" else tail), filled
+        padding = [(0, clip_samples - filled)] + [(0, 0)] * (tail.ndim - 1)
+        yield (np.pad(tail, padding) if last_clip == "pad" else tail), filled

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from musicgen_ops.pipeline.codes import apply_delay_pattern
+from musicgen_ops.pipeline.codes import apply_delay_pattern, codebook_delays
 from musicgen_ops.pipeline.errors import DatasetError
 from musicgen_ops.pipeline.manifest import MANIFEST_NAME, ManifestEntry, read_manifest, sha256_file
+from musicgen_ops.pipeline.models import audio_channels_of
 
 if TYPE_CHECKING:
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
@@ -70,7 +71,7 @@ class MusicGenDataset(Dataset):
         self.max_frames = max(1, int(max_duration_seconds * self.frame_rate))
         self.num_codebooks = int(model.config.decoder.num_codebooks)
         self.manifest_sha256 = sha256_file(self.data_dir / MANIFEST_NAME)
-        self.model_key = codec_fingerprint(model)
+        self.model_key = codec_fingerprint(model) + ("-stereo" if audio_channels_of(model) == 2 else "")
         self.cache_dir = self.data_dir / CACHE_DIR / self.model_key
         missing = [e.audio for e in entries if not (self.data_dir / e.audio).is_file()]
         if missing:
@@ -192,12 +193,17 @@ def encode_audio_files(
 
     Only clips of the same length share a batch, so each gets exactly the codes it gets alone (no padding
     enters the codec's receptive field). Codes come back on the CPU, in the order of ``paths``.
+
+    A mono model gets each clip's channels averaged. A stereo model (``decoder.audio_channels == 2``)
+    gets the left and right channels encoded separately and their codebooks interleaved (left on even
+    rows), as transformers' MusicGen encodes a stereo audio prompt; a mono clip is used for both.
     """
     import soundfile as sf
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     rate = int(model.config.audio_encoder.sampling_rate)
+    channels = audio_channels_of(model)
     by_length: dict[int, list[int]] = {}
     for index, path in enumerate(paths):
         by_length.setdefault(_clip_info(path, rate), []).append(index)
@@ -206,12 +212,13 @@ def encode_audio_files(
         for indices in by_length.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                audio = [_read_mono(paths[i], sf) for i in chunk]
-                inputs = processor.feature_extractor(audio, sampling_rate=rate, return_tensors="pt")
-                with torch.no_grad():
-                    values = inputs["input_values"].to(codec.device, codec.dtype)
-                    encoded = codec.encode(values, inputs["padding_mask"].to(codec.device))
-                codes = encoded.audio_codes[0].to("cpu", torch.long)  # [1, B, K, T] -> [B, K, T]
+                if channels == 1:
+                    codes = _encode(codec, [_read_mono(paths[i], sf) for i in chunk])
+                else:
+                    stereo = [_read_stereo(paths[i], sf) for i in chunk]
+                    left = _encode(codec, [a[0] for a in stereo])
+                    right = _encode(codec, [a[1] for a in stereo])
+                    codes = torch.stack([left, right], dim=2).flatten(1, 2)  # [B, 2K, T], left on even rows
                 for row, i in enumerate(chunk):
                     results[i] = codes[row].clone()
     return [c for c in results if c is not None]
@@ -240,6 +247,30 @@ def _read_mono(path: Path, sf) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
         raise DatasetError(f"{path}: cannot read clip ({err}); re-run `musicgen-ops preprocess`") from err
     return np.ascontiguousarray(audio.mean(axis=1))
+
+
+def _encode(codec, audio: list[np.ndarray]) -> torch.Tensor:
+    """Codes ``[B, K, T]`` (CPU, int64) of same-length mono clips (no padding: the mask is all ones)."""
+    values = torch.from_numpy(np.stack(audio))[:, None, :]
+    with torch.no_grad():
+        values = values.to(codec.device, codec.dtype)
+        encoded = codec.encode(values, torch.ones_like(values[:, 0], dtype=torch.long))
+    return encoded.audio_codes[0].to("cpu", torch.long)  # [1, B, K, T] -> [B, K, T]
+
+
+def _read_stereo(path: Path, sf) -> np.ndarray:
+    """``[2, samples]``: a stereo clip's two channels (a mono clip twice; more channels refused)."""
+    try:
+        audio, _ = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read clip ({err}); re-run `musicgen-ops preprocess`") from err
+    if audio.shape[1] > 2:
+        raise DatasetError(f"{path} has {audio.shape[1]} channels; a stereo model trains on 1 or 2")
+    if audio.shape[1] == 1:
+        logger.warning(
+            "%s is mono: the stereo model gets it on both channels (preprocess --channels 2)", path
+        )
+    return np.ascontiguousarray(np.repeat(audio, 2, axis=1).T if audio.shape[1] == 1 else audio.T)
 
 
 @contextlib.contextmanager
@@ -279,9 +310,12 @@ class MusicGenCollator:
     real, unpadded frames of a clip padded at the end of its track).
     """
 
-    def __init__(self, text_pad_token_id: int, audio_pad_token_id: int = 2048) -> None:
+    def __init__(
+        self, text_pad_token_id: int, audio_pad_token_id: int = 2048, audio_channels: int = 1
+    ) -> None:
         self.text_pad_token_id = text_pad_token_id
         self.audio_pad_token_id = audio_pad_token_id
+        self.audio_channels = audio_channels  # 2: stereo, codebook pairs delayed together
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not items:
@@ -291,7 +325,8 @@ class MusicGenCollator:
         text_len = max(len(item["input_ids"]) for item in items)
         num_codebooks = items[0]["codes"].shape[0]
         frames = max(item["codes"].shape[1] for item in items)
-        steps = frames + num_codebooks - 1
+        delays = codebook_delays(num_codebooks, self.audio_channels)
+        steps = frames + max(delays)
         input_ids = torch.full((len(items), text_len), self.text_pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(items), text_len), dtype=torch.long)
         labels = torch.full((len(items), steps, num_codebooks), IGNORE_INDEX, dtype=torch.long)
@@ -299,12 +334,14 @@ class MusicGenCollator:
             n = len(item["input_ids"])
             input_ids[row, :n] = item["input_ids"]
             attention_mask[row, :n] = item["attention_mask"]
-            delayed = apply_delay_pattern(item["codes"][None], self.audio_pad_token_id)[0]  # [K, T+K-1]
+            delayed = apply_delay_pattern(item["codes"][None], self.audio_pad_token_id, self.audio_channels)[
+                0
+            ]
             labels[row, : delayed.shape[1]] = delayed.T
             length = int(item.get("length", item["codes"].shape[1]))
             for k in range(num_codebooks) if length < item["codes"].shape[1] else ():
-                labels[row, length + k : delayed.shape[1], k] = (
-                    IGNORE_INDEX  # frame t of codebook k: step t + k
+                labels[row, length + delays[k] : delayed.shape[1], k] = (
+                    IGNORE_INDEX  # frame t of codebook k: step t + delay(k)
                 )
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 

@@ -11,6 +11,10 @@ class ModelNotAvailableError(PipelineError):
     """A base model or checkpoint cannot be found or loaded."""
 
 
+class UnsupportedModelError(ModelNotAvailableError):
+    """A checkpoint of a family or shape this platform does not load, or a feature its family lacks."""
+
+
 class DeviceNotAvailableError(PipelineError):
     """The requested device (e.g. CUDA) is not there."""
 

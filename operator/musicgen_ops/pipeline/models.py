@@ -1,10 +1,17 @@
 """Loading MusicGen: the real checkpoints (hub name or local folder) and a tiny random one built in code.
 
 Real users pass ``facebook/musicgen-small`` (or ``-medium``, ``-large``, ``-melody``) or a local folder
-holding a ``save_pretrained`` copy. Tests and the demo pass ``tiny-random``: the same architecture family
+holding a ``save_pretrained`` copy. The family comes from the config's ``model_type``: ``musicgen`` loads
+``MusicgenForConditionalGeneration``, ``musicgen_melody`` loads ``MusicgenMelodyForConditionalGeneration``
+with a chroma processor (``pipeline.melody``); any other type, and any checkpoint whose weights do not
+cover the model (weights transformers would "newly initialise"), is refused with a clear message.
+
+Tests and the demo pass ``tiny-random``: the same architecture family
 (T5 text encoder, 32 kHz EnCodec with 4 codebooks of 2048 entries, MusicGen decoder with the delay
 pattern), random weights, and a small Unigram tokenizer built locally, so every code path is the one a
 real checkpoint takes. ``small-random`` has musicgen-small's exact dimensions (for speed benchmarks).
+``tiny-stereo-random`` is the tiny model shaped like ``facebook/musicgen-stereo-*``: 8 codebooks, the
+left and right channels' 4 interleaved (left on even rows), each channel coded by the same mono EnCodec.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from musicgen_ops.pipeline.errors import ModelNotAvailableError
+from musicgen_ops.pipeline.errors import ModelNotAvailableError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
@@ -26,7 +33,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_MODEL = "facebook/musicgen-small"
 SAMPLE_RATE = 32_000
 #: Names accepted in place of a hub id / path that build a randomly initialised model in code.
-RANDOM_PRESETS = ("tiny-random", "small-random")
+RANDOM_PRESETS = ("tiny-random", "small-random", "tiny-random-melody", "tiny-stereo-random")
+#: Model families (config ``model_type``) that load, and what each is called in messages and listings.
+FAMILIES = {"musicgen": "musicgen", "musicgen_melody": "musicgen-melody"}
+#: Presets shaped like the stereo checkpoints (``decoder.audio_channels == 2``).
+STEREO_PRESETS = ("tiny-stereo-random",)
 
 #: Maps a base model reference to what is loaded (a mirrored ``s3://`` URI -> a cached local folder);
 #: the jobs and the generator install ``storage.base_models``' resolver, which the pipeline may not import.
@@ -64,6 +75,28 @@ class LoadedModel:
     def num_codebooks(self) -> int:
         """Number of parallel EnCodec codebooks the decoder predicts."""
         return int(self.model.config.decoder.num_codebooks)
+
+    @property
+    def family(self) -> str:
+        """``musicgen`` (text conditioning) or ``musicgen-melody`` (text + melody chroma)."""
+        return model_family(self.model)
+
+    @property
+    def audio_channels(self) -> int:
+        """Channels of the generated audio: 1, or 2 for the stereo checkpoints (interleaved codebooks)."""
+        return audio_channels_of(self.model)
+
+
+def audio_channels_of(model) -> int:
+    """1 for mono MusicGen, 2 for stereo (``decoder.audio_channels``); anything else is refused."""
+    channels = int(getattr(model.config.decoder, "audio_channels", 1))
+    codebooks = int(model.config.decoder.num_codebooks)
+    if channels not in (1, 2) or codebooks % channels:
+        raise ModelNotAvailableError(
+            f"unsupported MusicGen: decoder.audio_channels={channels} with {codebooks} codebooks "
+            "(mono, or stereo with an even number of codebooks, are supported)"
+        )
+    return channels
 
 
 def build_tiny_tokenizer():
@@ -142,22 +175,45 @@ def _random_configs(preset: str):
             num_codebooks=4,
             decoder_start_token_id=2048,
         )
+    elif preset in STEREO_PRESETS:
+        return _stereo_random_config()
     else:  # pragma: no cover - guarded by the caller
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
     return MusicgenConfig(text_encoder=text, audio_encoder=audio, decoder=decoder)
+
+
+def _stereo_random_config():
+    """``tiny-random`` as a stereo checkpoint: twice the codebooks, ``decoder.audio_channels=2``; the
+    codec stays the mono 32 kHz EnCodec (one pass per channel), as in ``facebook/musicgen-stereo-*``."""
+    from transformers import MusicgenConfig, MusicgenDecoderConfig
+
+    mono = _random_configs("tiny-random")
+    decoder = MusicgenDecoderConfig(
+        **{
+            **mono.decoder.to_dict(),
+            "num_codebooks": 2 * mono.decoder.num_codebooks,
+            "audio_channels": 2,
+        }
+    )
+    return MusicgenConfig(text_encoder=mono.text_encoder, audio_encoder=mono.audio_encoder, decoder=decoder)
 
 
 def build_random_musicgen(preset: str = "tiny-random", seed: int = 0) -> LoadedModel:
     """Build a randomly initialised MusicGen and its processor in code (no download).
 
     Args:
-        preset: ``tiny-random`` (a few hundred thousand parameters, for tests and the demo) or
-            ``small-random`` (musicgen-small's dimensions, for speed benchmarks).
+        preset: ``tiny-random`` (a few hundred thousand parameters, for tests and the demo),
+            ``small-random`` (musicgen-small's dimensions, for speed benchmarks) or
+            ``tiny-stereo-random`` (the tiny model as a stereo checkpoint: 8 interleaved codebooks).
         seed: torch seed for the random weights; the same seed gives the same model.
     """
     import torch
     from transformers import EncodecFeatureExtractor, MusicgenForConditionalGeneration, MusicgenProcessor
 
+    from musicgen_ops.pipeline.melody import MELODY_PRESET, build_random_melody
+
+    if preset == MELODY_PRESET:
+        return build_random_melody(seed)
     if preset not in RANDOM_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(RANDOM_PRESETS)}")
     config = _random_configs(preset)
@@ -171,7 +227,9 @@ def build_random_musicgen(preset: str = "tiny-random", seed: int = 0) -> LoadedM
     _set_generation_defaults(model)
     model.eval()
     tokenizer = build_tiny_tokenizer()  # generation speed does not depend on the vocabulary's contents
-    feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0)
+    feature_extractor = EncodecFeatureExtractor(
+        feature_size=int(config.decoder.audio_channels), sampling_rate=SAMPLE_RATE, padding_value=0.0
+    )
     processor = MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
     return LoadedModel(model=model, processor=processor, name=preset)
 
@@ -264,11 +322,8 @@ def load_base_model(
             f"Cannot load MusicGen model {name_or_path!r}: not in the Hugging Face cache and the hub "
             f"is unreachable ({unreachable}). {hint}."
         )
-    from transformers import AutoProcessor, MusicgenForConditionalGeneration
-
     try:
-        model = MusicgenForConditionalGeneration.from_pretrained(source, local_files_only=local_files_only)
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+        model, processor = _load_pretrained(source, name_or_path, local_files_only)
     except (OSError, ValueError) as err:
         raise ModelNotAvailableError(
             f"Cannot load MusicGen model {name_or_path!r}: it is not a local folder and not in the "
@@ -279,6 +334,87 @@ def load_base_model(
     model.eval()
     logger.info("loaded %s (%.1fM parameters)", name_or_path, model.num_parameters() / 1e6)
     return LoadedModel(model=model, processor=processor, name=reference)
+
+
+def model_family(model: object) -> str:
+    """The family of a loaded model (``musicgen`` or ``musicgen-melody``), from its config."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "musicgen")
+    return FAMILIES.get(str(model_type), str(model_type))
+
+
+def _load_pretrained(source: str, name: str, local_files_only: bool) -> tuple[object, object]:
+    """The model of the checkpoint's family and its processor; refuses unknown families and
+    checkpoints that would load with newly initialised weights."""
+    from transformers import (
+        AutoProcessor,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyForConditionalGeneration,
+        PretrainedConfig,
+    )
+
+    from musicgen_ops.pipeline.melody import MELODY_MODEL_TYPE, MelodyProcessor
+
+    config, _ = PretrainedConfig.get_config_dict(source, local_files_only=local_files_only)
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"{name}: config.json has model_type {model_type!r}, which is not a MusicGen family this "
+            f"platform loads (supported: {', '.join(FAMILIES)})"
+        )
+    melody = model_type == MELODY_MODEL_TYPE
+    model_class = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
+    model, info = model_class.from_pretrained(
+        source, local_files_only=local_files_only, output_loading_info=True
+    )
+    refuse_incomplete_weights(name, FAMILIES[model_type], info)
+    if melody:
+        return model, MelodyProcessor.from_pretrained(source, local_files_only=local_files_only)
+    return model, AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
+
+
+def refuse_incomplete_weights(name: str, family: str, info: dict) -> None:
+    """Raise when transformers reports weights missing from (or shaped unlike) the checkpoint: such a
+    model would run with randomly initialised layers and make noise without any error."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(
+        str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys") or ()
+    )
+    if not (missing or mismatched):
+        if info.get("unexpected_keys"):
+            logger.warning("%s: ignoring %d unexpected weights", name, len(info["unexpected_keys"]))
+        return
+    bad = missing or mismatched
+    what = "missing from" if missing else "shaped differently in"
+    raise UnsupportedModelError(
+        f"{name}: {len(bad)} weight(s) of the {family} model are {what} the checkpoint (e.g. {bad[0]}); "
+        "it would load half-initialised, so it is refused. Is config.json's model_type right for these "
+        "weights (a musicgen-melody checkpoint needs model_type musicgen_melody)?"
+    )
+
+
+def base_model_audio_channels(name_or_path: str) -> int:
+    """Channels a base model generates (2 for ``facebook/musicgen-stereo-*``), read without loading it:
+    from the preset name, the folder's (or cached hub copy's) ``config.json``, else the hub id's name."""
+    import json
+
+    if name_or_path in RANDOM_PRESETS:
+        return 2 if name_or_path in STEREO_PRESETS else 1
+    resolved = _reference_resolver(name_or_path) if _reference_resolver is not None else name_or_path
+    config = Path(resolved).expanduser() / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(resolved, "config.json")
+        except ValueError:  # not a repo id
+            cached = None
+        if not isinstance(cached, str):
+            return 2 if "stereo" in name_or_path.lower() else 1
+        config = Path(cached)
+    try:
+        return int(json.loads(config.read_text()).get("decoder", {}).get("audio_channels", 1))
+    except (OSError, ValueError, AttributeError):
+        return 1
 
 
 def _in_hf_cache(repo_id: str) -> bool:

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class CacheEntry:
     """A loaded engine and what it costs."""
 
-    key: str
+    key: Hashable
     engine: Any
     memory_bytes: int
     source: str
@@ -38,7 +38,7 @@ def engine_memory(engine: Any) -> int:
 
 
 class ModelCache:
-    """LRU of engines keyed by model id.
+    """LRU of engines keyed by model id (or any hashable key, e.g. model and decoder).
 
     Args:
         loader: ``key -> (engine, source)``, called in a worker thread on a miss.
@@ -50,7 +50,7 @@ class ModelCache:
 
     def __init__(
         self,
-        loader: Callable[[str], tuple[Any, str]],
+        loader: Callable[[Hashable], tuple[Any, str]],
         *,
         max_models: int,
         max_bytes: int,
@@ -60,13 +60,13 @@ class ModelCache:
         self.max_models = max_models
         self.max_bytes = max_bytes
         self._on_event = on_event or (lambda kind: None)
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[CacheEntry]] = {}
+        self._entries: OrderedDict[Hashable, CacheEntry] = OrderedDict()
+        self._loading: dict[Hashable, asyncio.Future[CacheEntry]] = {}
         self.hits = 0
         self.misses = 0
         self.evictions = 0
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
     def entries(self) -> list[CacheEntry]:
@@ -90,7 +90,7 @@ class ModelCache:
             max_bytes=self.max_bytes,
         )
 
-    async def get(self, key: str) -> Any:
+    async def get(self, key: Hashable) -> Any:
         """The engine for ``key``, loading it on a miss (one load for concurrent callers)."""
         entry = self._entries.get(key)
         if entry is not None:
@@ -122,7 +122,7 @@ class ModelCache:
         logger.info("model %s loaded from %s (%.1f MB)", key, entry.source, entry.memory_bytes / 1e6)
         return entry.engine
 
-    def _evict(self, keep: str) -> None:
+    def _evict(self, keep: Hashable) -> None:
         evicted = False
         while len(self._entries) > 1 and (
             len(self._entries) > self.max_models or self.total_bytes > self.max_bytes

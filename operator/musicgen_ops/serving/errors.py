@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 __all__ = [
+    "DecoderNotAvailableError",
     "InferenceError",
     "InvalidParametersError",
     "JobNotFinishedError",
@@ -85,6 +86,13 @@ class ServiceDrainingError(ServiceBusyError):
 
     status_code = 503
     code = "ShuttingDown"
+
+
+class DecoderNotAvailableError(ServingError):
+    """The requested audio decoder cannot be loaded here (e.g. MultiBand Diffusion weights missing)."""
+
+    status_code = 503
+    code = "DecoderNotAvailable"
 
 
 class JobNotFoundError(ServingError):

@@ -38,6 +38,18 @@ class GenerateRequest(GenerationParameters):
         description="Trained model id (or local path); the server's default model when absent.",
     )
     spectrogram: bool | None = Field(None, description="Also write a spectrogram PNG (server default).")
+    melody_base64: str | None = Field(
+        None,
+        min_length=4,
+        description="musicgen-melody models only: the melody as an inline audio file (WAV/FLAC/MP3 "
+        "bytes, base64); the request body limit applies. melody_uri must lie in the server's artifact store.",
+    )
+    audio_prompt_base64: str | None = Field(
+        None,
+        min_length=4,
+        description="A clip to continue as an inline audio file (WAV/FLAC/OGG/MP3 bytes, base64); the "
+        "request body limit applies. audio_prompt_uri must lie in the server's artifact store.",
+    )
 
 
 class JobState(str, Enum):
@@ -88,6 +100,11 @@ class ModelInfo(BaseModel):
     loaded: bool
     memory_bytes: int | None = None
     source: str | None = Field(None, description="Local folder or reference it is loaded from.")
+    family: str | None = Field(None, description="Loaded models: musicgen or musicgen-melody.")
+    melody: bool | None = Field(None, description="Loaded models: takes a melody (melody_uri/melody_base64).")
+    decoder: str | None = Field(
+        None, description="Audio decoder of the loaded engine (one engine per decoder)."
+    )
 
 
 class ModelList(BaseModel):

@@ -5,6 +5,7 @@ No HTTP here. The flow of one request (``generate_track``):
 1. validate the parameters (every bad field listed) and *admit* it: beyond ``max_queue`` requests
    waiting or running the answer is ``ServiceBusyError`` (HTTP 429), never an unbounded queue;
 2. get the model's engine from the LRU cache (loaded in a worker thread on a miss);
+   (one engine per model and audio decoder: requests with different decoders never share a batch);
 3. join the open batch for its ``batch_key`` (same model, length and sampling settings) or open one;
    a batch collects for ``batch_window_ms`` and keeps collecting while it waits for the device
    semaphore (``max_concurrency`` batches at once), up to ``max_batch_size`` requests;
@@ -20,7 +21,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,8 +41,10 @@ from musicgen_ops.pipeline.generation.batch import (
     validate_parameters,
 )
 from musicgen_ops.pipeline.generation.writer import write_result
+from musicgen_ops.pipeline.melody import require_melody_support
 from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.cache import ModelCache
+from musicgen_ops.serving.engines import EngineFactory, EngineKey, decoder_unavailable, open_served_engine
 from musicgen_ops.serving.errors import (
     InferenceError,
     JobNotFoundError,
@@ -50,7 +53,9 @@ from musicgen_ops.serving.errors import (
     ServingError,
 )
 from musicgen_ops.serving.jobstore import JobStore
+from musicgen_ops.serving.melody import request_melody
 from musicgen_ops.serving.metrics import ServingMetrics
+from musicgen_ops.serving.prompts import check_request_prompt, request_prompt
 from musicgen_ops.serving.resolver import available_models, resolve_model
 from musicgen_ops.serving.schemas import (
     GenerateRequest,
@@ -62,8 +67,6 @@ from musicgen_ops.serving.schemas import (
 from musicgen_ops.storage.base_models import resolve_base_model
 
 logger = logging.getLogger(__name__)
-
-EngineFactory = Callable[[str], Any]
 
 
 @dataclass
@@ -89,7 +92,7 @@ class GenerationService:
         settings: limits, paths and engine choice.
         metrics: Prometheus metrics (a private registry when omitted).
         engine_factory: ``model reference -> engine``; default ``open_engine`` with the settings'
-            engine, device and dtype (tests pass a factory returning a shared engine).
+            engine, device, dtype and decoder (tests pass a factory returning a shared engine).
     """
 
     def __init__(
@@ -127,7 +130,7 @@ class GenerationService:
         """Load (and warm up) the preloaded models; ``ready`` is True when done."""
         try:
             for model_id in self.settings.preload:
-                engine = await self.cache.get(model_id)
+                engine = await self.cache.get(EngineKey(model_id, self.settings.decoder))
                 if self.settings.warmup:
                     await self._warmup(model_id, engine)
             self.forget_expired_jobs()
@@ -148,7 +151,11 @@ class GenerationService:
         params = GenerateRequest(prompt="warm up", duration_seconds=0.2, random_seed=0)
         request = prepare(params, engine.sample_rate)
         await asyncio.to_thread(
-            run_batch, engine, [request], window_seconds=self.settings.window_seconds, context_seconds=0
+            run_batch,
+            engine,
+            [request],
+            window_seconds=self.settings.window_seconds,
+            stride_seconds=self.settings.stride_seconds,
         )
         logger.info("model %s warmed up in %.2f s", model_id, time.perf_counter() - started)
 
@@ -177,32 +184,48 @@ class GenerationService:
         self.jobs.close()
 
     # -- models ----------------------------------------------------------------------------------
-    def _open_engine(self, reference: str) -> Any:
-        from musicgen_ops.pipeline.inference.loader import open_engine
+    def _open_engine(self, reference: str, decoder: str | None = None) -> Any:
+        return open_served_engine(self.settings, reference, decoder)
 
-        s = self.settings
-        return open_engine(
-            reference, s.engine, s.device, dtype=s.dtype, model_format=s.model_format, decoder=s.decoder
-        )
+    def _load(self, key: EngineKey) -> tuple[Any, str]:
+        from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
 
-    def _load(self, model_key: str) -> tuple[Any, str]:
-        reference = resolve_model(model_key, self.settings)
-        return self._engine_factory(reference), reference
+        reference = resolve_model(key.model, self.settings)
+        try:
+            if key.decoder == self.settings.decoder:
+                return self._engine_factory(reference), reference
+            return self._engine_factory(reference, decoder=key.decoder), reference
+        except MbdWeightsError as err:
+            raise decoder_unavailable(self.settings, key.decoder, err) from err
 
     @staticmethod
     def model_key(params: GenerateRequest, settings: ServeEnvironment) -> str:
-        """Cache key of the model a request uses."""
+        """The model a request uses."""
         return params.trained_model_id or settings.default_model
+
+    @classmethod
+    def engine_key(cls, params: GenerateRequest, settings: ServeEnvironment) -> EngineKey:
+        """Cache key of the engine a request uses: its model and its decoder (the server's by default)."""
+        return EngineKey(cls.model_key(params, settings), params.decoder or settings.decoder)
 
     def list_models(self) -> ModelList:
         """Loaded models (most recently used last) and the ones available to load."""
-        loaded = {e.key: e for e in self.cache.entries()}
+        loaded = self.cache.entries()
         infos = [
-            ModelInfo(model_id=k, loaded=True, memory_bytes=e.memory_bytes, source=e.source)
-            for k, e in loaded.items()
+            ModelInfo(
+                model_id=e.key.model,
+                loaded=True,
+                memory_bytes=e.memory_bytes,
+                source=e.source,
+                decoder=e.key.decoder,
+                family=getattr(e.engine, "family", None),
+                melody=bool(getattr(e.engine, "supports_melody", False)),
+            )
+            for e in loaded
         ]
+        loaded_models = {e.key.model for e in loaded}
         for model_id, source in available_models(self.settings).items():
-            if model_id not in loaded:
+            if model_id not in loaded_models:
                 infos.append(ModelInfo(model_id=model_id, loaded=False, source=source))
         return ModelList(
             default_model=self.settings.default_model,
@@ -261,9 +284,11 @@ class GenerationService:
 
     def _validate(self, parameters: GenerateRequest | dict[str, Any]) -> GenerateRequest:
         try:
-            return validate_parameters(
+            params = validate_parameters(
                 parameters, model=GenerateRequest, max_duration_seconds=self.settings.max_duration_seconds
             )
+            check_request_prompt(params, self.settings)  # refused before any work: never an arbitrary file
+            return params
         except InvalidParametersError:
             self.metrics.requests.labels(outcome="invalid").inc()
             raise
@@ -273,11 +298,16 @@ class GenerationService:
     ) -> GenerationResult:
         started = time.perf_counter()
         try:
-            model_key = self.model_key(params, self.settings)
-            engine = await self.cache.get(model_key)
+            key = self.engine_key(params, self.settings)
+            engine = await self.cache.get(key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
-            request = prepare(params, engine.sample_rate)
-            outcome = await self._submit(model_key, engine, request)
+            wanted = bool(params.melody_uri or params.melody_base64)
+            field = "melody_uri" if params.melody_uri else "melody_base64"
+            require_melody_support(engine, key.model, wanted, field=field)
+            melody = await asyncio.to_thread(request_melody, params, self.settings, engine.sample_rate)
+            prompt = await asyncio.to_thread(request_prompt, params, self.settings, engine.sample_rate)
+            request = prepare(params, engine.sample_rate, melody=melody, prompt_audio=prompt)
+            outcome = await self._submit(str(key), engine, request)
             path = output_dir / f"{name or request.request_id}.{params.output_format}"
             result = await asyncio.to_thread(
                 write_result,
@@ -285,7 +315,7 @@ class GenerationService:
                 outcome.audio,
                 sample_rate=engine.sample_rate,
                 result_id=name or request.request_id,
-                model_id=model_key,
+                model_id=key.model,
                 conditioning_text=request.conditioning_text,
                 parameters=GenerationParameters.pick(params),
                 seed=request.seed,
@@ -333,7 +363,7 @@ class GenerationService:
                     batch.engine,
                     [request for request, _ in items],
                     window_seconds=self.settings.window_seconds,
-                    context_seconds=self.settings.context_seconds,
+                    stride_seconds=self.settings.stride_seconds,
                 )
             except Exception as err:
                 logger.exception("batch of %d failed", len(items))

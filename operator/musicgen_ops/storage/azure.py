@@ -26,6 +26,8 @@ from musicgen_ops.storage.base import (
     InvalidURIError,
     NotFoundError,
     ObjectInfo,
+    PresignedUpload,
+    PresignedUploadsUnsupportedError,
     ProgressCallback,
     StorageError,
     StorageUnavailableError,
@@ -349,30 +351,54 @@ class AzureBlobStore(ArtifactStore):
             return
 
     def url(self, key: str, *, expires: timedelta = timedelta(hours=1)) -> str:
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+        from azure.storage.blob import BlobSasPermissions
 
         if not self.exists(key):
             raise NotFoundError("object not found", uri=self.uri(key))
-        blob = self.container_client.get_blob_client(self._key(key))
-        base = str(blob.url).split("?", 1)[0]
-        credential = self.service.credential
-        account_key = getattr(credential, "account_key", None)
-        if account_key:
-            sas = generate_blob_sas(
-                account_name=credential.account_name,
-                container_name=self.container,
-                blob_name=self._key(key),
-                account_key=account_key,
-                permission=BlobSasPermissions(read=True),
-                expiry=datetime.now(timezone.utc) + expires,
-            )
-            return f"{base}?{sas}"
+        blob_url = str(self.container_client.get_blob_client(self._key(key)).url)
+        signed = self._signed(key, BlobSasPermissions(read=True), expires)
+        if signed:
+            return signed
         if self.settings.sas_token:
-            return f"{base}?{self.settings.sas_token}"
-        if "?" in str(blob.url):  # a connection string carrying a SAS token
-            return str(blob.url)
+            return f"{blob_url.split('?', 1)[0]}?{self.settings.sas_token}"
+        if "?" in blob_url:  # a connection string carrying a SAS token
+            return blob_url
         raise AccessDeniedError(
             "cannot sign a shareable URL without an account key or SAS token",
             uri=self.uri(key),
             hint=CREDENTIALS_HINT,
         )
+
+    def upload_url(self, key: str, *, expires: timedelta = timedelta(minutes=15)) -> PresignedUpload:
+        """A blob SAS URL with create/write permission on ``key`` only (signed with the account key)."""
+        from azure.storage.blob import BlobSasPermissions
+
+        uri = self.uri(key)
+        self._prepare_write(uri)
+        signed = self._signed(key, BlobSasPermissions(create=True, write=True), expires)
+        if signed is None:
+            raise PresignedUploadsUnsupportedError(
+                "cannot sign an upload URL without the storage account key", uri=uri, hint=CREDENTIALS_HINT
+            )
+        return PresignedUpload(
+            url=signed, expires=datetime.now(timezone.utc) + expires, headers={"x-ms-blob-type": "BlockBlob"}
+        )
+
+    def _signed(self, key: str, permission: Any, expires: timedelta) -> str | None:
+        """``key``'s URL with a blob SAS of ``permission`` signed by the account key (None: no key)."""
+        from azure.storage.blob import generate_blob_sas
+
+        credential = self.service.credential
+        account_key = getattr(credential, "account_key", None)
+        if not account_key:
+            return None
+        sas = generate_blob_sas(
+            account_name=credential.account_name,
+            container_name=self.container,
+            blob_name=self._key(key),
+            account_key=account_key,
+            permission=permission,
+            expiry=datetime.now(timezone.utc) + expires,
+        )
+        base = str(self.container_client.get_blob_client(self._key(key)).url).split("?", 1)[0]
+        return f"{base}?{sas}"

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,20 @@ class StorageUnavailableError(StorageError, ConnectionError):
 
 class IntegrityError(StorageError):
     """Downloaded bytes do not match the recorded size or sha256."""
+
+
+class PresignedUploadsUnsupportedError(StorageError):
+    """This store cannot hand out a URL that accepts an upload without credentials (file://)."""
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    """A URL that takes one HTTP ``method`` of an object's bytes, with ``headers``, until ``expires``."""
+
+    url: str
+    expires: datetime
+    method: str = "PUT"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -247,6 +261,16 @@ class ArtifactStore(abc.ABC):
     @abc.abstractmethod
     def url(self, key: str, *, expires: timedelta = timedelta(hours=1)) -> str:
         """A URL that fetches ``key`` without credentials (presigned/SAS; file:// for local)."""
+
+    def upload_url(self, key: str, *, expires: timedelta = timedelta(minutes=15)) -> PresignedUpload:
+        """A presigned URL that accepts one PUT of ``key`` (S3/MinIO presigned PUT, Azure SAS).
+
+        Raises:
+            PresignedUploadsUnsupportedError: the backend has none (local folders) or lacks the key to sign.
+        """
+        raise PresignedUploadsUnsupportedError(
+            f"{self.scheme}:// stores take no presigned uploads", uri=self.uri(key)
+        )
 
     # -- built on the primitives ----------------------------------------------------------------
     def size(self, key: str) -> int:

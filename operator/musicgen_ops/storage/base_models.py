@@ -50,7 +50,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/musicgen-ops/base-models")
 #: Formats entry of a mirrored base model's manifest.
 BASE_FORMAT = "base"
 #: Names that build a model in code; never mirrored or resolved (pipeline.models.RANDOM_PRESETS).
-_PRESETS = ("tiny-random", "small-random")
+_PRESETS = ("tiny-random", "small-random", "tiny-random-melody", "tiny-stereo-random")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # Hub files a PyTorch load never reads (other frameworks' weights).
 _HUB_IGNORE = ["*.h5", "*.msgpack", "*.ot", "flax_model*", "tf_model*", "rust_model*", "*.onnx"]

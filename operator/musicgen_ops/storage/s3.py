@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from musicgen_ops.storage.base import (
     InvalidURIError,
     NotFoundError,
     ObjectInfo,
+    PresignedUpload,
     ProgressCallback,
     ProgressReader,
     StorageError,
@@ -372,3 +373,11 @@ class S3Store(ArtifactStore):
             raise NotFoundError("object not found", uri=self.uri(key))
         with self._errors(self.uri(key)):
             return str(self.client.presigned_get_object(self.bucket, self._key(key), expires=expires))
+
+    def upload_url(self, key: str, *, expires: timedelta = timedelta(minutes=15)) -> PresignedUpload:
+        """A presigned PUT URL (SigV4 query signature; S3 and MinIO refuse it after ``expires``)."""
+        uri = self.uri(key)
+        self._prepare_write(uri)
+        with self._errors(uri):
+            url = self.client.presigned_put_object(self.bucket, self._key(key), expires=expires)
+        return PresignedUpload(url=str(url), expires=datetime.now(timezone.utc) + expires)

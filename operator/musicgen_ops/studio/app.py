@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -14,16 +15,21 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from musicgen_ops import __version__
+from musicgen_ops.storage import StorageError
 from musicgen_ops.studio.auth import COOKIE_NAME, matches
 from musicgen_ops.studio.backend import Backend, StudioError
+from musicgen_ops.studio.direct_uploads import upload_origin
 from musicgen_ops.studio.local.backend import LocalBackend
 from musicgen_ops.studio.routes import api_router
 from musicgen_ops.studio.settings import StudioSettings
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 STATIC_DIR = resources.files("musicgen_ops.studio") / "static"
 TOKEN_PLACEHOLDER = "__STUDIO_TOKEN__"
 BACKEND_PLACEHOLDER = "__STUDIO_BACKEND__"
+DIRECT_UPLOAD_PLACEHOLDER = "__STUDIO_DIRECT_UPLOAD_BYTES__"
 OPEN_THE_URL = "Open the URL printed by musicgen-ops studio."
 
 
@@ -101,12 +107,31 @@ def create_app(settings: StudioSettings, backend: Backend | None = None) -> Fast
             page_token = settings.token
         page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         page = page.replace(TOKEN_PLACEHOLDER, html.escape(page_token))
+        origin = direct_upload_origin(app)
+        page = page.replace(DIRECT_UPLOAD_PLACEHOLDER, str(settings.direct_upload_min_bytes if origin else 0))
+        policy = CONTENT_SECURITY_POLICY
+        if origin:  # the browser PUTs large files straight to the bucket
+            policy = policy.replace("connect-src 'self'", f"connect-src 'self' {origin}")
         return HTMLResponse(
             page.replace(BACKEND_PLACEHOLDER, settings.backend),
-            headers={"Cache-Control": "no-store", "Content-Security-Policy": CONTENT_SECURITY_POLICY},
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": policy},
         )
 
     return app
+
+
+def direct_upload_origin(app: FastAPI) -> str | None:
+    """Where presigned uploads go (asked of the store once), or None when they are off or not offered."""
+    settings: StudioSettings = app.state.settings
+    if settings.direct_upload_min_bytes <= 0:
+        return None
+    if not hasattr(app.state, "upload_origin"):
+        try:
+            app.state.upload_origin = upload_origin(settings.artifacts_uri)
+        except StorageError as err:  # asked again on the next page load; multipart meanwhile
+            logger.warning("presigned uploads are off for now: %s", err)
+            return None
+    return app.state.upload_origin
 
 
 #: Only our own scripts, styles, images and media; nothing from elsewhere, no inline script.

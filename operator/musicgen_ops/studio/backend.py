@@ -48,6 +48,12 @@ class TooLargeError(StudioError):
     status_code = 413
 
 
+class NotOfferedError(StudioError):
+    """The deployment does not offer this (e.g. presigned uploads on a file:// artifact store)."""
+
+    status_code = 501
+
+
 class Backend(Protocol):
     """Datasets, trainings, models and generations, wherever they live."""
 
@@ -67,6 +73,7 @@ class Backend(Protocol):
     def get_training(self, training_id: str) -> TrainingPublic: ...
     def cancel_training(self, training_id: str) -> TrainingPublic: ...
     def training_events(self, training_id: str) -> AsyncIterator[TrainingPublic]: ...
+    def training_sample(self, training_id: str, step: int, index: int) -> Path: ...
 
     def list_models(self) -> list[ModelPublic]: ...
     def delete_model(self, model_id: str) -> None: ...

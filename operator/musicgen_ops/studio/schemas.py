@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
 from musicgen_ops.contracts.manifest import TrainingSummary
@@ -42,6 +42,35 @@ class TrackPublic(BaseModel):
     duration_seconds: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+
+
+class DirectUploadCreate(BaseModel):
+    """Ask for a presigned URL to PUT one audio file straight into storage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255, description="Plain audio file name, e.g. take1.wav.")
+    size: int = Field(ge=1, description="Size of the file in bytes (at most the studio's upload limit).")
+
+
+class DirectUploadPublic(BaseModel):
+    """Where and how to PUT the file; then call ``complete`` with the ``upload_id``."""
+
+    upload_id: str
+    filename: str
+    url: str = Field(description="Presigned URL (S3/MinIO presigned PUT, Azure blob SAS).")
+    method: str = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry.")
+    expires: datetime
+    max_bytes: int
+
+
+class DirectUploadComplete(BaseModel):
+    """Finish a presigned upload: the studio fetches, decodes and stores the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field("", max_length=4096, description="Prompt of the track (default: its file name).")
 
 
 class DatasetPublic(BaseModel):
@@ -141,6 +170,18 @@ class GenerationCreate(BaseModel):
     base_model: str | None = Field(None, description="Base model to use when model_id is absent.")
     parameters: GenerationParameters
     compare_with_base: bool = Field(False, description="Also generate with the base model, same seed.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_melody_paths(cls, parameters: GenerationParameters) -> GenerationParameters:
+        # The studio would read melody_uri on its own machine: a caller never picks files it reads.
+        if parameters.melody_uri is not None:
+            raise ValueError("melody_uri is not accepted by the studio (use the CLI or the generator server)")
+        if parameters.audio_prompt_uri is not None:  # the same for an audio prompt
+            raise ValueError(
+                "audio_prompt_uri is not accepted by the studio (use the CLI or the generator server)"
+            )
+        return parameters
 
 
 class GenerationPublic(BaseModel):

@@ -42,6 +42,23 @@ class StudioSettings(BaseModel):
     kube_api_url: str | None = Field(None, description="Kubernetes API server URL (kubernetes backend).")
     kube_namespace: str = Field("default", description="Namespace of the custom resources.")
     kube_ca_file: Path | None = Field(None, description="CA bundle of the API server (default: system CAs).")
+    serving_url_template: str | None = Field(
+        None,
+        description="URL of a served TrainedModel's generator (kubernetes backend); default: its status "
+        "servingUrl (the in-cluster Service). May use {serving_url}, {name}, {namespace}, {port}.",
+    )
+    serving_timeout_seconds: float = Field(
+        600, gt=0, description="Deadline of one generation through a serving Deployment."
+    )
+    direct_upload_min_bytes: int = Field(
+        8 * 1024**2,
+        ge=0,
+        description="Files at least this large go from the browser straight to S3/Azure through a presigned "
+        "URL when the artifact store offers one (0: always through the studio).",
+    )
+    direct_upload_expiry_seconds: int = Field(
+        900, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned upload URL."
+    )
 
     @property
     def artifacts_uri(self) -> str:

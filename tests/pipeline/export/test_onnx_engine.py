@@ -85,8 +85,8 @@ def test_convenience_generate_audio(onnx_engine):
 
 def test_engine_protocol_and_bad_input(onnx_engine):
     assert isinstance(onnx_engine, GenerationEngine)
-    with pytest.raises(NotImplementedError, match="audio prompt"):
-        onnx_engine.generate(["x"], num_frames=4, audio_prompt=np.zeros((1, 3200), np.float32))
+    with pytest.raises(ValueError, match="batch=1"):
+        onnx_engine.generate(["x"], num_frames=4, prefix_codes=np.zeros((2, 4, 3), np.int64))
     with pytest.raises(ValueError, match="num_frames"):
         onnx_engine.generate(["x"], num_frames=0)
     with pytest.raises(ValueError, match="num_frames"):

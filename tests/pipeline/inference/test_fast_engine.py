@@ -239,8 +239,10 @@ def test_bad_requests_raise_clear_errors(engine):
         engine.generate(PROMPTS, num_frames=4, sampling=SamplingParams(top_p=1.5))
     with pytest.raises(FastEngineError, match="2 prompts"):
         engine.generate(PROMPTS, num_frames=4, seeds=[1])
-    with pytest.raises(NotImplementedError, match="audio prompt"):
-        engine.generate(PROMPTS, num_frames=4, audio_prompt=np.zeros((2, 640), np.float32))
+    with pytest.raises(ValueError, match="batch=2"):
+        engine.generate(PROMPTS, num_frames=4, prefix_codes=np.zeros((1, 4, 3), np.int64))
+    with pytest.raises(FastEngineError, match="60 prefix frames"):  # 60 + 70 frames exceed 2 s
+        engine.generate(PROMPTS, num_frames=70, prefix_codes=np.zeros((2, 4, 60), np.int64))
 
 
 def test_bad_configs_and_models_are_refused(tiny_model):
@@ -284,18 +286,40 @@ def test_math_attention_matches_sdpa(tiny_model, engine):
 def test_cuda_graphs_replay_the_eager_step(fresh_tiny_model):
     graphs = FastGenerationEngine(fresh_tiny_model, device="cuda", dtype="float32", config=SMALL)
     report = graphs.warmup()
-    assert report["graphs"] == 3 * 2 * 2  # batch buckets x text buckets x windows
+    assert report["graphs"] == 3 * 2 * 2 * 2  # batch buckets x text buckets x windows x samplers
     eager = FastGenerationEngine(
         fresh_tiny_model,
         device="cuda",
         dtype="float32",
         config=FastEngineConfig(batch_buckets=(1, 2, 4), length_buckets_s=(1.0, 2.0), cuda_graphs=False),
     )
-    for params in (GREEDY, SamplingParams(seed=5)):
+    for params in (GREEDY, SamplingParams(seed=5), SamplingParams(seed=5, top_k=0, top_p=0.9)):
         a = graphs.generate(PROMPTS, num_frames=70, sampling=params)
         b = eager.generate(PROMPTS, num_frames=70, sampling=params)
         np.testing.assert_array_equal(a.codes, b.codes)
     assert graphs.late_captures == 0 and graphs.captures == report["graphs"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_continue_a_code_prefix_as_the_eager_step(fresh_tiny_model):
+    graphs = FastGenerationEngine(fresh_tiny_model, device="cuda", dtype="float32", config=SMALL)
+    graphs.warmup()
+    eager = FastGenerationEngine(
+        fresh_tiny_model,
+        device="cuda",
+        dtype="float32",
+        config=FastEngineConfig(batch_buckets=(1, 2, 4), length_buckets_s=(1.0, 2.0), cuda_graphs=False),
+    )
+    whole = graphs.generate(PROMPTS, num_frames=70, sampling=GREEDY, seeds=[1, 2])
+    prefix = whole.codes[..., :40]
+    for params in (GREEDY, SamplingParams(seed=5)):
+        a = graphs.generate(PROMPTS, num_frames=30, sampling=params, prefix_codes=prefix, seeds=[3, 4])
+        b = eager.generate(PROMPTS, num_frames=30, sampling=params, prefix_codes=prefix, seeds=[3, 4])
+        np.testing.assert_array_equal(a.codes, b.codes)
+        if params is GREEDY:  # greedy: continuing its own first 40 frames regenerates the next 30
+            np.testing.assert_array_equal(a.codes, whole.codes[..., 40:])
+    assert graphs.late_captures == 0
 
 
 @pytest.mark.gpu

@@ -50,18 +50,21 @@ def test_sampling_seed_gives_consecutive_item_seeds():
     assert len(set(random_seeds)) == 2 and all(0 <= s < 2**63 for s in random_seeds)
 
 
-def test_audio_prompt_returns_only_the_continuation(engine):
+def test_code_prefix_returns_only_the_continuation(engine):
     prompt = engine.generate(["funk"], num_frames=10, seeds=[1]).audio
-    cont = engine.generate(["funk"], num_frames=4, seeds=[2], audio_prompt=prompt)
-    assert cont.audio.shape == (1, 4 * 640)
-    uneven = engine.generate(
-        ["funk"], num_frames=4, seeds=[2], audio_prompt=prompt[:, :-100]
-    )  # cut to frames
-    assert uneven.audio.shape == (1, 4 * 640)
+    codes = engine.encode_audio(prompt)
+    assert codes.shape == (1, 4, 10) and codes.dtype == np.int64
+    assert engine.encode_audio(prompt[:, :-100]).shape == (1, 4, 9)  # cut to whole frames
+    cont = engine.generate(["funk"], num_frames=4, seeds=[2], prefix_codes=codes)
+    assert cont.audio.shape == (1, 4 * 640) and cont.codes.shape == (1, 4, 4)
+    codes_only = engine.generate(["funk"], num_frames=4, seeds=[2], prefix_codes=codes, decode=False)
+    assert codes_only.audio.shape == (1, 0) and np.array_equal(codes_only.codes, cont.codes)
     with pytest.raises(ValueError, match="shorter than one codec frame"):
-        engine.generate(["funk"], num_frames=4, audio_prompt=prompt[:, :100])
+        engine.encode_audio(prompt[:, :100])
     with pytest.raises(ValueError, match="batch=2"):
-        engine.generate(["a", "b"], num_frames=4, audio_prompt=prompt)
+        engine.generate(["a", "b"], num_frames=4, prefix_codes=codes)
+    with pytest.raises(ValueError, match="within 0..2047"):
+        engine.generate(["funk"], num_frames=4, prefix_codes=codes + 2048)
 
 
 def test_bad_arguments(engine):

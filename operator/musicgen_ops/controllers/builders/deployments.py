@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
-from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS, ServeEnvironment
 from musicgen_ops.controllers.builders.labels import Owner, child_labels, child_name, selector_labels
 from musicgen_ops.controllers.builders.pods import (
     CONTAINER_SECURITY,
@@ -32,7 +32,9 @@ def serving_url(owner: Owner, spec: TrainedModelSpec) -> str:
     return f"http://{server_name(owner.name)}.{owner.namespace}.svc.cluster.local:{spec.serving.port}"
 
 
-def serve_settings(spec: TrainedModelSpec, model_id: str, artifacts_root: str) -> ServeEnvironment:
+def serve_settings(
+    spec: TrainedModelSpec, model_id: str, artifacts_root: str, config: OperatorConfig | None = None
+) -> ServeEnvironment:
     """The server environment that preloads, warms up and serves ``model_id`` in the requested format,
     on CUDA in bfloat16 when the pods request GPUs."""
     serving = spec.serving
@@ -47,6 +49,7 @@ def serve_settings(spec: TrainedModelSpec, model_id: str, artifacts_root: str) -
         dtype="bfloat16" if device == "cuda" else "float32",
         cache_dir=SCRATCH_MODEL_CACHE,
         output_dir="/scratch/output",
+        mbd_weights=config.mbd_weights if config else DEFAULT_MBD_WEIGHTS,
     )
 
 
@@ -65,7 +68,7 @@ def build_generator_deployment(
         "imagePullPolicy": config.image_pull_policy,
         "command": ["musicgen-ops", "serve"],
         "env": [
-            *serve_settings(spec, model_id, artifacts_root).to_env(),
+            *serve_settings(spec, model_id, artifacts_root, config).to_env(),
             {"name": "HOME", "value": "/scratch"},
             {"name": "HF_HOME", "value": "/scratch/hf"},
             *cache_env,

@@ -247,11 +247,13 @@ def generate_settings(
         model_uri=model_folder,
         base_model=base_model,
         parameters=GenerationParameters.pick(spec),
+        use_base_model=spec.use_base_model,
         device=device_for(spec.resources.gpu),
         work_dir=SCRATCH_WORK_DIR,
         cache_dir=SCRATCH_MODEL_CACHE,
         output_uri=output,
         result_uri=result_uri_for(output),
+        mbd_weights=config.mbd_weights,
     )
 
 

@@ -191,7 +191,15 @@ def part_io(constants: ModelConstants) -> dict[str, tuple[list[TensorSpec], list
         ),
         "audio_decoder": (
             [TensorSpec("codes", "int64", ["batch", k, "frames"])],
-            [TensorSpec("audio", "float32", ["batch", "samples"])],
+            [
+                TensorSpec(
+                    "audio",
+                    "float32",
+                    ["batch", "samples"]
+                    if constants.audio_channels == 1
+                    else ["batch", constants.audio_channels, "samples"],
+                )
+            ],
         ),
     }
 
@@ -201,10 +209,10 @@ def constants_from_model(model: Any) -> ModelConstants:
     dec = model.config.decoder
     codec = model.config.audio_encoder
     gen = model.generation_config
-    if int(dec.audio_channels) != 1:
+    if int(dec.audio_channels) not in (1, 2) or int(dec.num_codebooks) % int(dec.audio_channels):
         raise ExportError(
-            f"stereo MusicGen (decoder.audio_channels={dec.audio_channels}) cannot be exported: only mono "
-            "checkpoints (musicgen-small/-medium/-large/-melody) are supported"
+            f"MusicGen with decoder.audio_channels={dec.audio_channels} and {dec.num_codebooks} codebooks "
+            "cannot be exported: only mono and stereo (interleaved codebooks) checkpoints are supported"
         )
     defaults = {
         "guidance_scale": float(gen.guidance_scale) if gen.guidance_scale is not None else 1.0,

@@ -21,6 +21,7 @@ from musicgen_ops.pipeline.export.descriptor import ExportDescriptor, constants_
 from musicgen_ops.pipeline.export.manifest import staged_directory, write_manifest
 from musicgen_ops.pipeline.export.merge import merge_lora
 from musicgen_ops.pipeline.export.onnx import DEFAULT_OPSET, check_opset
+from musicgen_ops.pipeline.melody import melody_checkpoint_error
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ def load_checkpoint(checkpoint_path: str | Path) -> tuple[Any, Any, dict[str, An
             f"{path} holds no processor (none of {', '.join(_PROCESSOR_FILES)}): save it beside the model "
             "with processor.save_pretrained(...)"
         )
+    if (melody_error := melody_checkpoint_error(path)) is not None:
+        raise ExportError(melody_error)
     metadata: dict[str, Any] = {}
     if (path / METADATA_NAME).is_file():
         try:
@@ -209,6 +212,8 @@ def load_checkpoint(checkpoint_path: str | Path) -> tuple[Any, Any, dict[str, An
     from safetensors import SafetensorError
 
     base = load_base_model(base_name)
+    if base.family != "musicgen":
+        raise ExportError(f"{path}: base model {base_name} is {base.family}; export supports musicgen only")
     try:
         model = PeftModel.from_pretrained(base.model, str(path))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # truncated weights too

@@ -7,7 +7,8 @@ MusicGen is autoregressive, so one graph is not enough. These wrappers split a (
 - :class:`DecoderInitPart`: the first decoder step(s) without a cache; also returns the per-layer
   self-attention keys/values and the cross-attention keys/values (computed once per generation);
 - :class:`DecoderStepPart`: later steps, taking the flattened past keys/values and returning the new ones;
-- :class:`AudioDecoderPart`: EnCodec codes ``[batch, codebooks, frames]`` -> waveform ``[batch, samples]``.
+- :class:`AudioDecoderPart`: EnCodec codes ``[batch, codebooks, frames]`` -> waveform ``[batch, samples]``
+  (stereo checkpoints: ``[batch, 2, samples]``, each channel's interleaved codebooks decoded apart).
 
 The decoder parts call the model's own projections, layer norms, embeddings and heads; only the
 attention arithmetic (and the key/value cache, as explicit tensors instead of transformers' Cache objects)
@@ -159,16 +160,23 @@ class TextEncoderPart(nn.Module):
 
 
 class AudioDecoderPart(nn.Module):
-    """EnCodec codes ``[batch, codebooks, frames]`` (int64) -> mono waveform ``[batch, samples]``."""
+    """EnCodec codes ``[batch, codebooks, frames]`` (int64) -> mono waveform ``[batch, samples]``, or
+    ``[batch, 2, samples]`` for stereo MusicGen (left codebooks on even rows, right on odd rows)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.quantizer = model.audio_encoder.quantizer
         self.decoder = model.audio_encoder.decoder
+        self.channels = int(getattr(model.config.decoder, "audio_channels", 1))
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+    def _mono(self, codes: torch.Tensor) -> torch.Tensor:
         embeddings = self.quantizer.decode(codes.transpose(0, 1))
         return self.decoder(embeddings)[:, 0]
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.channels == 1:
+            return self._mono(codes)
+        return torch.stack([self._mono(codes[:, 0::2]), self._mono(codes[:, 1::2])], dim=1)
 
 
 def build_parts(model: nn.Module) -> dict[str, nn.Module]:

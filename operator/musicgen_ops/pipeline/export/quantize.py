@@ -128,6 +128,10 @@ def quantize_weights_only(source: Path, target: Path, min_elements: int = 1024) 
                     )
                     replaced[name] = f"{name}_dequantized"
                 node.input[index] = replaced[name]
+        for node in model.graph.node:  # other readers of a quantized weight (an Identity where the
+            for index, name in enumerate(node.input):  # exporter shares it) read the dequantized copy
+                if name in replaced:
+                    node.input[index] = replaced[name]
         for name in replaced:
             model.graph.initializer.remove(initializers[name])
         nodes = new_nodes + list(model.graph.node)  # dequantization first keeps the graph sorted

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,10 +26,19 @@ from pydantic import ValidationError
 
 from musicgen_ops.contracts.base import describe_validation_error
 from musicgen_ops.contracts.generation import GenerationParameters, GenerationResult
+from musicgen_ops.pipeline.audio_output import DeliveryOptions
 from musicgen_ops.pipeline.errors import InvalidParametersError
-from musicgen_ops.pipeline.generation.windowing import generate_windowed, num_samples_for, supports_item_seeds
+from musicgen_ops.pipeline.generation.prompt_audio import encode_prompt, read_audio_prompt
+from musicgen_ops.pipeline.generation.windowing import (
+    DEFAULT_STRIDE_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    generate_windowed,
+    num_samples_for,
+    supports_item_seeds,
+)
 from musicgen_ops.pipeline.generation.writer import write_result
 from musicgen_ops.pipeline.inference.base import SamplingParams
+from musicgen_ops.pipeline.melody import read_melody, require_melody_support
 from musicgen_ops.pipeline.prompting import compose_prompt
 
 logger = logging.getLogger(__name__)
@@ -47,6 +56,10 @@ class PreparedRequest:
     num_samples: int
     sampling: SamplingParams
     request_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    #: musicgen-melody: the decoded melody (mono, model rate) the track follows.
+    melody: np.ndarray | None = None
+    #: The decoded ``audio_prompt_uri`` (mono, model rate): the clip the track continues.
+    prompt_audio: np.ndarray | None = None
 
 
 def validate_parameters(
@@ -65,6 +78,15 @@ def validate_parameters(
             raise InvalidParametersError(
                 f"{len(fields)} invalid parameter(s): " + "; ".join(fields), fields=fields
             ) from err
+    try:  # a format this libsndfile cannot write is refused before any generation
+        DeliveryOptions.for_parameters(params)
+    except ValueError as err:
+        line = (
+            str(err).replace("format: ", "output_format: ", 1)
+            if str(err).startswith("format: ")
+            else str(err)
+        )
+        raise InvalidParametersError(f"1 invalid parameter(s): {line}", fields=[line]) from err
     if max_duration_seconds is not None and params.duration_seconds > max_duration_seconds:
         line = (
             f"duration_seconds: at most {max_duration_seconds:g} s on this server "
@@ -74,8 +96,23 @@ def validate_parameters(
     return params
 
 
-def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
-    """Fold structured fields into the prompt, pick the seed, compute the exact length."""
+def prepare(
+    params: GenerationParameters,
+    sample_rate: int,
+    *,
+    melody: np.ndarray | None = None,
+    prompt_audio: np.ndarray | None = None,
+) -> PreparedRequest:
+    """Fold structured fields into the prompt, pick the seed, compute the exact length; ``melody`` is
+    the decoded ``melody_uri`` (see ``pipeline.melody.read_melody``), ``prompt_audio`` the decoded
+    ``audio_prompt_uri``, shorter than ``duration_seconds``, which includes it."""
+    total = num_samples_for(params.duration_seconds, sample_rate)
+    if prompt_audio is not None and prompt_audio.shape[-1] >= total:
+        line = (
+            f"audio_prompt_uri: the clip ({prompt_audio.shape[-1] / sample_rate:.2f} s) must be shorter than "
+            f"duration_seconds ({params.duration_seconds:g} s), which includes it"
+        )
+        raise InvalidParametersError(line, fields=[line])
     try:
         text = compose_prompt(
             params.prompt, style=params.style, bpm=params.target_bpm, key=params.key, scale=params.scale
@@ -95,8 +132,10 @@ def prepare(params: GenerationParameters, sample_rate: int) -> PreparedRequest:
         params=params,
         conditioning_text=text,
         seed=seed,
-        num_samples=num_samples_for(params.duration_seconds, sample_rate),
+        num_samples=total,
         sampling=sampling,
+        melody=melody,
+        prompt_audio=prompt_audio,
     )
 
 
@@ -110,6 +149,7 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
     s = request.sampling
     key: tuple = (
         model_key,
+        decoder_name(engine),  # requests with different decoders never share a batch
         request.num_samples,
         s.guidance_scale,
         s.temperature,
@@ -117,8 +157,8 @@ def batch_key(model_key: str, request: PreparedRequest, engine: Any) -> Hashable
         s.top_p,
         s.do_sample,
     )
-    if not supports_item_seeds(engine):
-        key += (request.request_id,)  # one seed per call: never share a batch
+    if not supports_item_seeds(engine) or request.melody is not None or request.prompt_audio is not None:
+        key += (request.request_id,)  # one seed, melody or audio prompt per call: never share a batch
     return key
 
 
@@ -126,11 +166,14 @@ def run_batch(
     engine: Any,
     requests: Sequence[PreparedRequest],
     *,
-    window_seconds: float,
-    context_seconds: float,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    stride_seconds: float = DEFAULT_STRIDE_SECONDS,
 ) -> tuple[np.ndarray, int]:
     """Generate one batch (all with the same ``batch_key``); returns ``[batch, samples]`` and windows."""
     first = requests[0]
+    prompt_codes = None
+    if first.prompt_audio is not None:  # a request with an audio prompt is a batch of its own
+        prompt_codes = encode_prompt(engine, first.prompt_audio)
     return generate_windowed(
         engine,
         [r.conditioning_text for r in requests],
@@ -138,7 +181,9 @@ def run_batch(
         sampling=first.sampling,
         seeds=[r.seed for r in requests],
         window_seconds=window_seconds,
-        context_seconds=context_seconds,
+        stride_seconds=stride_seconds,
+        prompt_codes=prompt_codes,
+        melody=[r.melody for r in requests] if any(r.melody is not None for r in requests) else None,
     )
 
 
@@ -152,12 +197,15 @@ def generate_to_files(
     dtype: str | None = None,
     model_format: str = "auto",
     decoder: str = "encodec",
+    decoder_options: Mapping[str, Mapping[str, Any]] | None = None,
     audio_paths: Sequence[str | Path] | None = None,
     max_batch_size: int = 8,
-    window_seconds: float = 30.0,
-    context_seconds: float = 10.0,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    stride_seconds: float = DEFAULT_STRIDE_SECONDS,
     spectrogram: bool = False,
     model_id: str | None = None,
+    fetch_melody: Callable[[str], Path] | None = None,
+    fetch_audio_prompt: Callable[[str], Path] | None = None,
 ) -> list[GenerationResult]:
     """Generate every request with one model and write each result's files (batch/Job mode).
 
@@ -165,12 +213,20 @@ def generate_to_files(
         params_list: the tracks to generate, all with ``model_ref``.
         model_ref: base model, checkpoint folder or ONNX export for ``open_engine``, or an open engine.
         output_dir: where ``track-<n>.<format>`` (+ ``.json``, ``.png``) go unless ``audio_paths``.
-        engine, device, dtype, model_format, decoder: passed to ``open_engine``.
+        engine, device, dtype, model_format: passed to ``open_engine``.
+        decoder: audio decoder of the requests that name none (a request's ``decoder`` wins; one engine
+            is opened per decoder used).
+        decoder_options: factory options per decoder name (``{"mbd": {"weights": ...}}``).
         audio_paths: explicit audio file path per request.
         max_batch_size: requests generated together (same length and sampling settings only).
-        window_seconds, context_seconds: windowed continuation beyond the model's window.
+        window_seconds, stride_seconds: token-level continuation beyond the model's window.
         spectrogram: also write spectrogram PNGs.
         model_id: name recorded in the sidecars (default: ``model_ref``).
+        fetch_melody: maps a ``melody_uri`` to a local file (the jobs download through storage);
+            default: local paths and ``file://`` URIs only.
+        fetch_audio_prompt: maps an ``audio_prompt_uri`` to a local file (the CLI and the generate-job
+            download through storage); without it a request with ``audio_prompt_uri`` is refused: the
+            caller alone knows what it may read, this function never opens a path a request names.
 
     Returns:
         One result per request, in input order.
@@ -178,21 +234,52 @@ def generate_to_files(
     validated = [validate_parameters(p) for p in params_list]
     if audio_paths is not None and len(audio_paths) != len(validated):
         raise ValueError(f"got {len(audio_paths)} audio paths for {len(validated)} requests")
-    if isinstance(model_ref, (str, Path)):
-        from musicgen_ops.pipeline.inference.loader import open_engine
+    engines: dict[str, Any] = {}
 
-        gen = open_engine(model_ref, engine, device, dtype=dtype, model_format=model_format, decoder=decoder)
+    def engine_for(name: str) -> Any:
+        if name not in engines:
+            if not isinstance(model_ref, (str, Path)):
+                if decoder_name(model_ref) != name:
+                    raise ValueError(
+                        f"the open engine decodes with {decoder_name(model_ref)!r}, not {name!r}"
+                    )
+                engines[name] = model_ref
+            else:
+                from musicgen_ops.pipeline.inference.loader import open_engine
+
+                options = (decoder_options or {}).get(name)
+                engines[name] = open_engine(
+                    model_ref,
+                    engine,
+                    device,
+                    dtype=dtype,
+                    model_format=model_format,
+                    decoder=name,
+                    decoder_options=options,
+                )
+        return engines[name]
+
+    if isinstance(model_ref, (str, Path)):
         model_id = model_id or str(model_ref)
     else:
-        gen = model_ref
-        model_id = model_id or str(getattr(gen, "name", "engine"))
+        decoder = decoder_name(model_ref)
+        model_id = model_id or str(getattr(model_ref, "name", "engine"))
     output_dir = Path(output_dir)
-    prepared = [prepare(p, gen.sample_rate) for p in validated]
+    decoders = [p.decoder or decoder for p in validated]
+    prepared = []
+    for request, name in zip(validated, decoders, strict=True):
+        gen = engine_for(name)
+        require_melody_support(gen, model_id, bool(request.melody_uri))
+        melody = read_melody(request.melody_uri, gen.sample_rate, fetch_melody)
+        prompt = read_audio_prompt(request.audio_prompt_uri, gen.sample_rate, fetch_audio_prompt)
+        prepared.append(prepare(request, gen.sample_rate, melody=melody, prompt_audio=prompt))
     groups: dict[Hashable, list[int]] = {}
     for index, request in enumerate(prepared):
+        gen = engine_for(decoders[index])
         groups.setdefault(batch_key(model_id, request, gen), []).append(index)
     results: dict[int, GenerationResult] = {}
     for indices in groups.values():
+        gen = engine_for(decoders[indices[0]])
         for start in range(0, len(indices), max_batch_size):
             chunk = indices[start : start + max_batch_size]
             started = time.perf_counter()
@@ -200,7 +287,7 @@ def generate_to_files(
                 gen,
                 [prepared[i] for i in chunk],
                 window_seconds=window_seconds,
-                context_seconds=context_seconds,
+                stride_seconds=stride_seconds,
             )
             for row, index in enumerate(chunk):
                 request = prepared[index]

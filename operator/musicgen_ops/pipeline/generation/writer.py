@@ -59,6 +59,8 @@ def write_spectrogram(path: Path, audio: np.ndarray, sample_rate: int, title: st
 
     fig = Figure(figsize=(8, 3), dpi=100)
     ax = fig.add_subplot()
+    audio = np.asarray(audio)
+    audio = audio.mean(axis=0) if audio.ndim == 2 else audio  # (channels, samples): the mix
     nfft = 1024 if len(audio) >= 1024 else max(16, 2 ** int(np.log2(max(len(audio), 16))))
     ax.specgram(np.asarray(audio, dtype=np.float32) + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2)
     ax.set_xlabel("time (s)")
@@ -117,6 +119,7 @@ def write_result(
         num_samples=num_samples,
         output_format=output_format,
         bit_depth=parameters.bit_depth,
+        decoder=decoder,
         loudness_lufs=_rounded(rendered.loudness_lufs),
         true_peak_dbtp=_rounded(rendered.true_peak_dbtp),
         windows=windows,
@@ -125,6 +128,7 @@ def write_result(
         real_time_factor=round(wall / duration, 4) if duration else 0.0,
         audio_sha256=digest,
         created=datetime.now(timezone.utc),
+        channels=1 if rendered.audio.ndim == 1 else int(rendered.audio.shape[0]),
     )
     payload = json.dumps(result.model_dump(mode="json"), indent=2) + "\n"
     atomic_write(sidecar, lambda tmp: tmp.write_text(payload))

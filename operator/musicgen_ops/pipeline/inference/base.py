@@ -32,7 +32,7 @@ class GenerationOutput:
 
 @runtime_checkable
 class GenerationEngine(Protocol):
-    """Text (and optionally an audio prompt) to 32 kHz mono audio."""
+    """Text (and optionally a code prefix to continue) to 32 kHz mono audio."""
 
     sample_rate: int
     frame_rate: int
@@ -43,11 +43,15 @@ class GenerationEngine(Protocol):
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
-        """Generate ``num_frames`` codec frames (``num_frames / frame_rate`` seconds) for each prompt.
+        """Generate ``num_frames`` new codec frames (``num_frames / frame_rate`` seconds) for each prompt.
 
-        ``audio_prompt`` (float32 ``[batch, samples]`` at ``sample_rate``), when given, is continued
-        rather than started from silence; engines that cannot do this raise ``NotImplementedError``.
+        ``prefix_codes`` (int64 ``[batch, num_codebooks, frames]``, codes before the delay pattern), when
+        given, are continued rather than starting from silence: the model attends to them as it would to
+        codes it generated itself (audiocraft's prompt tokens, Hugging Face's ``decoder_input_ids``).
+        ``codes`` and ``audio`` of the output hold the new frames only; ``decode=False`` skips the codec
+        (``audio`` is then empty) for callers that decode many windows' codes at once.
         """
         ...

@@ -2,9 +2,13 @@
 
 One set of caches, sized for the largest batch bucket and the longest length bucket, is shared by
 every bucket (requests run one at a time under the engine's lock): batch bucket ``b`` sees the first
-``2 * b`` rows as contiguous views. Each (batch bucket, attention window, prompt bucket) gets one
+``2 * b`` rows as contiguous views. Each (batch bucket, attention window, prompt bucket, sampler) gets one
 captured ``torch.cuda.CUDAGraph`` of :func:`~musicgen_ops.pipeline.inference.static_decoder.decode_step`,
 all in one memory pool; on CPU the same step runs eagerly.
+
+Samplers: a request with ``0 < top_k <= top_k_candidates`` ranks only the ``top_k_candidates`` largest
+scores with ``torch.topk`` (a fixed shape, whatever its own k); ``top_k`` off or larger sorts the whole
+vocabulary. Both give exactly the tokens of transformers' top-k (and top-p) warpers.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import logging
 
 import torch
 
+from musicgen_ops.pipeline.codes import apply_delay_pattern
 from musicgen_ops.pipeline.inference.base import SamplingParams
 from musicgen_ops.pipeline.inference.static_decoder import (
     DecoderWeights,
     StepBuffers,
     decode_step,
+    prefill,
     sinusoidal_positions,
 )
 
@@ -33,10 +39,17 @@ class DecodeWorkspace:
         noise_window: steps of sampling noise held per refill.
         attention: ``sdpa`` or ``math`` (see ``decode_step``).
         use_graphs: capture and replay CUDA graphs instead of running steps eagerly.
+        top_k_candidates: scores ranked with ``torch.topk`` when a request's top_k fits (0: always sort).
     """
 
     def __init__(
-        self, weights: DecoderWeights, max_text: int, noise_window: int, attention: str, use_graphs: bool
+        self,
+        weights: DecoderWeights,
+        max_text: int,
+        noise_window: int,
+        attention: str,
+        use_graphs: bool,
+        top_k_candidates: int = 0,
     ) -> None:
         self.weights = weights
         self.device = weights.embed.device
@@ -45,13 +58,21 @@ class DecodeWorkspace:
         self.noise_window = noise_window
         self.attention = attention
         self.use_graphs = use_graphs
+        vocab = weights.vocab_size
+        self.top_k_candidates = top_k_candidates if 0 < top_k_candidates < vocab else None
+        #: The samplers graphs are captured for: ``top_k_candidates`` (topk) and ``None`` (full sort).
+        self.samplers: tuple[int | None, ...] = tuple(
+            dict.fromkeys([c for c in (self.top_k_candidates,) if c is not None] + [None])
+        )
+        #: The sampler of the request being run (chosen by :meth:`reset`).
+        self.candidates: int | None = None
         #: Graphs captured so far, and how many of them were captured while serving a request.
         self.captures = 0
         self.late_captures = 0
         self.shape: tuple[int, int] = (0, 0)  # (batch, cache slots) the caches hold
         self._storage: dict[str, list[torch.Tensor]] = {}
         self._buffers: dict[int, StepBuffers] = {}
-        self._graphs: dict[tuple[int, int, int], torch.cuda.CUDAGraph] = {}
+        self._graphs: dict[tuple[int, int, int, int | None], torch.cuda.CUDAGraph] = {}
         self._pool = None
         dev = self.device
         self.scalars = {
@@ -120,6 +141,7 @@ class DecodeWorkspace:
             tokens=torch.full((batch, k), w.start_token_id, dtype=torch.long, device=dev),
             position=torch.zeros(1, dtype=torch.long, device=dev),
             codes=torch.full((batch, k, slots), w.pad_token_id, dtype=torch.long, device=dev),
+            forced=torch.full((batch, k, slots), -1, dtype=torch.long, device=dev),
             self_k=views("self_k", slots),
             self_v=views("self_v", slots),
             cross_k=views("cross_k", self.max_text),
@@ -129,17 +151,20 @@ class DecodeWorkspace:
             positions_table=self._positions,
             slots=self._slots,
             codebook_index=torch.arange(k, device=dev),
+            codebook_delay=torch.arange(k, device=dev) // w.audio_channels,
             **self.scalars,
         )
         self._buffers[batch] = buf
         return buf
 
     def reset(self, buf: StepBuffers, num_frames: int, sampling: SamplingParams | None = None) -> None:
-        """Start a request: position 0, start tokens, pad codes, unit noise, its sampling settings."""
+        """Start a request: position 0, start tokens, pad codes, nothing forced, unit noise, its sampling
+        settings."""
         w, s = self.weights, sampling or SamplingParams(do_sample=False, guidance_scale=1.0)
         buf.tokens.fill_(w.start_token_id)
         buf.position.zero_()
         buf.codes.fill_(w.pad_token_id)
+        buf.forced.fill_(-1)
         buf.noise.fill_(1.0)
         top_k = s.top_k if 0 < s.top_k < w.vocab_size else w.vocab_size
         sc = self.scalars
@@ -150,20 +175,48 @@ class DecodeWorkspace:
         sc["temperature"].fill_(float(s.temperature) if s.do_sample else 1.0)
         sc["top_k_index"].fill_(top_k - 1)
         sc["top_p"].fill_(s.top_p if 0.0 < s.top_p < 1.0 else 2.0)  # > 1: nucleus filtering off
+        self.candidates = self.sampler_for(s)
+
+    def sampler_for(self, sampling: SamplingParams | None) -> int | None:
+        """The sampler a request runs: ``top_k_candidates`` when its top_k fits, else None (full sort)."""
+        vocab = self.weights.vocab_size
+        top_k = sampling.top_k if sampling is not None and 0 < sampling.top_k < vocab else vocab
+        cap = self.top_k_candidates
+        return cap if cap is not None and top_k <= cap else None
+
+    def prefill(self, buf: StepBuffers, prefix: torch.Tensor, text: int) -> int:
+        """Start from a code prefix (``[count, K, P]``): its first ``P`` positions go through the decoder
+        in one causal forward (as ``generate()`` does for ``decoder_input_ids``); the steps after it write
+        its remaining delayed codes (``buf.forced``). Returns the first step still to run (``P``)."""
+        count, length = prefix.shape[0], prefix.shape[-1]
+        delayed = apply_delay_pattern(prefix, -1, self.weights.audio_channels)  # -1: no prefix code there
+        buf.forced[:count, :, : delayed.shape[-1]].copy_(delayed)
+        head = delayed[..., :length]
+        buf.codes[:count, :, :length].copy_(torch.where(head >= 0, head, self.weights.pad_token_id))
+        start = torch.full_like(buf.tokens[:, :, None], self.weights.start_token_id)
+        inputs = torch.cat([start, buf.codes[:, :, : length - 1]], dim=-1)  # what each position is fed
+        prefill(self.weights, buf, inputs, text, self.attention)
+        buf.tokens.copy_(buf.codes[:, :, length - 1])
+        buf.position.fill_(length)
+        return length
 
     def step(self, buf: StepBuffers, window: int, text: int) -> None:
         """Run one decode step: replay its graph, or run it eagerly."""
         if self.use_graphs:
             self.graph(buf, window, text, late=True).replay()
         else:
-            decode_step(self.weights, buf, window, text, self.attention)
+            decode_step(self.weights, buf, window, text, self.attention, self.candidates)
 
-    def graph(self, buf: StepBuffers, window: int, text: int, *, late: bool) -> torch.cuda.CUDAGraph:
-        """The captured step for (batch bucket, window, prompt bucket), capturing it when missing.
+    def graph(
+        self, buf: StepBuffers, window: int, text: int, *, late: bool, sampler: int | None | str = "current"
+    ) -> torch.cuda.CUDAGraph:
+        """The captured step for (batch bucket, window, prompt bucket, sampler), capturing it when missing.
 
-        Capturing runs two eager warm-up steps (which move ``buf``'s state), so reset ``buf`` after.
+        ``sampler``: one of :attr:`samplers` (default: the one :meth:`reset` chose). Capturing runs two
+        eager warm-up steps (which move ``buf``'s state), so reset ``buf`` after.
         """
-        key = (buf.batch, window, text)
+        candidates = self.candidates if sampler == "current" else sampler
+        key = (buf.batch, window, text, candidates)
         graph = self._graphs.get(key)
         if graph is not None:
             return graph
@@ -175,7 +228,7 @@ class DecodeWorkspace:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):  # initialise cuBLAS / attention workspaces outside the capture
-                decode_step(self.weights, buf, window, text, self.attention)
+                decode_step(self.weights, buf, window, text, self.attention, candidates)
                 buf.position.copy_(start)
         torch.cuda.current_stream(self.device).wait_stream(side)
         if self._pool is None:
@@ -183,7 +236,7 @@ class DecodeWorkspace:
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (the server) may use CUDA while a late capture runs.
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            decode_step(self.weights, buf, window, text, self.attention)
+            decode_step(self.weights, buf, window, text, self.attention, candidates)
         self._graphs[key] = graph
         self.captures += 1
         return graph

@@ -32,6 +32,9 @@ class FastEngineConfig:
         noise_window (`int`): steps of sampling noise drawn per refill (one launch per prompt each time).
         cuda_graphs (`bool | None`): capture CUDA graphs; ``None`` means "when the device is CUDA".
         attention (`str`): ``sdpa`` (``F.scaled_dot_product_attention``) or ``math`` (matmul + softmax).
+        top_k_candidates (`int`): requests with ``0 < top_k <=`` this rank only that many scores
+            (``torch.topk``, fixed shape) instead of sorting the vocabulary (same tokens); 0: always sort.
+            The default covers MusicGen's usual ``top_k=250``; with graphs, warm-up captures both samplers.
     """
 
     batch_buckets: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -40,6 +43,7 @@ class FastEngineConfig:
     noise_window: int = 32
     cuda_graphs: bool | None = None
     attention: str = "sdpa"
+    top_k_candidates: int = 256
 
     def __post_init__(self) -> None:
         for name in ("batch_buckets", "length_buckets_s", "text_buckets"):
@@ -49,6 +53,11 @@ class FastEngineConfig:
             object.__setattr__(self, name, tuple(sorted(set(values))))
         if self.noise_window < 1:
             raise FastEngineError(f"FastEngineConfig.noise_window must be >= 1, got {self.noise_window}")
+        if self.top_k_candidates < 0:
+            raise FastEngineError(
+                f"FastEngineConfig.top_k_candidates must be >= 0 (0: always sort), "
+                f"got {self.top_k_candidates}"
+            )
         if self.attention not in ATTENTION_IMPLS:
             raise FastEngineError(
                 f"FastEngineConfig.attention must be one of {', '.join(ATTENTION_IMPLS)}, "
@@ -70,8 +79,12 @@ def plain_musicgen(model):
         raise FastEngineError(
             f"the fast engine serves MusicgenForConditionalGeneration models, got {type(model).__name__}"
         )
-    if int(model.config.decoder.audio_channels) != 1:
-        raise FastEngineError("the fast engine serves mono MusicGen only (stereo interleaves codebooks)")
+    channels, codebooks = int(model.config.decoder.audio_channels), int(model.config.decoder.num_codebooks)
+    if channels not in (1, 2) or codebooks % channels:
+        raise FastEngineError(
+            f"the fast engine serves mono or stereo MusicGen, got audio_channels={channels} with "
+            f"{codebooks} codebooks"
+        )
     return model.eval()
 
 

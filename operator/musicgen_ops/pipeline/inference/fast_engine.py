@@ -7,6 +7,9 @@ once as a ``torch.cuda.CUDAGraph`` per (batch bucket, attention window, prompt b
 with no host synchronisation inside the loop. On CPU (or with ``cuda_graphs=False``) the very same
 step runs eagerly, which is how the tests prove it matches ``generate()`` token for token.
 
+A code prefix (``prefix_codes``, continuing a window or an audio prompt) goes through the decoder in one
+causal forward that fills the cache (as ``generate()`` does for ``decoder_input_ids``); steps start after it.
+
 Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
 padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
 position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
@@ -29,10 +32,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musicgen_ops.pipeline.codes import revert_delay_pattern
+from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -41,6 +44,7 @@ from musicgen_ops.pipeline.inference.fast_config import (
     plain_musicgen,
     torch_dtype,
 )
+from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 from musicgen_ops.pipeline.inference.static_decoder import DecoderWeights, StepBuffers, fill_cross_attention
 
 if TYPE_CHECKING:
@@ -96,6 +100,9 @@ class FastGenerationEngine:
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
+        self.audio_channels = loaded.audio_channels  # 2: stereo, [batch, 2, samples] audio
+        #: Steps beyond the frames (the delay pattern's span: K - 1 mono, K / 2 - 1 stereo).
+        self.delay_span = delay_span(self.num_codebooks, self.audio_channels)
         self.hop_length = self.sample_rate // self.frame_rate
         self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
         if self.decoder.sample_rate != self.sample_rate:
@@ -103,8 +110,7 @@ class FastGenerationEngine:
                 f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
                 f"the model's codes are for {self.sample_rate} Hz"
             )
-        k = self.num_codebooks
-        steps = [round(s * self.frame_rate) + k - 1 for s in self.config.length_buckets_s]
+        steps = [round(s * self.frame_rate) + self.delay_span for s in self.config.length_buckets_s]
         #: Cache windows (slots), one per length bucket, ascending.
         self.windows = sorted({math.ceil(n / _CACHE_ALIGN) * _CACHE_ALIGN for n in steps})
         #: Batch size of every chunk run, in order (for tests and metrics).
@@ -115,6 +121,7 @@ class FastGenerationEngine:
             noise_window=self.config.noise_window,
             attention=self.config.attention,
             use_graphs=self.use_graphs,
+            top_k_candidates=self.config.top_k_candidates,
         )
         self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
 
@@ -136,7 +143,7 @@ class FastGenerationEngine:
         for t in tensors:
             if t.device == self.device:
                 seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return sum(seen.values())
+        return sum(seen.values()) + int(getattr(self.decoder, "memory_bytes", 0) or 0)  # MBD's bands
 
     @property
     def captures(self) -> int:
@@ -159,10 +166,11 @@ class FastGenerationEngine:
                 buf = ws.buffers(batch)
                 for text in self.config.text_buckets:
                     for window in self.windows:
-                        if self.use_graphs:
-                            ws.graph(buf, window, text, late=False)
-                        ws.reset(buf, num_frames=1)
-                        ws.step(buf, window, text)
+                        for sampler in ws.samplers:  # topk for top_k <= top_k_candidates, else sort
+                            if self.use_graphs:
+                                ws.graph(buf, window, text, late=False, sampler=sampler)
+                            ws.reset(buf, num_frames=1, sampling=_warmup_sampling(sampler))
+                            ws.step(buf, window, text)
             self._sync()
         seconds = time.perf_counter() - started
         logger.info("fast engine warm: %d graphs in %.1f s on %s", self.captures, seconds, self.device)
@@ -174,22 +182,31 @@ class FastGenerationEngine:
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
         """Generate ``num_frames`` frames per prompt (see ``GenerationEngine.generate``).
 
         Args:
             prompts: text conditioning, one per output.
-            num_frames: frames of audio per prompt (``num_frames * hop_length`` samples).
+            num_frames: new frames of audio per prompt (``num_frames * hop_length`` samples).
             sampling: guidance, greedy or temperature/top-k/top-p; prompt ``i`` is seeded with
                 ``sampling.seed + i`` (random when unset) unless ``seeds`` is given.
-            audio_prompt: not supported here (raises ``NotImplementedError``); use the torch engine.
+            prefix_codes: int64 ``[batch, K, P]`` codes to continue: the steps over them write these
+                codes (as Hugging Face's delay pattern mask does), so the cache holds them as context.
             seeds: one seed per prompt.
+            decode: also decode the audio (False: codes only, ``audio`` is empty).
         """
-        if audio_prompt is not None:
-            raise NotImplementedError("the fast engine cannot continue an audio prompt; use engine='torch'")
-        self._validate(prompts, num_frames, sampling)
+        prefix = None
+        if prefix_codes is not None:
+            prefix = check_prefix_codes(
+                prefix_codes,
+                batch=len(prompts),
+                num_codebooks=self.num_codebooks,
+                vocab_size=self.weights.vocab_size,
+            ).to(self.device)
+        self._validate(prompts, num_frames, sampling, 0 if prefix is None else prefix.shape[-1])
         seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
         if len(seeds) != len(prompts):
             raise FastEngineError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
@@ -197,13 +214,18 @@ class FastGenerationEngine:
         audio, codes, timings = [], [], {"encode": 0.0, "decode": 0.0, "codec": 0.0, "capture": 0.0}
         for start in range(0, len(prompts), largest):
             out = self._generate_chunk(
-                prompts[start : start + largest], seeds[start : start + largest], num_frames, sampling
+                prompts[start : start + largest],
+                seeds[start : start + largest],
+                num_frames,
+                sampling,
+                None if prefix is None else prefix[start : start + largest],
+                decode,
             )
             audio.append(out.audio)
             codes.append(out.codes)
             for key, value in out.timings.items():
                 timings[key] = timings.get(key, 0.0) + value
-        timings["steps"] = float(num_frames + self.num_codebooks - 1)
+        timings["steps"] = float(num_frames + self.delay_span)  # a prefix is one prefill, not steps
         return GenerationOutput(
             audio=np.concatenate(audio),
             sample_rate=self.sample_rate,
@@ -211,16 +233,29 @@ class FastGenerationEngine:
             timings=timings,
         )
 
+    def encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        """EnCodec codes ``[batch, K, frames]`` of mono float32 ``[batch, samples]`` (an audio prompt)."""
+        return encode_audio_prompt(
+            self.model.audio_encoder,
+            audio,
+            hop_length=self.hop_length,
+            num_codebooks=self.num_codebooks,
+            device=self.device,
+        )
+
     # ------------------------------------------------------------------------------------ internals
-    def _validate(self, prompts: list[str], num_frames: int, sampling: SamplingParams) -> None:
+    def _validate(
+        self, prompts: list[str], num_frames: int, sampling: SamplingParams, prefix_frames: int = 0
+    ) -> None:
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise FastEngineError("prompts must be a non-empty list of strings")
-        steps = num_frames + self.num_codebooks - 1
+        steps = prefix_frames + num_frames + self.delay_span
         if num_frames < 1 or steps > self.windows[-1]:
-            capacity = self.windows[-1] - self.num_codebooks + 1
+            capacity = self.windows[-1] - self.delay_span - prefix_frames
             raise FastEngineError(
                 f"num_frames={num_frames} is outside 1..{capacity} (the longest length bucket, "
-                f"{self.config.length_buckets_s[-1]} s); raise FastEngineConfig.length_buckets_s"
+                f"{self.config.length_buckets_s[-1]} s, less {prefix_frames} prefix frames); "
+                "raise FastEngineConfig.length_buckets_s"
             )
         if sampling.do_sample and sampling.temperature <= 0:
             raise FastEngineError(
@@ -268,20 +303,31 @@ class FastGenerationEngine:
             done = codes.shape[-1]
             end = done if timings is not None else max(0, done - lookahead_frames)
             if end > emitted:
-                audio = self._decode_audio(codes[..., :done], done)
-                yield audio[:, emitted * self.hop_length : end * self.hop_length]
+                audio = self._decode_audio(codes[..., :done], done, seeds)
+                yield audio[..., emitted * self.hop_length : end * self.hop_length]
                 emitted = end
 
     def _generate_chunk(
-        self, prompts: list[str], seeds: list[int], num_frames: int, sampling: SamplingParams
+        self,
+        prompts: list[str],
+        seeds: list[int],
+        num_frames: int,
+        sampling: SamplingParams,
+        prefix: torch.Tensor | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
-        codes, timings = list(self._run(prompts, seeds, num_frames, sampling, every=None))[-1]
+        run = self._run(prompts, seeds, num_frames, sampling, every=None, prefix=prefix)
+        codes, timings = list(run)[-1]
+        skip = 0 if prefix is None else prefix.shape[-1]
         before = time.perf_counter()
-        audio = self._decode_audio(codes, num_frames)
+        if decode:  # prefix and new frames decoded together: the codec sees the context it continues
+            audio = self._decode_audio(codes, skip + num_frames, seeds)[..., skip * self.hop_length :]
+        else:
+            audio = np.zeros((len(prompts), 0), dtype=np.float32)
         timings["codec"] = time.perf_counter() - before
         self.batch_sizes.append(len(prompts))
         return GenerationOutput(
-            audio=audio, sample_rate=self.sample_rate, codes=codes.cpu().numpy(), timings=timings
+            audio=audio, sample_rate=self.sample_rate, codes=codes[..., skip:].cpu().numpy(), timings=timings
         )
 
     def _run(
@@ -291,42 +337,46 @@ class FastGenerationEngine:
         num_frames: int,
         sampling: SamplingParams,
         every: int | None,
+        prefix: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, dict[str, float] | None]]:
         """Decode one batch (at most the largest bucket). Yields ``(codes [B, K, frames done], None)``
-        each time ``every`` more frames are complete, then ``(all codes, timings)``."""
-        count, k = len(prompts), self.num_codebooks
-        steps = num_frames + k - 1
+        each time ``every`` more frames are complete, then ``(all codes, timings)``; the codes start
+        with ``prefix`` (``[B, K, P]``) when one is given."""
+        count, span, channels = len(prompts), self.delay_span, self.audio_channels
+        num_frames += 0 if prefix is None else prefix.shape[-1]
+        steps = num_frames + span
         batch = next(b for b in self.config.batch_buckets if b >= count)
         ws = self.workspace
         with self._lock:  # a suspended stream keeps the lock; inference mode is entered per piece
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                buf, text, windows, capture = self._prepare(prompts, batch, steps)
+                buf, text, windows, capture = self._prepare(prompts, batch, steps, sampling)
                 ws.reset(buf, num_frames, sampling)
+                start = 0 if prefix is None else ws.prefill(buf, prefix, text)
                 generators = self._generators(seeds) if sampling.do_sample else []
                 self._sync()
                 t1 = time.perf_counter()
-            for step in range(steps):
+            for step in range(start, steps):
                 with torch.inference_mode():
-                    if generators and step % buf.noise_window == 0:
+                    if generators and (step == start or step % buf.noise_window == 0):
                         for row, gen in enumerate(generators):
                             buf.noise[row].exponential_(generator=gen)
                         buf.noise[:count].clamp_min_(torch.finfo(torch.float32).tiny)
                     ws.step(buf, windows[step], text)
-                    done = step - k + 2  # frames complete after this step
+                    done = step - span + 1  # frames complete after this step
                     partial = None
                     if every and done > 0 and done % every == 0 and done < num_frames:
-                        partial = revert_delay_pattern(buf.codes[:count, :, : done + k - 1])
+                        partial = revert_delay_pattern(buf.codes[:count, :, : done + span], channels)
                 if partial is not None:
                     yield partial, None
             with torch.inference_mode():
-                codes = revert_delay_pattern(buf.codes[:count, :, :steps])
+                codes = revert_delay_pattern(buf.codes[:count, :, :steps], channels)
                 self._sync()
             t2 = time.perf_counter()
         yield codes, {"encode": t1 - t0 - capture, "capture": capture, "decode": t2 - t1}
 
     def _prepare(
-        self, prompts: list[str], batch: int, steps: int
+        self, prompts: list[str], batch: int, steps: int, sampling: SamplingParams | None = None
     ) -> tuple[StepBuffers, int, list[int], float]:
         """Encode the prompts into the batch bucket's buffers; returns them, the prompt bucket, the
         attention window of every step and the seconds spent capturing graphs (0 after warm-up)."""
@@ -350,8 +400,9 @@ class FastGenerationEngine:
         buf = ws.buffers(batch)
         before = time.perf_counter()
         if self.use_graphs:  # normally all captured by warmup(); capturing runs steps, so do it first
+            sampler = ws.sampler_for(sampling)
             for window in sorted(set(windows)):
-                ws.graph(buf, window, text, late=True)
+                ws.graph(buf, window, text, late=True, sampler=sampler)
         capture = time.perf_counter() - before
         fill_cross_attention(self.weights, buf, states, mask)
         return buf, text, windows, capture
@@ -374,13 +425,15 @@ class FastGenerationEngine:
         full_mask[: len(prompts)] = attention
         return full, full_mask
 
-    def _decode_audio(self, codes: torch.Tensor, num_frames: int) -> np.ndarray:
-        """``[B, K, frames]`` codes through the engine's decoder to float32 mono ``[B, samples]``."""
-        values = self.decoder.decode(codes)
+    def _decode_audio(self, codes: torch.Tensor, num_frames: int, seeds: Sequence[int]) -> np.ndarray:
+        """``[B, K, frames]`` codes through the engine's decoder to float32 ``[B, samples]`` (mono) or
+        ``[B, 2, samples]`` (stereo)."""
+        values = decode_codes(self.decoder, codes, seeds)
         samples = num_frames * self.hop_length
-        audio = values[:, 0, :samples].cpu().numpy()
-        if audio.shape[1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[1]} samples, expected {samples}")
+        audio = values[:, :, :samples].cpu().numpy()
+        audio = audio[:, 0] if self.audio_channels == 1 else audio
+        if audio.shape[-1] != samples:
+            raise RuntimeError(f"codec returned {audio.shape[-1]} samples, expected {samples}")
         return np.ascontiguousarray(audio, dtype=np.float32)
 
     def _generators(self, seeds: list[int]) -> list[torch.Generator]:
@@ -389,3 +442,8 @@ class FastGenerationEngine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _warmup_sampling(sampler: int | None) -> SamplingParams:
+    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
+    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)

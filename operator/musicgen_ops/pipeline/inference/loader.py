@@ -14,10 +14,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from musicgen_ops.pipeline.errors import DeviceNotAvailableError, ModelNotAvailableError
+from musicgen_ops.pipeline.errors import (
+    DeviceNotAvailableError,
+    ModelNotAvailableError,
+    UnsupportedModelError,
+)
 from musicgen_ops.pipeline.inference.base import GenerationEngine
 from musicgen_ops.pipeline.inference.decoders import DEFAULT_DECODER, available_decoders, build_decoder
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
@@ -186,6 +191,7 @@ def open_engine(
     model_format: str = "auto",
     processor_path: str | Path | None = None,
     decoder: str = DEFAULT_DECODER,
+    decoder_options: Mapping[str, Any] | None = None,
 ) -> GenerationEngine:
     """Open a generation engine for a model reference.
 
@@ -202,6 +208,8 @@ def open_engine(
         processor_path: ONNX only: folder holding the processor when it is not beside the export.
         decoder: the registered audio decoder turning codes into audio (``encodec`` by default; see
             ``pipeline.inference.decoders``); for exports, ``encodec`` is the exported codec part.
+        decoder_options: keyword options of that decoder's factory (``mbd``: ``weights``,
+            ``sampling_steps``).
 
     Raises:
         ValueError: unknown engine or decoder, or an engine that cannot run the format.
@@ -221,6 +229,7 @@ def open_engine(
     if path.is_dir() and not (engine in ("onnx", "torchscript") and model_format == "auto"):
         path, family = locate_format(path, model_format if model_format != "auto" else _default(engine))
         model_ref = path
+    asked = engine
     if engine == "auto":
         engine = family if family != "torch" else ("fast" if device.startswith("cuda") else "torch")
     elif not (engine in ("torch", "fast") if family == "torch" else engine == family):
@@ -229,19 +238,24 @@ def open_engine(
         from musicgen_ops.pipeline.export.manifest import verify_export
 
         verify_export(model_ref)  # a truncated or modified export fails here, clearly
+    options = dict(decoder_options or {})
     exported_decoder = (
-        None if decoder == DEFAULT_DECODER else build_decoder(decoder, model=None, device=device)
+        None
+        if decoder == DEFAULT_DECODER or engine not in ("torchscript", "onnx")
+        else build_decoder(decoder, model=None, device=device, **options)
     )
     if engine == "fast":
         from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
 
         # load_model leaves the weights on the CPU; the engine moves only what it runs to the device.
         loaded = load_model(model_ref)
+        if not fast_engine_supports(loaded, asked):
+            return _torch_engine(loaded, device, dtype, decoder, options)
         return FastGenerationEngine(
             loaded,
             device=device,
             dtype=dtype,
-            decoder=build_decoder(decoder, model=loaded.model, device=device),
+            decoder=build_decoder(decoder, model=loaded.model, device=device, **options),
         )
     if engine == "torchscript":
         from musicgen_ops.pipeline.inference.torchscript_engine import TorchScriptInferenceEngine
@@ -269,11 +283,36 @@ def open_engine(
             precision={"onnx": "fp32", "onnx-int8": "int8"}.get(model_format, "auto"),
             decoder=exported_decoder,
         )
+    return _torch_engine(load_model(model_ref), device, dtype, decoder, options)
+
+
+def _torch_engine(
+    loaded: LoadedModel, device: str, dtype: str | None, decoder: str, options: Mapping[str, Any]
+) -> GenerationEngine:
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
 
-    loaded = load_model(model_ref)
     return TorchEngine(
-        loaded, device=device, dtype=dtype, decoder=build_decoder(decoder, model=loaded.model, device=device)
+        loaded,
+        device=device,
+        dtype=dtype,
+        decoder=build_decoder(decoder, model=loaded.model, device=device, **options),
+    )
+
+
+def fast_engine_supports(loaded: LoadedModel, asked: str) -> bool:
+    """Whether the fast engine runs this model's family; ``auto`` falls back to torch (False) for a
+    musicgen-melody model, an explicit ``fast`` is refused.
+
+    Raises:
+        UnsupportedModelError: engine ``fast`` was asked for a musicgen-melody model.
+    """
+    if loaded.family == "musicgen":
+        return True
+    if asked == "auto":
+        logger.info("%s is a %s model: generating with the torch engine", loaded.name, loaded.family)
+        return False
+    raise UnsupportedModelError(
+        f"engine 'fast' does not run {loaded.family} models ({loaded.name}): use engine torch or auto"
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from musicgen_ops.pipeline.codes import apply_delay_pattern, check_prefix_codes, codebook_delays, delay_span
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.export.descriptor import DESCRIPTOR_NAME, ExportDescriptor
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
@@ -105,12 +106,21 @@ class PartsGenerationEngine:
             sample_rate=self.sample_rate,
             num_codebooks=self.constants.num_codebooks,
             runtime=descriptor.runtime,
+            channels=self.constants.audio_channels,
         )
+        self.audio_channels = int(self.constants.audio_channels)  # 2: [batch, 2, samples] audio
+        #: Steps beyond the frames (the delay pattern's span: K - 1 mono, K / 2 - 1 stereo).
+        self.delay_span = delay_span(self.constants.num_codebooks, self.audio_channels)
         if self.decoder.sample_rate != self.sample_rate:
             raise ValueError(
                 f"decoder {self.decoder.name!r} makes {self.decoder.sample_rate} Hz audio, "
                 f"the exported codes are for {self.sample_rate} Hz"
             )
+
+    @property
+    def max_frames(self) -> int:
+        """Most frames (code prefix included) one ``generate`` call can hold."""
+        return self.constants.max_positions - self.delay_span
 
     # The four parts, numpy in / numpy out; implemented per runtime.
     def run_text_encoder(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -131,22 +141,32 @@ class PartsGenerationEngine:
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
+        decode: bool = True,
     ) -> GenerationOutput:
-        """Generate ``num_frames`` codec frames (``num_frames / frame_rate`` s) of audio per prompt."""
-        if audio_prompt is not None:
-            raise NotImplementedError(
-                "exported engines cannot continue an audio prompt (no codec encoder exported)"
-            )
+        """Generate ``num_frames`` new codec frames (``num_frames / frame_rate`` s) of audio per prompt.
+
+        ``prefix_codes`` (int64 ``[batch, K, P]``) are continued: the steps over them feed these codes
+        (as Hugging Face's delay pattern mask does); only the new codes and audio are returned.
+        ``decode=False`` returns the codes only (``audio`` empty).
+        """
         if isinstance(prompts, str) or not prompts:
             raise ValueError("prompts must be a non-empty list of strings")
         validate_sampling(sampling)
         const = self.constants
-        k, pad = const.num_codebooks, const.pad_token_id
-        steps = num_frames + k - 1
+        k, pad, span = const.num_codebooks, const.pad_token_id, self.delay_span
+        prefix = None
+        if prefix_codes is not None:
+            prefix = check_prefix_codes(
+                prefix_codes, batch=len(prompts), num_codebooks=k, vocab_size=const.vocab_size
+            ).numpy()
+        skip = 0 if prefix is None else prefix.shape[-1]
+        total = skip + num_frames
+        steps = total + span
         if num_frames < 1 or steps > const.max_positions:
             raise ValueError(
-                f"num_frames must be within 1..{const.max_positions - k + 1} for this model, got {num_frames}"
+                f"num_frames must be within 1..{const.max_positions - span - skip} for this model "
+                f"(after {skip} prefix frames), got {num_frames}"
             )
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -160,31 +180,51 @@ class PartsGenerationEngine:
         timings["encode"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        codes = self._decode_loop(hidden, mask, len(prompts), steps, sampling)
+        codes = self._decode_loop(hidden, mask, len(prompts), steps, sampling, prefix)
         timings["decode"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        frames = np.stack([codes[:, c, c + 1 : c + 1 + num_frames] for c in range(k)], axis=1)
-        assert frames.shape[-1] == num_frames and not (frames == pad).any()
-        audio = self.decoder.decode(torch.from_numpy(frames))[:, 0].numpy()
+        delays = codebook_delays(k, self.audio_channels)
+        frames = np.stack([codes[:, c, d + 1 : d + 1 + total] for c, d in enumerate(delays)], axis=1)
+        assert frames.shape[-1] == total and not (frames == pad).any()
+        if decode:  # prefix and new frames decoded together: the codec sees the context it continues
+            hop = self.sample_rate // self.frame_rate
+            audio = self.decoder.decode(torch.from_numpy(frames)).numpy()[..., skip * hop :]
+            audio = audio[:, 0] if self.audio_channels == 1 else audio  # mono [batch, samples]
+        else:
+            audio = np.zeros((len(prompts), 0), dtype=np.float32)
         timings["codec"] = time.perf_counter() - start
-        return GenerationOutput(audio=audio, sample_rate=self.sample_rate, codes=frames, timings=timings)
+        return GenerationOutput(
+            audio=audio, sample_rate=self.sample_rate, codes=frames[..., skip:], timings=timings
+        )
 
     def open_decoder(self, hidden: np.ndarray, mask: np.ndarray, steps: int) -> DecoderState:
         """Decoder state for one generation of ``steps`` steps (runtimes may preallocate its cache)."""
         return NumpyDecoderState(self, hidden, mask)
 
     def _decode_loop(
-        self, hidden: np.ndarray, mask: np.ndarray, batch: int, steps: int, sampling: SamplingParams
+        self,
+        hidden: np.ndarray,
+        mask: np.ndarray,
+        batch: int,
+        steps: int,
+        sampling: SamplingParams,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Delayed codes ``[batch, K, steps + 1]`` (position 0 is bos), as transformers' generate has them."""
+        """Delayed codes ``[batch, K, steps + 1]`` (position 0 is bos), as transformers' generate has them;
+        the positions of ``prefix``'s codes (``[batch, K, P]``) hold those codes instead of chosen ones."""
         const = self.constants
         k, pad = const.num_codebooks, const.pad_token_id
         guided = uses_guidance(sampling)
         rng = make_rng(sampling.seed)
         seq = np.full((batch, k, steps + 1), pad, dtype=np.int64)
         seq[:, :, 0] = const.bos_token_id
-        codebook = np.arange(k)
+        codebook = np.asarray(codebook_delays(k, self.audio_channels))  # each codebook's delay
+        span = int(codebook.max())
+        forced = np.full((batch, k, steps + 1), -1, dtype=np.int64)
+        if prefix is not None:
+            delayed = apply_delay_pattern(torch.from_numpy(prefix), -1, self.audio_channels).numpy()
+            forced[:, :, 1 : 1 + delayed.shape[-1]] = delayed
         state = self.open_decoder(hidden, mask, steps)
         for t in range(steps):
             current = seq[:, :, t : t + 1]
@@ -192,8 +232,9 @@ class PartsGenerationEngine:
             logits = state.run(feed)[:, :, -1, :].reshape(-1, const.vocab_size)  # [(2)B * K, vocab]
             scores = process_logits(logits, sampling)
             new = select_tokens(scores, sampling, rng).reshape(batch, k)
-            position = t + 1  # codebook c holds frames at positions c+1 .. steps+1-(k-1)+c
-            valid = (position > codebook) & (position <= steps + 1 - k + codebook)
+            position = t + 1  # a codebook delayed d holds frames at positions d+1 .. steps-span+d
+            valid = (position > codebook) & (position <= steps - span + codebook)
+            new = np.where(forced[:, :, position] >= 0, forced[:, :, position], new)
             seq[:, :, position] = np.where(valid[None, :], new, pad)
         return seq
 
@@ -220,9 +261,10 @@ class PartsGenerationEngine:
         """
         if (duration_seconds is None) == (max_length is None):
             raise ValueError("give exactly one of duration_seconds or max_length")
-        k = self.constants.num_codebooks
         frames = (
-            round(duration_seconds * self.frame_rate) if duration_seconds is not None else max_length - k + 1
+            round(duration_seconds * self.frame_rate)
+            if duration_seconds is not None
+            else max_length - self.delay_span
         )
         defaults = self.constants.generation_defaults
         params = SamplingParams(

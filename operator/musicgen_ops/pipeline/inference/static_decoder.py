@@ -61,6 +61,7 @@ class DecoderWeights:
     vocab_size: int
     pad_token_id: int
     start_token_id: int
+    audio_channels: int = 1  # 2: stereo, codebook pairs (left, right) share one delay
 
     @property
     def hidden(self) -> int:
@@ -125,6 +126,7 @@ class DecoderWeights:
             vocab_size=int(config.vocab_size),
             pad_token_id=int(config.pad_token_id),
             start_token_id=int(config.decoder_start_token_id or config.bos_token_id),
+            audio_channels=int(getattr(config, "audio_channels", 1)),
         )
 
 
@@ -149,6 +151,7 @@ class StepBuffers:
     tokens: torch.Tensor  # [batch, K] long: the input tokens of the next step
     position: torch.Tensor  # [1] long: the next step's position (also the delayed-code index it writes)
     codes: torch.Tensor  # [batch, K, max_len] long: delayed codes written so far
+    forced: torch.Tensor  # [batch, K, max_len] long: a code prefix's delayed codes, -1 where steps choose
     self_k: list[torch.Tensor]
     self_v: list[torch.Tensor]
     cross_k: list[torch.Tensor]
@@ -158,6 +161,7 @@ class StepBuffers:
     positions_table: torch.Tensor  # [max_len, hidden] compute dtype
     slots: torch.Tensor  # [max_len] long: 0..max_len-1 (self-attention mask source)
     codebook_index: torch.Tensor  # [K] long
+    codebook_delay: torch.Tensor  # [K] long: steps codebook k is delayed by (k mono, k // 2 stereo)
     num_frames: torch.Tensor  # 0-d long
     guidance: torch.Tensor  # 0-d float32
     use_guidance: torch.Tensor  # 0-d bool
@@ -226,11 +230,16 @@ def decoder_logits(
     return F.linear(x, w.heads).view(rows, k_books, w.vocab_size).float()
 
 
-def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
+def choose_tokens(logits: torch.Tensor, buf: StepBuffers, candidates: int | None = None) -> torch.Tensor:
     """Guidance, then greedy or temperature/top-k/top-p sampling, all on the device: ``[batch, K]``.
 
     Sampling uses the exponential race (``argmax(p / E)`` with ``E ~ Exp(1)``), which draws from ``p``
     exactly like ``torch.multinomial``, with noise prepared per prompt by a seeded generator.
+
+    ``candidates``: when given (and below the vocabulary), only the ``candidates`` largest scores are
+    ranked (``torch.topk``, a fixed shape) instead of sorting the whole vocabulary; exact as long as
+    ``top_k <= candidates`` (the caller's rule): every token outside the top k is filtered anyway, so
+    the k-th score and the nucleus over the kept tokens are the same.
     """
     batch = buf.batch
     cond, uncond = logits[:batch], logits[batch:]
@@ -238,7 +247,10 @@ def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
     greedy = scores.argmax(dim=-1)
 
     scaled = scores / buf.temperature
-    ordered = scaled.sort(dim=-1, descending=True).values
+    if candidates is not None and candidates < scaled.shape[-1]:
+        ordered = scaled.topk(candidates, dim=-1).values  # sorted, largest first
+    else:
+        ordered = scaled.sort(dim=-1, descending=True).values
     kth = ordered.index_select(-1, buf.top_k_index)  # [batch, K, 1]
     ordered = ordered.masked_fill(ordered < kth, float("-inf"))
     probs = ordered.softmax(dim=-1)
@@ -253,15 +265,27 @@ def choose_tokens(logits: torch.Tensor, buf: StepBuffers) -> torch.Tensor:
     return torch.where(buf.do_sample, sampled, greedy)
 
 
-def decode_step(w: DecoderWeights, buf: StepBuffers, window: int, text_window: int, impl: str) -> None:
+def decode_step(
+    w: DecoderWeights,
+    buf: StepBuffers,
+    window: int,
+    text_window: int,
+    impl: str,
+    candidates: int | None = None,
+) -> None:
     """One full generation step: forward, choose tokens, apply the delay pattern, advance the position.
 
-    The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` holds frame
-    ``s - k``); outside ``k <= s < k + num_frames`` the pad token is written and fed back instead, as
-    Hugging Face's ``apply_delay_pattern_mask`` does.
+    ``candidates``: see :func:`choose_tokens` (None: rank the whole vocabulary).
+
+    The token chosen at step ``s`` is the delayed code at index ``s`` (codebook ``k`` with delay ``d``
+    holds frame ``s - d``); outside ``d <= s < d + num_frames`` the pad token is written and fed back
+    instead, as Hugging Face's ``apply_delay_pattern_mask`` does. Where ``buf.forced`` holds a code (a
+    code prefix, as Hugging Face's delay pattern mask holds the prompt's codes) that code is written instead.
     """
-    tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf)
-    index = buf.codebook_index
+    tokens = choose_tokens(decoder_logits(w, buf, window, text_window, impl), buf, candidates)
+    forced = buf.forced.index_select(2, buf.position).squeeze(-1)  # [batch, K]
+    tokens = torch.where(forced >= 0, forced, tokens)
+    index = buf.codebook_delay
     inside = (index <= buf.position) & (buf.position < index + buf.num_frames)
     tokens = torch.where(inside, tokens, w.pad_token_id)
     buf.codes.index_copy_(2, buf.position, tokens.unsqueeze(-1))
@@ -291,3 +315,43 @@ def fill_cross_attention(
         buf.cross_v[i].zero_()
         buf.cross_k[i][:, :, :length].copy_(k)
         buf.cross_v[i][:, :, :length].copy_(v)
+
+
+def prefill(w: DecoderWeights, buf: StepBuffers, inputs: torch.Tensor, text_window: int, impl: str) -> None:
+    """Fill the self-attention cache for positions ``0..P-1`` in one causal forward (a code prefix).
+
+    What ``P`` calls of :func:`decoder_logits` would write into the cache, computed at once as Hugging
+    Face's ``generate()`` does for its ``decoder_input_ids``; no logits are computed.
+
+    Args:
+        inputs: ``[batch, K, P]`` long: the token fed at each position (the start token, then the
+            delayed codes of positions ``0..P-2``).
+        text_window: text positions attended to (the prompt bucket).
+    """
+    batch, k_books, length = inputs.shape
+    hidden, heads, head_dim = w.hidden, w.num_heads, w.head_dim
+    rows = 2 * batch
+    offsets = (buf.codebook_index * (w.vocab_size + 1))[None, :, None]
+    x = F.embedding(inputs + offsets, w.embed).sum(dim=1)  # [batch, P, hidden]
+    x = x.repeat(2, 1, 1) + buf.positions_table[:length]  # [rows, P, hidden]
+    neg = torch.finfo(x.dtype).min / 2
+    causal = (
+        torch.full((length, length), neg, dtype=x.dtype, device=x.device).triu(1).view(1, 1, length, length)
+    )
+    cross_mask = buf.cross_mask[..., :text_window]
+    for i, layer in enumerate(w.layers):
+        h = F.layer_norm(x, (hidden,), layer.self_ln_w, layer.self_ln_b, layer.eps)
+        q, k, v = F.linear(h, layer.qkv_w).view(rows, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+        buf.self_k[i][:, :, :length].copy_(k)
+        buf.self_v[i][:, :, :length].copy_(v)
+        a = _attend(q, k, v, causal, impl).transpose(1, 2).reshape(rows, length, hidden)
+        x = x + F.linear(a, layer.self_out_w)
+
+        h = F.layer_norm(x, (hidden,), layer.cross_ln_w, layer.cross_ln_b, layer.eps)
+        q = F.linear(h, layer.cross_q_w).view(rows, length, heads, head_dim).transpose(1, 2)
+        ck, cv = buf.cross_k[i][:, :, :text_window], buf.cross_v[i][:, :, :text_window]
+        a = _attend(q, ck, cv, cross_mask, impl).transpose(1, 2).reshape(rows, length, hidden)
+        x = x + F.linear(a, layer.cross_out_w)
+
+        h = F.layer_norm(x, (hidden,), layer.ffn_ln_w, layer.ffn_ln_b, layer.eps)
+        x = x + F.linear(w.activation(F.linear(h, layer.fc1_w)), layer.fc2_w)

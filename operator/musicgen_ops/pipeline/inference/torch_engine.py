@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
+from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
+from musicgen_ops.pipeline.melody import melody_generate_inputs
 
 if TYPE_CHECKING:
     from musicgen_ops.pipeline.models import LoadedModel
@@ -177,12 +180,14 @@ class TorchEngine:
         if self.dtype != torch.float32:
             model.text_encoder.to(self.dtype)
             model.decoder.to(self.dtype)
-            if hasattr(model, "enc_to_dec_proj"):
-                model.enc_to_dec_proj.to(self.dtype)
+            for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):  # the latter: melody chroma
+                if hasattr(model, projection):
+                    getattr(model, projection).to(self.dtype)
         self.model = model.eval()
         self.sample_rate = loaded.sample_rate
         self.frame_rate = loaded.frame_rate
         self.num_codebooks = loaded.num_codebooks
+        self.audio_channels = loaded.audio_channels  # 2: stereo, [batch, 2, samples] audio
         self.hop_length = self.sample_rate // self.frame_rate
         self.decoder = decoder or build_decoder("encodec", model=model, device=self.device)
         if self.decoder.sample_rate != self.sample_rate:
@@ -191,6 +196,9 @@ class TorchEngine:
                 f"the model's codes are for {self.sample_rate} Hz"
             )
         self._tap = _codes_tap(model.audio_encoder)
+        #: ``musicgen`` or ``musicgen-melody``; only melody models take ``melody=`` (chroma conditioning).
+        self.family = loaded.family
+        self.supports_melody = self.family == "musicgen-melody"
         #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
         self.batch_sizes: list[int] = []
 
@@ -203,9 +211,10 @@ class TorchEngine:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by parameters and buffers (what the model cache budgets)."""
+        """Bytes held by parameters and buffers, the decoder's own included (what the model cache budgets)."""
         tensors = [*self.model.parameters(), *self.model.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        own = int(getattr(self.decoder, "memory_bytes", 0) or 0)  # e.g. MBD's diffusion bands
+        return sum(t.numel() * t.element_size() for t in tensors) + own
 
     def generate(
         self,
@@ -213,8 +222,10 @@ class TorchEngine:
         *,
         num_frames: int,
         sampling: SamplingParams = SamplingParams(),
-        audio_prompt: np.ndarray | None = None,
+        prefix_codes: np.ndarray | None = None,
         seeds: Sequence[int] | None = None,
+        decode: bool = True,
+        melody: Sequence[np.ndarray | None] | None = None,
     ) -> GenerationOutput:
         """Generate ``num_frames`` new frames per prompt (see ``GenerationEngine.generate``).
 
@@ -223,8 +234,12 @@ class TorchEngine:
             num_frames: frames of new audio (``num_frames * hop_length`` samples per prompt).
             sampling: guidance, temperature, top-k/top-p; ``sampling.seed`` seeds prompt ``i`` with
                 ``seed + i`` unless ``seeds`` is given.
-            audio_prompt: float32 ``[batch, samples]`` to continue; only the new audio is returned.
+            prefix_codes: int64 ``[batch, K, P]`` codes to continue (``generate()``'s
+                ``decoder_input_ids``); only the new codes and audio are returned.
             seeds: one seed per prompt (overrides ``sampling.seed``).
+            decode: also decode the audio (False: codes only, ``audio`` is empty).
+            melody: musicgen-melody only: per prompt, mono audio at ``sample_rate`` (or None) whose
+                chroma conditions the generation.
         """
         if not prompts:
             raise ValueError("prompts is empty: give at least one text prompt")
@@ -234,7 +249,9 @@ class TorchEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         started = time.perf_counter()
-        inputs, prompt_samples = self._inputs(prompts, audio_prompt)
+        if melody is not None and not self.supports_melody:
+            raise ValueError(f"{self.name} is a {self.family} model: a melody needs a musicgen-melody model")
+        inputs, prefix_frames = self._inputs(prompts, prefix_codes, melody)
         encoded = time.perf_counter()
         sampler = SeededSampler(seeds, self.num_codebooks, sampling)
         guidance = float(sampling.guidance_scale)
@@ -243,22 +260,29 @@ class TorchEngine:
                 **inputs,
                 do_sample=False,
                 guidance_scale=guidance if guidance > 1 else 1.0,  # <= 1: no unconditional half
-                max_new_tokens=num_frames + self.num_codebooks - 1,
+                max_new_tokens=num_frames + delay_span(self.num_codebooks, self.audio_channels),
                 logits_processor=[sampler],
             )
         done = time.perf_counter()
-        codes = _captured_codes(captured)
-        audio = self.decoder.decode(codes)  # audio prompt and continuation, decoded together
-        decoded = time.perf_counter()
+        expected = prefix_frames + num_frames
+        # Below 2K - 1 steps generate() skips the delay pattern and hands over a few extra frames.
+        codes = _captured_codes(captured)[..., :expected]
+        if codes.shape[-1] != expected:
+            raise RuntimeError(f"generate() gave {codes.shape[-1]} frames, expected {expected}")
         self.batch_sizes.append(len(prompts))
-        samples = num_frames * self.hop_length
-        audio = audio[:, 0, prompt_samples : prompt_samples + samples].cpu().numpy()
-        if audio.shape[1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[1]} new samples, expected {samples}")
+        if decode:  # prefix and continuation decoded together: the codec sees the context it continues
+            start, samples = prefix_frames * self.hop_length, num_frames * self.hop_length
+            audio = decode_codes(self.decoder, codes, seeds)[:, :, start : start + samples].cpu().numpy()
+            audio = audio[:, 0] if self.audio_channels == 1 else audio  # mono [batch, samples]
+            if audio.shape[-1] != samples:
+                raise RuntimeError(f"codec returned {audio.shape[-1]} new samples, expected {samples}")
+        else:
+            audio = np.zeros((len(prompts), 0), dtype=np.float32)
+        decoded = time.perf_counter()
         return GenerationOutput(
             audio=np.ascontiguousarray(audio, dtype=np.float32),
             sample_rate=self.sample_rate,
-            codes=codes[:, :, prompt_samples // self.hop_length :].cpu().numpy(),
+            codes=codes[:, :, prefix_frames:].cpu().numpy(),
             timings={
                 "inputs": encoded - started,
                 "generate": done - encoded,
@@ -267,31 +291,45 @@ class TorchEngine:
             },
         )
 
-    def _inputs(self, prompts: list[str], audio_prompt: np.ndarray | None) -> tuple[dict, int]:
-        """Tokenised text (and the frame-aligned audio prompt) on the model's device."""
-        if audio_prompt is None:
-            batch = self.processor(text=prompts, padding=True, return_tensors="pt")
-            prompt_samples = 0
-        else:
-            audio_prompt = np.asarray(audio_prompt, dtype=np.float32)
-            if audio_prompt.ndim != 2 or audio_prompt.shape[0] != len(prompts):
-                raise ValueError(
-                    f"audio_prompt must be [batch={len(prompts)}, samples], got shape {audio_prompt.shape}"
-                )
-            usable = audio_prompt.shape[1] // self.hop_length * self.hop_length
-            if usable == 0:
-                raise ValueError(f"audio_prompt is shorter than one codec frame ({self.hop_length} samples)")
-            audio_prompt = audio_prompt[:, -usable:]  # whole frames, so the prompt re-encodes exactly
-            batch = self.processor(
-                audio=list(audio_prompt),
-                text=prompts,
-                sampling_rate=self.sample_rate,
-                padding=True,
-                return_tensors="pt",
+    def encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        """EnCodec codes ``[batch, K, frames]`` of mono float32 ``[batch, samples]`` (an audio prompt)."""
+        return encode_audio_prompt(
+            self.model.audio_encoder,
+            audio,
+            hop_length=self.hop_length,
+            num_codebooks=self.num_codebooks,
+            device=self.device,
+        )
+
+    def _inputs(
+        self,
+        prompts: list[str],
+        prefix_codes: np.ndarray | None,
+        melody: Sequence[np.ndarray | None] | None = None,
+    ) -> tuple[dict, int]:
+        """Tokenised text (chroma for a melody model, the code prefix as ``decoder_input_ids``) on the
+        model's device, and the prefix's frames."""
+        if self.supports_melody:
+            melodies = list(melody) if melody is not None else None
+            inputs, _ = melody_generate_inputs(
+                self.model,
+                self.processor,
+                prompts,
+                melody=melodies,
+                audio_prompt=None,
+                hop_length=self.hop_length,
             )
-            prompt_samples = usable
-        # input_values stay float32: the codec is never cast.
-        return {k: v.to(self.device) for k, v in batch.items()}, prompt_samples
+        else:
+            inputs = dict(self.processor(text=prompts, padding=True, return_tensors="pt"))
+        if prefix_codes is None:
+            return {k: v.to(self.device) for k, v in inputs.items()}, 0
+        config = self.model.config.decoder
+        prefix = check_prefix_codes(
+            prefix_codes, batch=len(prompts), num_codebooks=self.num_codebooks, vocab_size=config.vocab_size
+        )
+        # generate() prepends the start token and lays the codes out in the (mono or stereo) delay pattern.
+        inputs["decoder_input_ids"] = prefix.reshape(len(prompts) * self.num_codebooks, prefix.shape[-1])
+        return {k: v.to(self.device) for k, v in inputs.items()}, prefix.shape[-1]
 
 
 def _captured_codes(captured: list[torch.Tensor]) -> torch.Tensor:

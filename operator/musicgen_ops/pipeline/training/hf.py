@@ -11,10 +11,14 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import rotate_checkpoints
 
+from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.checkpoints import newest_valid_checkpoint
 from musicgen_ops.pipeline.training.config import TrainConfig
+from musicgen_ops.pipeline.training.distributed import DistributedContext, effective_batch_size
+from musicgen_ops.pipeline.training.samples import CheckpointSampler, HfSampleCallback
 from musicgen_ops.pipeline.training.steps import ConditionDropout, compute_loss, model_inputs
 
 logger = logging.getLogger(__name__)
@@ -41,28 +45,37 @@ class _MusicGenTrainer(Trainer):
         return loss, None, None
 
     def _save_checkpoint(self, model, trial):
+        # Under torchrun rank 0 writes the weights, optimizer and state, every rank its RNG state: all of
+        # them into the staging folder, which each node's local rank 0 empties before and renames after.
         final_root = Path(self.args.output_dir)
         staging = final_root / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
+        renames = self.args.local_process_index == 0
+        if renames:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self.args.output_dir = str(staging)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self.args.output_dir = str(final_root)
-        for folder in staging.glob("checkpoint-*"):
-            target = final_root / folder.name
-            shutil.rmtree(target, ignore_errors=True)
-            folder.rename(target)
-        shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        if renames:
+            for folder in staging.glob("checkpoint-*"):
+                target = final_root / folder.name
+                shutil.rmtree(target, ignore_errors=True)
+                folder.rename(target)
+            shutil.rmtree(staging, ignore_errors=True)
+        if self.args.should_save:  # the Trainer rotated inside the staging folder: rotate the real one
+            rotate_checkpoints(str(final_root), self.args.save_total_limit, self.state.best_model_checkpoint)
 
 
 class _ProgressCallback(TrainerCallback):
     """Turns Trainer logs into ProgressEvents and keeps the loss history for the loss curve."""
 
-    def __init__(self, reporter: ProgressReporter | None, total_epochs: int, batch_size: int) -> None:
+    def __init__(self, reporter: ProgressReporter | None, total_epochs: int, samples_per_step: int) -> None:
         self.reporter = reporter
         self.total_epochs = total_epochs
-        self.samples_per_step = batch_size
+        self.samples_per_step = samples_per_step
         self.start = time.monotonic()
         self.start_step = 0
         self.last_loss: float | None = None
@@ -115,8 +128,16 @@ def train_with_hf_trainer(
     collator: Any,
     config: TrainConfig,
     reporter: ProgressReporter | None = None,
+    sampler: CheckpointSampler | None = None,
 ) -> dict[str, Any]:
-    """Run the Trainer; returns the log history and throughput. Resumes when ``config.resume``."""
+    """Run the Trainer; returns the log history and throughput. Resumes when ``config.resume``.
+
+    ``sampler`` (optional) renders checkpoint samples into each checkpoint after it is saved.
+
+    Under torchrun the Trainer trains data-parallel (DDP through accelerate, which shards each global batch
+    across the ranks from one seeded order); rank 0 picks the checkpoint that every rank resumes from.
+    """
+    context = DistributedContext.from_environ()
     use_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
     has_val = val_dataset is not None and len(val_dataset) > 0
     args = TrainingArguments(
@@ -147,25 +168,33 @@ def train_with_hf_trainer(
         dataloader_num_workers=0,
         use_cpu=not use_cuda,
         disable_tqdm=True,
+        ddp_find_unused_parameters=False,  # every LoRA weight takes part in each step
     )
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(config.output_dir / "logs")
-    progress = _ProgressCallback(reporter, config.epochs, config.batch_size * config.grad_accum)
+    samples_per_step = effective_batch_size(config.batch_size, config.grad_accum, context.world_size)
+    progress = _ProgressCallback(reporter, config.epochs, samples_per_step)
     trainer = _MusicGenTrainer(
         model=peft_model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=val_dataset if has_val else None,
         data_collator=lambda items: model_inputs(collator(items)),
-        callbacks=[progress, tensorboard],
-        condition_dropout=ConditionDropout(config.condition_dropout, config.seed),
+        callbacks=[progress, tensorboard, *([HfSampleCallback(sampler, config.epochs)] if sampler else [])],
+        condition_dropout=ConditionDropout(
+            config.condition_dropout, config.seed, context.rank, context.world_size
+        ),
     )
     trainer.remove_callback(PrinterCallback)  # the progress reporter shows progress; no dict dumps
-    checkpoint = (
+    checkpoint = context.broadcast(
         newest_valid_checkpoint(config.checkpoint_dir)
         if config.resume and config.checkpoint_dir.is_dir()
         else None
     )
+    if checkpoint is not None and not Path(checkpoint).is_dir():
+        raise TrainingError(
+            f"rank {context.rank}: checkpoint {checkpoint} chosen by rank 0 is not on this node"
+        )
     if config.resume:
         logger.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
     start = time.monotonic()

@@ -16,8 +16,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from transformers import get_scheduler
 
+from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.progress import ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.checkpoints import torch_file_problem
+from musicgen_ops.pipeline.training.distributed import DistributedContext
+from musicgen_ops.pipeline.training.samples import CheckpointSampler
 from musicgen_ops.pipeline.training.steps import ConditionDropout, check_precision, compute_loss
 
 logger = logging.getLogger(__name__)
@@ -61,12 +64,13 @@ class MusicGenLoRAModule(pl.LightningModule):
         loss = compute_loss(
             self.model, batch, step=self.global_step, condition_dropout=self.condition_dropout
         )
-        self.log("train_loss", loss, prog_bar=True, on_step=True, batch_size=batch["labels"].shape[0])
+        size = batch["labels"].shape[0]  # sync_dist: the loss averaged over the ranks (a no-op alone)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, batch_size=size, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = compute_loss(self.model, batch)
-        self.log("val_loss", loss, on_epoch=True, batch_size=batch["labels"].shape[0])
+        self.log("val_loss", loss, on_epoch=True, batch_size=batch["labels"].shape[0], sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -130,6 +134,25 @@ class _LightningProgress(Callback):
         )
 
 
+class _LightningSamples(Callback):
+    """Renders checkpoint samples into ``samples-<step>/`` beside each checkpoint file (once per step)."""
+
+    def __init__(self, sampler: CheckpointSampler, checkpoint_dir: Path, total_epochs: int) -> None:
+        self.sampler = sampler
+        self.checkpoint_dir = checkpoint_dir
+        self.total_epochs = total_epochs
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        step = trainer.global_step
+        self.sampler.on_checkpoint(
+            step,
+            self.checkpoint_dir / f"samples-{step}",
+            trainer.current_epoch + 1.0,
+            self.total_epochs,
+            int(trainer.estimated_stepping_batches),
+        )
+
+
 def train_with_pytorch_lightning(
     peft_model: torch.nn.Module,
     train_dataloader: torch.utils.data.DataLoader,
@@ -141,6 +164,8 @@ def train_with_pytorch_lightning(
     devices: int | str = "auto",
     precision: str = "fp32",
     *,
+    num_nodes: int = 1,
+    strategy: str = "auto",
     max_steps: int = -1,
     grad_accum: int = 1,
     max_grad_norm: float = 1.0,
@@ -153,8 +178,16 @@ def train_with_pytorch_lightning(
     seed: int = 42,
     resume: bool = False,
     reporter: ProgressReporter | None = None,
+    sampler: CheckpointSampler | None = None,
 ) -> dict[str, Any]:
-    """Train with Lightning; checkpoints under ``<output_dir>/checkpoints`` (``last.ckpt`` resumes)."""
+    """Train with Lightning; checkpoints under ``<output_dir>/checkpoints`` (``last.ckpt`` resumes);
+    ``sampler`` (optional) renders checkpoint samples at each checkpoint.
+
+    Under torchrun pass ``strategy="ddp"`` with this node's process count as ``devices``: Lightning shards
+    the data with a seeded ``DistributedSampler``, global rank 0 writes the checkpoints, and every rank
+    resumes from the ``last.ckpt`` rank 0 found.
+    """
+    context = DistributedContext.from_environ()
     output_dir = Path(output_dir)
     pl.seed_everything(seed, workers=True, verbose=False)
     module = MusicGenLoRAModule(
@@ -164,7 +197,7 @@ def train_with_pytorch_lightning(
         lr_scheduler,
         warmup_ratio,
         optimizer,
-        ConditionDropout(condition_dropout, seed),
+        ConditionDropout(condition_dropout, seed, context.rank, context.world_size),
     )
     checkpoints = ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
@@ -181,10 +214,16 @@ def train_with_pytorch_lightning(
         max_steps=max_steps,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
         precision=_PRECISION.get(precision, precision),
         accumulate_grad_batches=grad_accum,
         gradient_clip_val=max_grad_norm,
-        callbacks=[checkpoints, progress],
+        callbacks=[
+            checkpoints,
+            progress,
+            *([_LightningSamples(sampler, output_dir / "checkpoints", max_epochs)] if sampler else []),
+        ],
         plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(str(output_dir), name="logs", version=""),
         enable_progress_bar=False,
@@ -198,6 +237,11 @@ def train_with_pytorch_lightning(
     if ckpt_path is not None and (problem := torch_file_problem(last)) is not None:
         logger.warning("not resuming from %s: %s; starting from scratch", last, problem)
         ckpt_path = None
+    ckpt_path = context.broadcast(ckpt_path)
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise TrainingError(
+            f"rank {context.rank}: checkpoint {ckpt_path} chosen by rank 0 is not on this node"
+        )
     start = time.monotonic()
     trainer.fit(module, train_dataloader, val_dataloader, ckpt_path=ckpt_path)
     wall = time.monotonic() - start
@@ -205,7 +249,7 @@ def train_with_pytorch_lightning(
         "history": module.history,
         "steps": trainer.global_step,
         "wall_seconds": wall,
-        "samples_per_second": progress.samples / wall if wall > 0 else None,
+        "samples_per_second": progress.samples * context.world_size / wall if wall > 0 else None,
         "resumed_from": ckpt_path,
         "final_val_loss": progress.val_loss,
     }

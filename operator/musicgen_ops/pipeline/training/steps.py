@@ -24,17 +24,21 @@ class ConditionDropout:
 
     Seeded and stateless across restarts: the rows dropped depend only on ``seed``, the optimizer step and
     the micro-batch's position within that step, so a resumed run and both training loops draw alike.
+    Under data-parallel training the draw covers the global batch and each rank takes its own slice.
 
     Args:
         probability: chance that a clip trains unconditionally (audiocraft's text-to-music recipe: 0.3).
         seed: the run's seed.
+        rank, world_size: this process's place among the data-parallel ranks.
     """
 
-    def __init__(self, probability: float, seed: int = 0) -> None:
+    def __init__(self, probability: float, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1], got {probability}")
         self.probability = probability
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self._step: int | None = None
         self._micro_batch = 0
 
@@ -46,7 +50,15 @@ class ConditionDropout:
         self._micro_batch += 1
         if self.probability in (0.0, 1.0):
             return torch.full((batch_size,), self.probability == 1.0)
-        return torch.rand(batch_size, generator=torch.Generator().manual_seed(key)) < self.probability
+        draw = torch.rand(batch_size * self.world_size, generator=torch.Generator().manual_seed(key))
+        return draw[self.rank * batch_size : (self.rank + 1) * batch_size] < self.probability
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The MusicGen inside a DDP wrapper and a PEFT model."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def unconditional_where(model: torch.nn.Module, inputs: dict, dropped: torch.Tensor) -> dict:
@@ -58,7 +70,7 @@ def unconditional_where(model: torch.nn.Module, inputs: dict, dropped: torch.Ten
     """
     if not bool(dropped.any()):
         return inputs
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     mask = inputs["attention_mask"]
     with torch.no_grad():
         states = base.text_encoder(input_ids=inputs["input_ids"], attention_mask=mask).last_hidden_state
@@ -130,7 +142,7 @@ def evaluate_loss(
 def frozen_in_eval_mode(model: torch.nn.Module) -> None:
     """Run the frozen T5 text encoder and EnCodec without dropout, as audiocraft does; the training loops
     switch the whole model to train mode before each step."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     for part in ("text_encoder", "audio_encoder"):
         if (module := getattr(base, part, None)) is not None:
             module.eval()

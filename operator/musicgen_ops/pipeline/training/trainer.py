@@ -14,16 +14,23 @@ from typing import Any, Literal
 
 import torch
 
+from musicgen_ops.contracts.progress import CheckpointSample
 from musicgen_ops.contracts.training import LoraParameters
-from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, train_val_split
+from musicgen_ops.pipeline.dataset import MusicGenCollator
 from musicgen_ops.pipeline.errors import TrainingError
 from musicgen_ops.pipeline.filemodes import make_public
+from musicgen_ops.pipeline.melody import refuse_melody_training
 from musicgen_ops.pipeline.models import LoadedModel, load_base_model
 from musicgen_ops.pipeline.progress import BaselineStamp, ProgressEvent, ProgressReporter
 from musicgen_ops.pipeline.training.config import TrainConfig
-from musicgen_ops.pipeline.training.lock import output_folder_lock
+from musicgen_ops.pipeline.training.distributed import (
+    DistributedContext,
+    RankZeroReporter,
+    effective_batch_size,
+)
 from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts, target_modules_regex
 from musicgen_ops.pipeline.training.plots import plot_loss_curve
+from musicgen_ops.pipeline.training.samples import checkpoint_sampler
 from musicgen_ops.pipeline.training.steps import check_precision, evaluate_loss, is_finite
 
 logger = logging.getLogger(__name__)
@@ -46,12 +53,16 @@ class TrainingResult:
     final_model_dir: Path | None = None
     loss_curve: Path | None = None
     resumed_from: str | None = None
+    world_size: int = 1
+    effective_batch_size: int | None = None
     history: list[dict] = field(default_factory=list, repr=False)
+    samples: list[CheckpointSample] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (paths as strings, no history)."""
+        """JSON-ready (paths as strings, no history or samples)."""
         data = asdict(self)
         data.pop("history")
+        data.pop("samples")
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -82,6 +93,7 @@ class MusicGenLoRATrainer:
             r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules or []
         )
         self.loaded = loaded or load_base_model(base_model_name)
+        refuse_melody_training(self.loaded)
         lora_alpha = lora_alpha or 2 * lora_r
         self.lora_settings = {
             "r": lora_r,
@@ -112,7 +124,9 @@ class MusicGenLoRATrainer:
     def collator(self) -> MusicGenCollator:
         """The batch collator matching this model's tokenizer and pad token."""
         return MusicGenCollator(
-            self.processor.tokenizer.pad_token_id, self.loaded.model.config.decoder.pad_token_id
+            self.processor.tokenizer.pad_token_id,
+            self.loaded.model.config.decoder.pad_token_id,
+            audio_channels=self.loaded.audio_channels,
         )
 
     def train(
@@ -170,6 +184,9 @@ class MusicGenLoRATrainer:
             getattr(train_dataset, "dataset", train_dataset), "manifest_sha256", None
         )
         has_val = val_dataset is not None and len(val_dataset) > 0
+        context = DistributedContext.from_environ()
+        if reporter and not isinstance(reporter, RankZeroReporter):
+            reporter = RankZeroReporter(reporter, context, describe_batch(config, context.world_size))
         device = training_device(config.device)
         self.peft_model.to(device)
         with self.peft_model.disable_adapter():
@@ -190,6 +207,8 @@ class MusicGenLoRATrainer:
                     message=message,
                 )
             )
+        sampler = checkpoint_sampler(self.peft_model, self.processor, config, reporter)
+        reporter = sampler or reporter  # the sampler forwards every event with the samples so far
         self.peft_model.train()
         if config.backend == "lightning":
             from musicgen_ops.pipeline.training.lightning import train_with_pytorch_lightning
@@ -211,7 +230,9 @@ class MusicGenLoRATrainer:
                 config.epochs,
                 config.learning_rate,
                 accelerator="cpu" if config.device == "cpu" else "auto",
-                devices=1,
+                devices=context.local_world_size,
+                num_nodes=context.num_nodes,
+                strategy="ddp" if context.is_distributed else "auto",
                 precision=config.precision,
                 max_steps=config.max_steps,
                 grad_accum=config.grad_accum,
@@ -225,22 +246,25 @@ class MusicGenLoRATrainer:
                 seed=config.seed,
                 resume=config.resume,
                 reporter=reporter,
+                sampler=sampler,
             )
         else:
             from musicgen_ops.pipeline.training.hf import train_with_hf_trainer
 
             raw = train_with_hf_trainer(
-                self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter
+                self.peft_model, train_dataset, val_dataset, self.collator(), config, reporter, sampler
             )
         self.peft_model.eval()
         device = next(self.peft_model.parameters()).device
-        result = _summarise(raw, config, base_val_loss)
+        result = _summarise(raw, config, base_val_loss, context.world_size)
+        result.samples = sampler.published() if sampler else []
         if has_val:
             result.val_loss = self._evaluate(val_dataset, config, device)
             logger.info("fine-tuned validation loss: %.4f (base %.4f)", result.val_loss, base_val_loss)
-        result.loss_curve = plot_loss_curve(
-            result.history, config.output_dir / "loss_curve.png", baseline=base_val_loss
-        )
+        if context.is_main:  # rank 0 alone writes
+            result.loss_curve = plot_loss_curve(
+                result.history, config.output_dir / "loss_curve.png", baseline=base_val_loss
+            )
         self.last_result = result
         return result
 
@@ -303,7 +327,18 @@ def training_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _summarise(raw: dict[str, Any], config: TrainConfig, base_val_loss: float | None) -> TrainingResult:
+def describe_batch(config: TrainConfig, world_size: int) -> str:
+    """How the effective batch is made up (the starting progress event's message)."""
+    total = effective_batch_size(config.batch_size, config.grad_accum, world_size)
+    return (
+        f"effective batch {total} = {config.batch_size} per device x {world_size} process(es) "
+        f"x {config.grad_accum} accumulation step(s)"
+    )
+
+
+def _summarise(
+    raw: dict[str, Any], config: TrainConfig, base_val_loss: float | None, world_size: int = 1
+) -> TrainingResult:
     history = raw["history"]
     per_epoch: dict[int, list[float]] = {}
     for entry in history:
@@ -322,6 +357,8 @@ def _summarise(raw: dict[str, Any], config: TrainConfig, base_val_loss: float | 
         wall_seconds=raw["wall_seconds"],
         output_dir=config.output_dir,
         resumed_from=raw.get("resumed_from"),
+        world_size=world_size,
+        effective_batch_size=effective_batch_size(config.batch_size, config.grad_accum, world_size),
         history=history,
     )
 
@@ -333,74 +370,3 @@ def _ensure_writable(folder: Path) -> None:
             pass
     except OSError as err:
         raise TrainingError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
-
-
-def run_training(
-    config: TrainConfig, reporter: ProgressReporter | None = None, loaded: LoadedModel | None = None
-) -> TrainingResult:
-    """Load the base model and dataset, train, save ``final_model/`` and the loss curve.
-
-    The CLI's ``train`` command and the Kubernetes ``train-job`` both call this. The output folder is
-    locked for the whole run: a second run into it fails at once, naming the holder.
-    """
-    with output_folder_lock(config.output_dir):
-        return _run_training(config, reporter, loaded)
-
-
-def _run_training(
-    config: TrainConfig, reporter: ProgressReporter | None, loaded: LoadedModel | None
-) -> TrainingResult:
-    if config.data_dir is None:
-        raise TrainingError("no dataset folder given (data_dir)")
-    trainer = MusicGenLoRATrainer(
-        config.base_model,
-        config.lora.r,
-        config.lora.scaling_alpha,
-        config.lora.dropout,
-        config.lora.target_modules or None,
-        seed=config.seed,
-        loaded=loaded,
-    )
-    dataset = MusicGenDataset.from_directory(
-        config.data_dir,
-        trainer.processor,
-        model=trainer.loaded.model,
-        max_duration_seconds=config.max_duration_seconds,
-        device=training_device(config.device),
-        encode_batch_size=config.encode_batch_size,
-    )
-    train_set, val_set = train_val_split(dataset, config.val_fraction, config.seed)
-    val_tracks = sorted({dataset.tracks[i] for i in val_set.indices})
-    trainer.split = {"train_clips": len(train_set), "val_clips": len(val_set), "val_tracks": val_tracks}
-    result = trainer.train_with_config(train_set, val_set, config, reporter)
-    if reporter:
-        reporter = BaselineStamp(reporter, result.base_val_loss)
-        reporter.on_progress(
-            ProgressEvent(
-                phase="saving",
-                epoch=float(config.epochs),
-                total_epochs=config.epochs,
-                step=result.steps,
-                total_steps=result.steps,
-            )
-        )
-    result.final_model_dir = trainer.save_model(
-        config.final_model_dir,
-        merge=config.merge,
-        extra_metadata={"train_config": json.loads(config.model_dump_json())},
-    )
-    if reporter:  # the last event: the model is on disk
-        reporter.on_progress(
-            ProgressEvent(
-                phase="completed",
-                epoch=float(config.epochs),
-                total_epochs=config.epochs,
-                step=result.steps,
-                total_steps=result.steps,
-                loss=result.final_train_loss,
-                val_loss=result.val_loss,
-                elapsed_seconds=result.wall_seconds,
-                message=f"model saved to {result.final_model_dir}",
-            )
-        )
-    return result

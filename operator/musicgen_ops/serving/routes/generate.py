@@ -22,7 +22,13 @@ from musicgen_ops.serving.schemas import (
 
 router = APIRouter(tags=["generate"])
 
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
+MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+}
 _ERRORS = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
@@ -30,7 +36,11 @@ _ERRORS = {
         (422, "Invalid parameters (every bad field listed)"),
         (413, "Request body larger than the server's limit"),
         (429, "Queue full: retry after Retry-After seconds"),
-        (503, "Model not ready, or the server is shutting down (retry after Retry-After seconds)"),
+        (
+            503,
+            "Model not ready, the server is shutting down (retry after Retry-After seconds), or the "
+            "requested decoder is not available here",
+        ),
     )
 }
 
@@ -48,6 +58,7 @@ def result_headers(result: GenerationResult) -> dict[str, str]:
         "X-Real-Time-Factor": f"{result.real_time_factor:.4f}",
         "X-Batch-Size": str(result.batch_size),
         "X-Windows": str(result.windows),
+        "X-Decoder": result.decoder,
     }
 
 

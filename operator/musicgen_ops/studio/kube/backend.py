@@ -1,4 +1,5 @@
-"""The Kubernetes backend: trainings are TrainingJobs, models TrainedModels, generations GenerationRequests.
+"""The Kubernetes backend: trainings are TrainingJobs, models TrainedModels, generations the model's
+serving Deployment or GenerationRequests (:mod:`musicgen_ops.studio.kube.generations`).
 
 One instance per API call, bound to the caller's bearer token (see :mod:`musicgen_ops.studio.kube`).
 Datasets are folders in the operator's artifact store; training progress comes from watching the
@@ -7,27 +8,25 @@ TrainingJob, whose status the operator fills from the run's ``progress.json``.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from musicgen_ops.api.common import API_VERSION
-from musicgen_ops.api.generationrequest import GenerationRequestSpec, GenerationRequestStatus
 from musicgen_ops.api.trainedmodel import TrainedModelSpec, TrainedModelStatus
 from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingJobStatus
-from musicgen_ops.contracts.generation import MAX_SEED, GenerationParameters
 from musicgen_ops.contracts.manifest import TrainingSummary
-from musicgen_ops.contracts.progress import TrainingProgress
+from musicgen_ops.contracts.progress import CheckpointSample, TrainingProgress
 from musicgen_ops.contracts.training import TrainingRecipe
-from musicgen_ops.storage import open_object, read_manifest
+from musicgen_ops.storage import StorageError, open_object, read_manifest
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.datasets import StoreDatasets
 from musicgen_ops.studio.kube.client import KubeClient
+from musicgen_ops.studio.kube.generations import MANAGED_BY, MODELS, KubeGenerations, created_of
+from musicgen_ops.studio.samples import fetch_sample, find_sample
 from musicgen_ops.studio.schemas import (
     DatasetPublic,
     GenerationCreate,
@@ -40,18 +39,10 @@ from musicgen_ops.studio.schemas import (
 )
 from musicgen_ops.studio.settings import StudioSettings
 
-TRAININGS, MODELS, GENERATIONS = "trainingjobs", "trainedmodels", "generationrequests"
+TRAININGS = "trainingjobs"
 DATASET_LABEL = "musicgen.io/studio-dataset"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "musicgen-studio"}
 TRAINING_STATES = {"Pending": "queued", "Suspended": "queued", "Running": "running", "Succeeded": "completed"}
-GENERATION_STATES = {"Pending": "queued", "WaitingForModel": "queued", "Running": "running"}
 TRAINER_PHASES = {"starting", "training", "evaluating", "saving", "completed", "failed"}
-
-
-def created_of(obj: dict[str, Any]) -> datetime:
-    """``metadata.creationTimestamp`` (now when the server gave none)."""
-    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else datetime.now(timezone.utc)
 
 
 def training_from(obj: dict[str, Any]) -> TrainingPublic:
@@ -111,6 +102,7 @@ class KubernetesBackend:
         verify: str | bool = str(settings.kube_ca_file) if settings.kube_ca_file else True
         self.kube = KubeClient(settings.kube_api_url, settings.kube_namespace, token, verify=verify)
         self.datasets = StoreDatasets(settings.artifacts_uri, settings.max_tracks_per_dataset)
+        self.generations = KubeGenerations(settings, self.kube)
 
     async def start(self) -> None:
         """Nothing runs in the studio: the operator does the work."""
@@ -173,7 +165,36 @@ class KubernetesBackend:
         return sorted(trainings, key=lambda t: t.created, reverse=True)
 
     def get_training(self, training_id: str) -> TrainingPublic:
-        return training_from(self.kube.get(TRAININGS, training_id))
+        obj = self.kube.get(TRAININGS, training_id)
+        return self._with_samples(training_from(obj), obj)
+
+    def training_sample(self, training_id: str, step: int, index: int) -> Path:
+        """The WAV of a checkpoint sample listed in the run's progress.json (the caller must see the job)."""
+        obj = self.kube.get(TRAININGS, training_id)
+        status = TrainingJobStatus.model_validate(obj.get("status") or {})
+        sample = find_sample(training_id, self._run_samples(status), step, index)
+        if not status.run_uri:
+            raise NotFoundError(f"error: training {training_id!r} has no run folder yet")
+        cache = self.settings.root / ".cache" / "samples" / training_id / (status.run_uri.rsplit("/", 1)[-1])
+        return fetch_sample(status.run_uri, sample, cache)
+
+    def _run_samples(self, status: TrainingJobStatus) -> list[CheckpointSample]:
+        """The checkpoint samples in the run's progress.json (the operator's status does not carry them)."""
+        if not status.progress_uri:
+            return []
+        try:
+            store, key = open_object(status.progress_uri)
+            return TrainingProgress.model_validate_json(store.get_bytes(key)).samples
+        except (StorageError, ValidationError):
+            return []
+
+    def _with_samples(self, training: TrainingPublic, obj: dict[str, Any]) -> TrainingPublic:
+        """``training`` with its checkpoint samples, when its recipe asks for some and it has progress."""
+        if training.progress is None or not training.recipe.training.sample_prompts:
+            return training
+        samples = self._run_samples(TrainingJobStatus.model_validate(obj.get("status") or {}))
+        progress = training.progress.model_copy(update={"samples": samples})
+        return training.model_copy(update={"progress": progress})
 
     def cancel_training(self, training_id: str) -> TrainingPublic:
         training = self.get_training(training_id)
@@ -199,7 +220,7 @@ class KubernetesBackend:
             if event["type"] == "DELETED":
                 yield training.model_copy(update={"state": "cancelled", "error": "deleted"})
                 return
-            training = with_points(training_from(event["object"]))
+            training = with_points(self._with_samples(training_from(event["object"]), event["object"]))
             yield training
             if training.state in ("completed", "failed"):
                 return
@@ -228,66 +249,15 @@ class KubernetesBackend:
     def delete_model(self, model_id: str) -> None:
         self.kube.delete(MODELS, model_id)  # the TrainedModel's deletionPolicy decides about the artifacts
 
-    # generations
+    # generations: the serving Deployment when the model has ready pods, else GenerationRequests
     def create_generation(self, request: GenerationCreate) -> GenerationPublic:
-        if not request.model_id:
-            raise InvalidInputError("error: model_id: a GenerationRequest needs a TrainedModel")
-        if request.compare_with_base:
-            raise InvalidInputError(
-                "error: compare_with_base: a GenerationRequest runs a TrainedModel only; A/B against the "
-                "base model needs the local backend"
-            )
-        params = request.parameters
-        if params.random_seed is None:
-            params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})
-        spec = GenerationRequestSpec(**params.model_dump(), trained_model_id=request.model_id)
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "GenerationRequest",
-            "metadata": {"name": f"gen-{uuid.uuid4().hex[:8]}", "labels": dict(MANAGED_BY)},
-            "spec": spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        }
-        return self._generation(self.kube.create(GENERATIONS, body))
+        return self.generations.create(request)
 
     def list_generations(self) -> list[GenerationPublic]:
-        items = [self._generation(obj) for obj in self.kube.list(GENERATIONS)]
-        return sorted(items, key=lambda g: g.created, reverse=True)
+        return self.generations.list()
 
     def get_generation(self, generation_id: str) -> GenerationPublic:
-        return self._generation(self.kube.get(GENERATIONS, generation_id))
+        return self.generations.get(generation_id)
 
     def generation_file(self, generation_id: str, kind: str) -> Path:
-        if kind != "audio":
-            raise NotFoundError(
-                f"error: generation {generation_id!r} has no {kind} on the Kubernetes backend"
-            )
-        obj = self.kube.get(GENERATIONS, generation_id)
-        status = GenerationRequestStatus.model_validate(obj.get("status") or {})
-        if status.phase != "Succeeded" or not status.output_uri:
-            raise ConflictError(f"error: generation {generation_id!r} has no audio yet")
-        store, key = open_object(status.output_uri)
-        target = self.settings.root / ".cache" / "generations" / generation_id / Path(key).name
-        if not target.is_file():
-            store.get_file(key, target)
-        return target
-
-    def _generation(self, obj: dict[str, Any]) -> GenerationPublic:
-        name = obj["metadata"]["name"]
-        spec = GenerationRequestSpec.model_validate(obj.get("spec") or {})
-        status = GenerationRequestStatus.model_validate(obj.get("status") or {})
-        phase = status.phase or "Pending"
-        done = phase == "Succeeded"
-        try:
-            parameters = GenerationParameters.pick(spec)
-        except ValidationError as err:
-            raise InvalidInputError(f"error: GenerationRequest {name} has invalid parameters: {err}") from err
-        return GenerationPublic(
-            id=name,
-            state=GENERATION_STATES.get(phase, "completed" if done else "failed"),
-            model=spec.trained_model_id,
-            is_base=False,
-            parameters=parameters,
-            created=created_of(obj),
-            error=status.message if phase == "Failed" else None,
-            audio_url=f"/api/v1/generations/{name}/audio" if done else None,
-        )
+        return self.generations.file(generation_id, kind)

@@ -19,7 +19,8 @@ from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFou
 from musicgen_ops.studio.datasets import StoreDatasets
 from musicgen_ops.studio.local.generation import ARTIFACT_REF, GenerationWorker
 from musicgen_ops.studio.local.state import StudioState, utc_now
-from musicgen_ops.studio.local.training import TrainingRunner
+from musicgen_ops.studio.local.training import TrainingRunner, run_uri
+from musicgen_ops.studio.samples import fetch_sample, find_sample
 from musicgen_ops.studio.schemas import (
     DatasetPublic,
     GenerationCreate,
@@ -148,6 +149,13 @@ class LocalBackend:
             if training.state in TERMINAL_TRAINING_STATES:
                 return
             await asyncio.sleep(self.settings.poll_seconds)
+
+    def training_sample(self, training_id: str, step: int, index: int) -> Path:
+        """The WAV of a checkpoint sample the run's progress lists."""
+        training = self.get_training(training_id)
+        sample = find_sample(training_id, training.progress.samples if training.progress else [], step, index)
+        cache = self.settings.root / ".cache" / "samples" / training_id
+        return fetch_sample(run_uri(self.settings, training_id), sample, cache)
 
     def _training(self, row: dict[str, Any], *, with_points: bool) -> TrainingPublic:
         points = self.state.points(row["id"]) if with_points else []

@@ -59,8 +59,9 @@ class GenerationWorker:
         """Finish the running generation, drop the queue."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _engine_for(self, model_ref: str) -> Any:
-        """The engine of ``model_ref``; a published model is re-read when its manifest changed."""
+    def _engine_for(self, model_ref: str, decoder: str = "encodec") -> Any:
+        """The engine of ``model_ref`` decoding with ``decoder``; a published model is re-read when its
+        manifest changed."""
         from musicgen_ops.pipeline.inference.loader import open_engine
         from musicgen_ops.storage import download_model
 
@@ -68,10 +69,12 @@ class GenerationWorker:
         if model_ref.startswith(ARTIFACT_REF):  # a cache hit reads only the manifest
             cache = self.settings.root / ".cache" / "models"
             source = download_model(self.settings.artifacts_uri, model_ref.removeprefix(ARTIFACT_REF), cache)
-        if self._engine is not None and self._engine[0] == str(source):
+        key = f"{source}#{decoder}"
+        if self._engine is not None and self._engine[0] == key:
             return self._engine[1]
         self._engine = None  # free the old model before loading the next
-        self._engine = (str(source), open_engine(source, "auto", self.settings.device, dtype="auto"))
+        engine = open_engine(source, "auto", self.settings.device, dtype="auto", decoder=decoder)
+        self._engine = (key, engine)
         return self._engine[1]
 
     def _run(self, generation_id: str) -> None:
@@ -86,7 +89,7 @@ class GenerationWorker:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock:
-                engine = self._engine_for(row["model_ref"])
+                engine = self._engine_for(row["model_ref"], params.decoder or "encodec")
                 (result,) = generate_to_files(
                     [params],
                     engine,

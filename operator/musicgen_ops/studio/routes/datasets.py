@@ -7,7 +7,18 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from musicgen_ops.studio.deps import BackendDep, SettingsDep
-from musicgen_ops.studio.schemas import DatasetCreate, DatasetPublic, DatasetsPublic, Message, TrackPublic
+from musicgen_ops.studio.direct_uploads import DirectUploads
+from musicgen_ops.studio.schemas import (
+    DatasetCreate,
+    DatasetPublic,
+    DatasetsPublic,
+    DirectUploadComplete,
+    DirectUploadCreate,
+    DirectUploadPublic,
+    Message,
+    TrackPublic,
+)
+from musicgen_ops.studio.settings import StudioSettings
 from musicgen_ops.studio.uploads import StagingFolder, audio_details, receive_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -60,3 +71,43 @@ async def upload_tracks(
                 )
             )
         return stored
+
+
+def direct_uploads(settings: StudioSettings) -> DirectUploads:
+    """Presigned uploads into the studio's artifact store, with its size limit and URL lifetime."""
+    return DirectUploads(
+        settings.artifacts_uri, settings.max_upload_bytes, settings.direct_upload_expiry_seconds
+    )
+
+
+@router.post(
+    "/{name}/uploads",
+    response_model=DirectUploadPublic,
+    status_code=201,
+    responses={501: {"model": Message, "description": "The artifact store offers no presigned uploads"}},
+)
+def create_direct_upload(
+    name: str, body: DirectUploadCreate, backend: BackendDep, settings: SettingsDep
+) -> DirectUploadPublic:
+    """A presigned URL to PUT one (large) audio file straight into S3/Azure; 501 on a file:// store."""
+    backend.check_dataset(name)
+    return direct_uploads(settings).create(name, body.filename, body.size)
+
+
+@router.post("/{name}/uploads/{upload_id}/complete", response_model=TrackPublic, status_code=201)
+async def complete_direct_upload(
+    name: str, upload_id: str, body: DirectUploadComplete, backend: BackendDep, settings: SettingsDep
+) -> TrackPublic:
+    """Check a presigned upload (size, real decoding) and store it as a track; it is deleted either way."""
+    await asyncio.to_thread(backend.check_dataset, name)
+    uploads = direct_uploads(settings)
+    with StagingFolder(settings.root) as staging:
+        staged = await asyncio.to_thread(uploads.fetch, name, upload_id, staging)
+        try:
+            info = await asyncio.to_thread(audio_details, staged)
+            prompt = body.prompt.strip() or staged.path.stem.replace("_", " ")
+            return await asyncio.to_thread(
+                backend.add_track, name, staged.filename, staged.path, prompt, info
+            )
+        finally:
+            await asyncio.to_thread(uploads.discard, upload_id)

@@ -10,7 +10,14 @@ from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, Gene
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
-MEDIA_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".png": "image/png"}
+MEDIA_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".png": "image/png",
+}
 
 
 @router.post("", response_model=GenerationPublic, status_code=202)

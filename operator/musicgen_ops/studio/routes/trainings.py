@@ -1,11 +1,11 @@
-"""Trainings: form defaults, create, list, get, cancel, and live progress (Server-Sent Events)."""
+"""Trainings: form defaults, create, list, get, cancel, live progress (SSE) and checkpoint samples."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from musicgen_ops.studio.deps import BackendDep
 from musicgen_ops.studio.schemas import TrainingCreate, TrainingDefaults, TrainingPublic, TrainingsPublic
@@ -59,4 +59,15 @@ async def training_events(training_id: str, backend: BackendDep) -> StreamingRes
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{training_id}/samples/{step}/{index}", response_class=FileResponse)
+def training_sample(training_id: str, step: int, index: int, backend: BackendDep) -> FileResponse:
+    """The clip of sample prompt ``index`` rendered at checkpoint ``step`` (listed in the progress)."""
+    return FileResponse(
+        backend.training_sample(training_id, step, index),
+        media_type="audio/wav",
+        filename=f"{training_id}-step{step}-{index}.wav",
+        content_disposition_type="inline",
     )

@@ -3,6 +3,8 @@
 // kept in this tab's sessionStorage and sent as a Bearer token on every call (the studio acts as them).
 const TOKEN_KEY = 'musicgen-studio-kubernetes-token';
 export const backend = document.querySelector('meta[name="studio-backend"]').content;
+// Files at least this large go straight to S3/Azure through a presigned URL (0: never).
+const directUploadBytes = Number(document.querySelector('meta[name="studio-direct-upload-bytes"]')?.content || 0);
 const pageToken = document.querySelector('meta[name="studio-token"]').content;
 const headers = {};
 
@@ -43,8 +45,52 @@ export async function api(path, { method = 'GET', body } = {}) {
   return data;
 }
 
-// Upload one file (multipart, streamed by the browser); onProgress(fraction) while the bytes go out.
-export function uploadTrack(dataset, file, prompt, onProgress) {
+// Upload one file: large ones PUT straight to storage when the studio offers it, the rest multipart.
+export async function uploadTrack(dataset, file, prompt, onProgress) {
+  if (directUploadBytes > 0 && file.size >= directUploadBytes) {
+    const path = `/datasets/${encodeURIComponent(dataset)}/uploads`;
+    let upload = null;
+    try {
+      upload = await api(path, { method: 'POST', body: { filename: file.name, size: file.size } });
+    } catch (err) {
+      if (err.status !== 501) throw err;  // 501: the artifact store presigns nothing: multipart below
+    }
+    if (upload) {
+      try {
+        await putFile(upload, file, onProgress);
+        return await api(`${path}/${upload.upload_id}/complete`, { method: 'POST', body: { prompt } });
+      } catch (err) {
+        // Storage unreachable from this browser, or no bucket CORS rule: send it through the studio.
+        if (err.status !== 0) throw err;
+        console.warn(`direct upload of ${file.name} failed (${err.message}); uploading through the studio`);
+        onProgress(0);
+      }
+    }
+  }
+  return uploadMultipart(dataset, file, prompt, onProgress);
+}
+
+// PUT the file's bytes to a presigned URL (no studio token: the URL carries its own signature).
+function putFile(upload, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(upload.method, upload.url);
+    for (const [name, value] of Object.entries(upload.headers)) request.setRequestHeader(name, value);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    request.onload = () => {
+      if (request.status >= 200 && request.status < 300) resolve();
+      else reject(new ApiError(request.status, `error: storage refused the upload (HTTP ${request.status})`));
+    };
+    request.onerror = () => reject(new ApiError(0,
+      'error: the upload to storage failed (interrupted, or the bucket has no CORS rule for this site)'));
+    request.send(file);
+  });
+}
+
+// One file as multipart, streamed by the browser; onProgress(fraction) while the bytes go out.
+function uploadMultipart(dataset, file, prompt, onProgress) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     if (prompt) form.append('prompt', prompt);

@@ -1,5 +1,5 @@
 // The studio web app: hash-routed pages over /api/v1 (hand-written ES modules, no build step).
-import { api, backend, hasToken, rememberToken, uploadTrack, trainingEvents } from './api.js';
+import { api, backend, hasToken, mediaBlob, rememberToken, uploadTrack, trainingEvents } from './api.js';
 import { drawLossChart } from './chart.js';
 import { resultCard, fillResultCard } from './audio.js';
 
@@ -192,6 +192,8 @@ function setupTrainForm() {
       setPath(body, input.name, input.type === 'number' ? Number(input.value) : input.value);
     }
     body.export_formats = [...form.querySelectorAll('[name="export_formats"]:checked')].map((b) => b.value);
+    const prompts = form.sample_prompts.value.split('\n').map((line) => line.trim()).filter(Boolean);
+    if (prompts.length) setPath(body, 'training.sample_prompts', prompts);
     guarded(async () => {
       const training = await api('/trainings', { method: 'POST', body });
       location.hash = `#training/${training.id}`;
@@ -220,6 +222,51 @@ function showTraining(t) {
   $('#t-generate').hidden = !done;
   $('#t-generate').href = `#generate/${t.model_id}`;
   drawLossChart($('#loss-chart'), t.points);
+  showSamples(t);
+}
+
+// Checkpoint samples: one group per checkpoint (newest first), a player per prompt. Players already shown
+// stay (a playing clip is not interrupted); clips of rotated-away checkpoints disappear.
+function showSamples(t) {
+  const samples = t.progress?.samples ?? [];
+  const box = $('#t-samples');
+  const keys = new Set(samples.map((s) => `${t.id}/${s.step}/${s.index}`));
+  for (const item of box.querySelectorAll('.sample')) {
+    if (keys.has(item.dataset.key)) continue;
+    const audio = item.querySelector('audio');
+    if (audio.src) URL.revokeObjectURL(audio.src);
+    item.remove();
+  }
+  for (const group of box.querySelectorAll('.sample-step')) if (!group.querySelector('.sample')) group.remove();
+  for (const s of samples) {
+    const key = `${t.id}/${s.step}/${s.index}`;
+    if ([...box.querySelectorAll('.sample')].some((item) => item.dataset.key === key)) continue;
+    let group = box.querySelector(`.sample-step[data-step="${s.step}"]`);
+    if (!group) {
+      group = document.createElement('div');
+      group.className = 'sample-step';
+      group.dataset.step = s.step;
+      const heading = document.createElement('h4');
+      heading.textContent = `Step ${s.step}`;
+      group.append(heading);
+      const later = [...box.querySelectorAll('.sample-step')].find((g) => Number(g.dataset.step) < s.step);
+      box.insertBefore(group, later ?? null);
+    }
+    const item = document.createElement('figure');
+    item.className = 'sample';
+    item.dataset.key = key;
+    const caption = document.createElement('figcaption');
+    caption.textContent = `${s.prompt} · seed ${s.seed}`;
+    const audio = document.createElement('audio');
+    audio.controls = true;
+    audio.preload = 'auto';
+    item.append(caption, audio);
+    group.append(item);
+    mediaBlob(`/api/v1/trainings/${encodeURIComponent(t.id)}/samples/${s.step}/${s.index}`)
+      .then((blob) => { audio.src = URL.createObjectURL(blob); })
+      .catch((err) => { caption.textContent += ` (${err.message})`; });
+  }
+  $('#t-samples-card').hidden = samples.length === 0;
 }
 
 async function openTraining(trainingId) {
@@ -271,15 +318,21 @@ async function loadGenerateForm(modelId) {
   const base = $('#train-form').base_model.value || 'facebook/musicgen-small';
   const options = models.map((m) => new Option(`${m.model_id} (fine-tuned on ${m.base_model})`, m.model_id));
   const bases = [...new Set([...models.map((m) => m.base_model), base])];
-  options.push(...bases.map((b) => new Option(`${b} (base model)`, `base:${b}`)));
+  // On Kubernetes a base model alone renders only as the A/B twin of a TrainedModel's clip.
+  if (backend !== 'kubernetes') options.push(...bases.map((b) => new Option(`${b} (base model)`, `base:${b}`)));
   form.model.replaceChildren(...options);
   if (modelId) form.model.value = modelId;
   const params = state.schema.components.schemas.GenerationParameters.properties;
-  for (const name of ['key', 'scale']) {
+  for (const name of ['key', 'scale', 'decoder']) {
     const select = form[name];
     if (select.options.length > 1) continue;
-    const values = params[name].anyOf.find((a) => a.enum).enum;
-    select.append(...values.map((v) => new Option(v, v)));
+    const values = params[name].anyOf.find((a) => a.enum).enum.filter((v) => v !== 'encodec');
+    select.append(...values.map((v) => new Option(v === 'mbd' ? 'mbd (MultiBand Diffusion)' : v, v)));
+  }
+  if (!form.output_format.options.length) {
+    const formats = params.output_format.enum;
+    form.output_format.append(...formats.map((v) => new Option(v, v)));
+    form.output_format.value = params.output_format.default;
   }
 }
 
@@ -300,7 +353,9 @@ function setupGenerateForm() {
     for (const name of ['duration_seconds', 'target_bpm', 'temperature', 'random_seed']) {
       if (form[name].value !== '') parameters[name] = Number(form[name].value);
     }
-    for (const name of ['key', 'scale', 'style']) if (form[name].value) parameters[name] = form[name].value;
+    for (const name of ['key', 'scale', 'style', 'decoder', 'output_format']) {
+      if (form[name].value) parameters[name] = form[name].value;
+    }
     const chosen = form.model.value;
     const body = chosen.startsWith('base:')
       ? { base_model: chosen.slice(5), parameters }
@@ -363,7 +418,6 @@ function askForToken() {
 
 async function start() {
   if (!hasToken()) await askForToken();
-  if (backend === 'kubernetes') $('#generate-form [name=compare_with_base]').closest('label').hidden = true;
   state.schema = await (await fetch('/api/v1/openapi.json')).json();
   setupDatasets();
   setupTrainForm();

@@ -14,7 +14,7 @@ by name with :func:`build_decoder`; a factory takes keyword arguments ``model`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -29,6 +29,7 @@ __all__ = [
     "ExportedEncodecDecoder",
     "available_decoders",
     "build_decoder",
+    "decode_codes",
     "register_decoder",
 ]
 
@@ -46,6 +47,16 @@ class AudioDecoder(Protocol):
     def decode(self, codes: torch.LongTensor) -> torch.FloatTensor:
         """Undelayed codes ``(batch, num_codebooks, frames)`` -> float32 ``(batch, channels, samples)``."""
         ...
+
+
+def decode_codes(
+    decoder: AudioDecoder, codes: torch.LongTensor, seeds: Sequence[int] | None = None
+) -> torch.FloatTensor:
+    """``decoder.decode(codes)``, with one seed per item for decoders that sample (``seeded = True``,
+    e.g. MBD), so a request's seed fixes its audio whatever else is in the batch."""
+    if seeds is not None and getattr(decoder, "seeded", False):
+        return decoder.decode(codes, seeds=list(seeds))  # type: ignore[call-arg]
+    return decoder.decode(codes)
 
 
 DecoderFactory = Callable[..., AudioDecoder]

@@ -70,13 +70,13 @@ class ExportedEncodecDecoder:
     """The exported ``audio_decoder`` part (ONNX Runtime or TorchScript), numpy in and out.
 
     Args:
-        run: codes int64 ``[batch, K, frames]`` -> mono waveform ``[batch, samples]`` (the part's signature).
+        run: codes int64 ``[batch, K, frames]`` -> waveform ``[batch, samples]`` (mono) or
+            ``[batch, 2, samples]`` (stereo), the part's signature.
         sample_rate: the codec's sample rate.
         num_codebooks: codebooks per frame.
         runtime: ``onnx`` or ``torchscript`` (for logs and ``name``).
+        channels: 1 (mono) or 2 (stereo, as the export's descriptor records).
     """
-
-    channels = 1  # exported parts are mono only (export refuses stereo checkpoints)
 
     def __init__(
         self,
@@ -84,8 +84,10 @@ class ExportedEncodecDecoder:
         sample_rate: int,
         num_codebooks: int,
         runtime: str = "onnx",
+        channels: int = 1,
     ) -> None:
         self.run = run
+        self.channels = int(channels)
         self.sample_rate = int(sample_rate)
         self.num_codebooks = int(num_codebooks)
         self.name = f"encodec-{runtime}"
@@ -94,4 +96,9 @@ class ExportedEncodecDecoder:
         _check_codes(codes, self.num_codebooks)
         array = np.ascontiguousarray(codes.detach().cpu().numpy(), dtype=np.int64)
         audio = np.asarray(self.run(array), dtype=np.float32)
-        return torch.from_numpy(np.ascontiguousarray(audio))[:, None, :]
+        audio = audio[:, None, :] if audio.ndim == 2 else audio
+        if audio.shape[1] != self.channels:
+            raise ValueError(
+                f"the audio decoder part returned {audio.shape[1]} channels, expected {self.channels}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(audio))

@@ -59,6 +59,8 @@ class MultiBandDiffusionDecoder:
 
     name = "mbd"
     channels = 1
+    #: ``decode`` takes ``seeds=`` (one per item): engines pass the request seeds (see ``decode_codes``).
+    seeded = True
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class MultiBandDiffusionDecoder:
             raise ValueError(
                 f"codes must be (batch, {self.num_codebooks}, frames>=1), got shape {tuple(codes.shape)}"
             )
+        self._follow_codec()
         batch, _, frames = codes.shape
         generators = _generators(batch, seeds)
         condition = self.latent(codes).float()
@@ -135,6 +138,23 @@ class MultiBandDiffusionDecoder:
         if self.eq_bands:
             audio = self.equalise(audio, self._encodec_reference(codes, shape[-1]))
         return audio.float()
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the diffusion bands (the codec belongs to the engine's model)."""
+        tensors = [
+            t for band in self.bands for m in (band.model, band.processor) for t in m.state_dict().values()
+        ]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def _follow_codec(self) -> None:
+        """Move the bands to the codec's device (an engine may move the codec after building this)."""
+        device = next(self.audio_encoder.parameters()).device
+        if device != self.device:
+            for band in self.bands:
+                band.model.to(device)
+                band.processor.to(device)
+            self.device = device
 
     @torch.inference_mode()
     def _encodec_reference(self, codes: torch.Tensor, samples: int) -> torch.Tensor:
