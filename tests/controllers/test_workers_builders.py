@@ -10,7 +10,7 @@ from musicgen_ops.api.trainingjob import TrainingJobSpec, TrainingResources
 from musicgen_ops.contracts.environment import TrainJobEnvironment
 from musicgen_ops.controllers.builders.jobs import build_training_job
 from musicgen_ops.controllers.builders.labels import Owner
-from musicgen_ops.controllers.builders.workers import build_workers_service, name_problem
+from musicgen_ops.controllers.builders.workers import TORCHRUN, build_workers_service, name_problem
 from musicgen_ops.controllers.config import ConfigurationError, load_config
 from musicgen_ops.controllers.failures import failure_reason
 from musicgen_ops.controllers.policy import spec_digest
@@ -47,7 +47,7 @@ def test_one_process_keeps_the_plain_job(config):
 def test_one_node_with_several_gpus_runs_torchrun_standalone(config):
     job = _job(config, gpu=4)
     assert _container(job)["command"] == [
-        "torchrun",
+        *TORCHRUN,
         "--nproc-per-node=4",
         "--max-restarts=0",
         "--standalone",
@@ -68,7 +68,7 @@ def test_several_nodes_make_an_indexed_job_that_rendezvous_on_index_0(config):
     assert pod["subdomain"] == "piano-train" and pod["restartPolicy"] == "Never"
     container = _container(job)
     assert container["command"] == [
-        "torchrun",
+        *TORCHRUN,
         "--nproc-per-node=2",
         "--max-restarts=0",
         "--nnodes=3",
@@ -102,8 +102,8 @@ def test_torchrun_reads_the_command_as_built(config, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun sets it in its own process otherwise
     for resources, nodes, nproc in (({"gpu": 2, "nodes": 3}, 3, 2), ({"gpu": 4}, 1, 4)):
         command = _container(_job(config, **resources))["command"]
-        assert command[0] == "torchrun"
-        parsed = get_args_parser().parse_args(command[1:])
+        assert tuple(command[: len(TORCHRUN)]) == TORCHRUN  # torchrun keeping train-job's exit code 3
+        parsed = get_args_parser().parse_args(command[len(TORCHRUN) :])
         launch, entrypoint, args = config_from_args(parsed)
         assert (launch.min_nodes, launch.max_nodes, launch.nproc_per_node) == (nodes, nodes, nproc)
         assert (launch.max_restarts, entrypoint, args) == (0, "train-job", [])

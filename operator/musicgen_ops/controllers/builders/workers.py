@@ -15,6 +15,9 @@ from musicgen_ops.controllers.builders.labels import Owner, child_labels
 RENDEZVOUS_PORT = 29400
 #: The console script each torchrun worker runs (``--no-python``: it is not a Python file).
 TRAIN_ENTRYPOINT = "train-job"
+#: torchrun through ``python -m musicgen_ops``, which keeps train-job's exit code 3 (bad input: the Job's
+#: podFailurePolicy fails at once) where plain torchrun exits 1 for any failed worker.
+TORCHRUN = ("python", "-m", "musicgen_ops", "torchrun")
 #: Label the Job controller puts on every pod of a Job (and that selects the headless Service's pods).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -45,7 +48,7 @@ def torchrun_command(
     """The container command: ``train-job`` alone, or under torchrun with one process per GPU."""
     if not is_distributed(resources):
         return [TRAIN_ENTRYPOINT]
-    launch = ["torchrun", f"--nproc-per-node={resources.processes_per_node}", "--max-restarts=0"]
+    launch = [*TORCHRUN, f"--nproc-per-node={resources.processes_per_node}", "--max-restarts=0"]
     if is_multi_node(resources):
         endpoint = f"{rendezvous_host(job_name, namespace, cluster_domain)}:{RENDEZVOUS_PORT}"
         launch += [
