@@ -65,3 +65,39 @@ def test_the_container_args_are_options_the_studio_command_accepts(render):  # n
 def test_a_typo_in_the_studio_values_fails_the_schema(render_raw):  # noqa: F811
     with pytest.raises(Exception, match="enabeld|additional"):
         render_raw({"studio": {"enabeld": True}})
+
+
+def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa: F811
+    options = {"maxUploadMb": 512, "directUploadMinMb": 0.5, "servingTimeoutSeconds": 90, "logLevel": "info"}
+    args = studio_args(render({"studio": {"enabled": True, **options}}))
+    assert {
+        "--max-upload-mb=512",
+        "--direct-upload-min-mb=0.5",
+        "--serving-timeout=90",
+        "--uvicorn-log-level=info",
+    } <= set(args)
+    assert not [arg for arg in args if arg.startswith("--mbd")]  # the operator's MBD setting applies
+    command = typer.main.get_command(cli_app).commands["studio"]
+    params = command.make_context("studio", args[1:]).params
+    assert (params["max_upload_mb"], params["direct_upload_min_mb"]) == (512, 0.5)
+    assert (params["serving_timeout"], params["log_level"]) == (90, "info")
+    defaults = command.make_context("studio", studio_args(render({"studio": {"enabled": True}}))[1:]).params
+    for name in ("max_upload_mb", "direct_upload_min_mb", "serving_timeout", "log_level"):
+        assert defaults[name] == command.make_context("studio", []).params[name], name  # same defaults
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"maxUploadMb": 0}, "maxUploadMb"),
+        ({"directUploadMinMb": -1}, "directUploadMinMb"),
+        ({"directUploadMinMb": "8Mi"}, "directUploadMinMb"),
+        ({"servingTimeoutSeconds": 0}, "servingTimeoutSeconds"),
+        ({"logLevel": "loud"}, "logLevel"),
+    ],
+)
+def test_the_schema_refuses_bad_studio_options(chart, values, needle):  # noqa: F811
+    helm = pytest.importorskip("helm_python")
+    with pytest.raises(helm.HelmValuesError) as excinfo:
+        chart.validate_schema({"studio": {"enabled": True, **values}})
+    assert needle in str(excinfo.value)
