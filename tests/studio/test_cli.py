@@ -22,3 +22,14 @@ def test_invalid_settings_and_a_busy_port_are_one_error_line(tmp_path):
         port = busy.getsockname()[1]
         result = runner.invoke(app, ["studio", "--root", str(tmp_path), "--port", str(port)])
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_bad_log_level_and_mbd_steps_are_one_error_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["studio", "--root", str(tmp_path), "--uvicorn-log-level", "loud"])
+    assert (
+        result.exit_code == 1 and "--uvicorn-log-level 'loud'" in result.output and "warning" in result.output
+    )
+    result = runner.invoke(app, ["studio", "--root", str(tmp_path), "--mbd-steps", "0"])
+    assert result.exit_code == 1 and "mbd_sampling_steps" in result.output
+    assert "Traceback" not in result.output

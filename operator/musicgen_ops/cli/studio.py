@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from musicgen_ops.cli.console import exit_with_error
+from musicgen_ops.cli.options import field_option
+from musicgen_ops.studio.settings import DEFAULT_MAX_UPLOAD_BYTES, StudioSettings
 
 
 def studio(
@@ -44,6 +46,13 @@ def studio(
     serving_timeout: float = typer.Option(
         600.0, "--serving-timeout", help="Deadline (s) of a generation through a model's serving Deployment."
     ),
+    max_upload_mb: float = typer.Option(
+        DEFAULT_MAX_UPLOAD_BYTES / 1024**2,
+        "--max-upload-mb",
+        help="Largest audio file (MiB) an upload may hold.",
+    ),
+    mbd_weights: str = field_option(StudioSettings, "mbd_weights"),
+    mbd_sampling_steps: int = field_option(StudioSettings, "mbd_sampling_steps", "--mbd-steps"),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
     log_level: str = typer.Option("warning", "--uvicorn-log-level", help="uvicorn's log level."),
 ) -> None:
@@ -56,7 +65,6 @@ def studio(
 
     from musicgen_ops.contracts.base import describe_validation_error
     from musicgen_ops.studio.app import create_app
-    from musicgen_ops.studio.settings import StudioSettings
 
     values: dict[str, object] = {
         "root": root,
@@ -68,6 +76,9 @@ def studio(
         "artifacts": artifacts_uri,
         "direct_upload_min_bytes": int(direct_upload_min_mb * 1024**2),
         "serving_timeout_seconds": serving_timeout,
+        "max_upload_bytes": int(max_upload_mb * 1024**2),
+        "mbd_weights": mbd_weights,
+        "mbd_sampling_steps": mbd_sampling_steps,
     }
     if token:
         values["token"] = token
@@ -75,6 +86,10 @@ def studio(
         values.update(in_cluster_defaults(kube_api_url, namespace))
         if kube_ca_file:
             values["kube_ca_file"] = kube_ca_file
+    if log_level.lower() not in uvicorn.config.LOG_LEVELS:
+        exit_with_error(
+            f"--uvicorn-log-level {log_level!r}: choose one of {', '.join(uvicorn.config.LOG_LEVELS)}"
+        )
     try:
         settings = StudioSettings(**values)
     except ValidationError as err:

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS, MBD_STEPS_HELP, MBD_WEIGHTS_HELP
+
 #: Largest accepted audio file (per file, bytes).
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
 
@@ -59,6 +61,12 @@ class StudioSettings(BaseModel):
     direct_upload_expiry_seconds: int = Field(
         900, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned upload URL."
     )
+    mbd_weights: str = Field(
+        DEFAULT_MBD_WEIGHTS,
+        min_length=1,
+        description=MBD_WEIGHTS_HELP + " Local backend only (on Kubernetes the operator's setting applies).",
+    )
+    mbd_sampling_steps: int = Field(20, ge=1, le=1000, description=MBD_STEPS_HELP + " Local backend only.")
 
     @property
     def artifacts_uri(self) -> str:

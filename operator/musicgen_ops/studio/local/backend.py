@@ -210,6 +210,7 @@ class LocalBackend:
         else:
             raise InvalidInputError("error: give model_id (a trained model) or base_model")
         params = request.parameters
+        self.generator.decoder_options(params.decoder or "encodec")  # missing MBD weights: 503 now, no row
         if params.random_seed is None:  # A and B must share the seed
             params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})
         compare_id = None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.studio.backend import StudioError
 from musicgen_ops.studio.local.state import StudioState
 from musicgen_ops.studio.settings import StudioSettings
 
@@ -20,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 #: ``model_ref`` prefix of a published model (downloaded from the artifact store when generating).
 ARTIFACT_REF = "artifact:"
+
+
+class DecoderNotAvailableError(StudioError):
+    """The requested audio decoder's weights cannot be found or read (MBD without --mbd-weights)."""
+
+    status_code = 503
 
 
 class GenerationWorker:
@@ -31,6 +38,7 @@ class GenerationWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-generate")
         self._engine: tuple[str, Any] | None = None
         self._lock = threading.Lock()
+        self._mbd_file: str | None = None  # the resolved checkpoint, once found
 
     def output_dir(self, generation_id: str) -> Path:
         """Where a generation's audio, sidecar and spectrogram go."""
@@ -59,6 +67,32 @@ class GenerationWorker:
         """Finish the running generation, drop the queue."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def decoder_options(self, decoder: str) -> dict[str, Any] | None:
+        """Options of ``decoder`` for ``open_engine``: MBD's checkpoint file (``--mbd-weights``, found once,
+        before any model is loaded) and its steps; None for encodec.
+
+        Raises:
+            DecoderNotAvailableError: the MBD weights cannot be found (a 503 naming ``--mbd-weights``).
+        """
+        if decoder != "mbd":
+            return None
+        if self._mbd_file is None:
+            from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import TINY_RANDOM, resolve_mbd_file
+            from musicgen_ops.storage.base_models import resolve_base_model
+
+            weights = self.settings.mbd_weights
+            try:
+                resolved = resolve_base_model(weights)
+                self._mbd_file = resolved if resolved == TINY_RANDOM else str(resolve_mbd_file(resolved))
+            except Exception as err:  # missing file, hub or storage errors: one answer naming the option
+                reason = str(err).removeprefix("error: ")
+                raise DecoderNotAvailableError(
+                    f"error: decoder 'mbd' is not available in this studio: its weights "
+                    f"(--mbd-weights {weights}) could not be loaded: {reason}; use decoder 'encodec' or "
+                    "restart the studio with --mbd-weights <checkpoint file or folder>"
+                ) from err
+        return {"weights": self._mbd_file, "sampling_steps": self.settings.mbd_sampling_steps}
+
     def _engine_for(self, model_ref: str, decoder: str = "encodec") -> Any:
         """The engine of ``model_ref`` decoding with ``decoder``; a published model is re-read when its
         manifest changed."""
@@ -72,8 +106,11 @@ class GenerationWorker:
         key = f"{source}#{decoder}"
         if self._engine is not None and self._engine[0] == key:
             return self._engine[1]
+        options = self.decoder_options(decoder)  # missing MBD weights: fail before freeing the old model
         self._engine = None  # free the old model before loading the next
-        engine = open_engine(source, "auto", self.settings.device, dtype="auto", decoder=decoder)
+        engine = open_engine(
+            source, "auto", self.settings.device, dtype="auto", decoder=decoder, decoder_options=options
+        )
         self._engine = (key, engine)
         return self._engine[1]
 
