@@ -1,8 +1,8 @@
 """The web app in a real browser: Playwright driving Debian's chromium against ``musicgen-ops studio``.
 
 Uploads three short tracks (and one non-audio file by drag and drop), trains the tiny model, watches the
-progress, loss curve and checkpoint samples, sees the model appear, generates with A/B and checks the
-``<audio>`` clip length.
+progress, loss curve and checkpoint samples, sees the model appear, generates with A/B (decoder mbd, from
+``--mbd-weights``) and checks the ``<audio>`` clip length.
 Screenshots go to the test's folder (and to ``$STUDIO_SCREENSHOTS`` when set, e.g. docs/images).
 """
 
@@ -57,6 +57,10 @@ def studio_url(tmp_path: Path) -> Iterator[str]:
         "cpu",
         "--base-model",
         "tiny-random",
+        "--mbd-weights",  # random MultiBand Diffusion bands built in code, two steps: the decoder select works
+        "tiny-random",
+        "--mbd-steps",
+        "2",
     ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -175,6 +179,7 @@ def test_upload_train_watch_generate_in_chromium(studio_url, demo_tracks, tmp_pa
         page.select_option("#generate-form [name=key]", "A")
         page.select_option("#generate-form [name=scale]", "minor")
         page.fill("#generate-form [name=random_seed]", "7")
+        page.select_option("#generate-form [name=decoder]", "mbd")
         page.click("#generate-form button[type=submit]")
         expect(page.locator("#results audio")).to_have_count(2, timeout=120_000)
         durations = page.evaluate(
