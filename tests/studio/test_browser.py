@@ -57,7 +57,7 @@ def studio_url(tmp_path: Path) -> Iterator[str]:
         "cpu",
         "--base-model",
         "tiny-random",
-        "--mbd-weights",  # random MultiBand Diffusion bands built in code, two steps: the decoder select works
+        "--mbd-weights",  # random MultiBand Diffusion bands built in code, two steps: decoder mbd works
         "tiny-random",
         "--mbd-steps",
         "2",
