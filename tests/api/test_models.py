@@ -37,6 +37,9 @@ def test_generation_bounds():
     GenerationRequestSpec.model_validate(
         {"model": "m", "prompt": "p", "durationSeconds": 300, "temperature": 2}
     )
+    GenerationRequestSpec.model_validate(
+        {"model": "m", "prompt": "p", "audioPromptUri": "s3://music/prompts/intro.wav"}
+    )
     for bad in (
         {"durationSeconds": 0},
         {"durationSeconds": 300.5},
@@ -45,6 +48,8 @@ def test_generation_bounds():
         {"outputFormat": "aiff"},
         {"outputFormat": "mp3", "bitDepth": 24},
         {"decoder": "hifigan"},
+        {"audioPromptUri": "/etc/passwd"},  # the Job reads object storage only
+        {"melodyUri": "../melody.wav"},
     ):
         with pytest.raises(ValidationError):
             GenerationRequestSpec.model_validate({"model": "m", "prompt": "p", **bad})

@@ -20,7 +20,12 @@ from musicgen_ops.api.common import (
     Scheduling,
     StatusBase,
 )
-from musicgen_ops.contracts.generation import MAX_MELODY_URI_CHARS, GenerationParameters, Timings
+from musicgen_ops.contracts.generation import (
+    MAX_AUDIO_PROMPT_URI_CHARS,
+    MAX_MELODY_URI_CHARS,
+    GenerationParameters,
+    Timings,
+)
 
 
 class GenerationPhase(str, Enum):
@@ -51,6 +56,13 @@ class GenerationRequestSpec(GenerationParameters, CamelModel):
         max_length=MAX_MELODY_URI_CHARS,
         description="musicgen-melody models only: audio (WAV/MP3/FLAC) in object storage whose melody "
         "(chroma) the music follows; the Job downloads it.",
+    )
+    audio_prompt_uri: str | None = Field(
+        None,
+        pattern=STORAGE_URI_PATTERN,
+        max_length=MAX_AUDIO_PROMPT_URI_CHARS,
+        description="Audio clip in object storage to continue: the track starts with the clip (as the codec "
+        "reproduces it) and lasts durationSeconds in all; the Job downloads it.",
     )
     use_base_model: bool = Field(
         False,
