@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -41,3 +43,13 @@ def sync(device: str) -> None:
     """Wait for queued GPU work, so wall-clock timings cover it."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def write_results(result: dict, name: str, device: str, output: Path | None = None) -> Path:
+    """Write ``result`` as JSON to ``output`` (default ``bench/results/<name>-<cpu|gpu>.json``)."""
+    tag = "cpu" if device == "cpu" else "gpu"
+    path = output or Path(__file__).resolve().parent / "results" / f"{name}-{tag}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -21,14 +21,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from benchlib import machine_info, sync
+from benchlib import machine_info, sync, write_results
 
 from musicgen_ops.pipeline.inference.decoders.mbd import MultiBandDiffusionDecoder
 from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import TINY_UNET, build_random_bands
 from musicgen_ops.pipeline.inference.decoders.mbd_unet import UnetConfig, count_parameters
 from musicgen_ops.pipeline.models import build_random_musicgen
 
-ROOT = Path(__file__).resolve().parent
 BASIC_UNET = UnetConfig(hidden=48, depth=4, stride=4, kernel=8, growth=4.0, emb_all_layers=True)
 
 
@@ -104,11 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cases": cases,
         "machine": machine_info(args.device),
     }
-    device_tag = "cpu" if args.device == "cpu" else "gpu"
-    output = args.output or ROOT / "results" / f"decode-{device_tag}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {output}")
+    write_results(result, "decode", args.device, args.output)
     return result
 
 

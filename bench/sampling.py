@@ -19,11 +19,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from benchlib import machine_info, sync
+from benchlib import machine_info, sync, write_results
 
 from musicgen_ops.pipeline.inference.static_decoder import choose_tokens
-
-ROOT = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,11 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cases": cases,
         "machine": machine_info(args.device),
     }
-    device_tag = "cpu" if args.device == "cpu" else "gpu"
-    output = args.output or ROOT / "results" / f"sampling-{device_tag}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {output}")
+    write_results(result, "sampling", args.device, args.output)
     return result
 
 
