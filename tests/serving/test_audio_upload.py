@@ -133,6 +133,12 @@ async def test_upload_needs_multipart_and_parameters(client):
     assert response.status_code == 422 and "multipart/form-data" in response.text
     response = await client.post("/v1/generate/upload", files={"audio_prompt": ("a.wav", clip_bytes())})
     assert response.status_code == 422 and "parameters: missing" in response.text
+    garbled = await client.post(
+        "/v1/generate/upload",
+        content=b"garbage",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert garbled.status_code == 422 and "not a well-formed multipart body" in garbled.text
 
 
 async def test_openapi_shows_the_multipart_route(client):

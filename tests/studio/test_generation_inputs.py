@@ -60,6 +60,12 @@ def test_bad_inputs_are_refused_and_nothing_is_stored(studio):
     refused = post(studio, caller_uri, audio_prompt=clip_bytes())
     assert refused.status_code == 400 and "audio_prompt_uri is not accepted" in refused.text, refused.text
     assert studio.post("/api/v1/generations", json=caller_uri).status_code == 422  # the JSON edge, as before
+    garbled = studio.post(
+        "/api/v1/generations/upload",
+        content=b"garbage",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert garbled.status_code == 400 and "not a well-formed multipart body" in garbled.text
     assert not (root / "generation-inputs").exists()
 
 
@@ -78,3 +84,9 @@ def test_uploaded_melody_on_a_melody_model(studio):
     assert "/generation-inputs/" in answer.json()["parameters"]["melody_uri"]
     done = wait_for(lambda: finished(studio, answer.json()["id"]), 120, "the melody generation")
     assert done["state"] == "completed", done["error"]
+
+
+def test_openapi_shows_the_multipart_body(studio):
+    schema = TestClient(studio.app).get("/api/v1/openapi.json").json()
+    body = schema["paths"]["/api/v1/generations/upload"]["post"]["requestBody"]["content"]
+    assert set(body["multipart/form-data"]["schema"]["properties"]) == {"request", "audio_prompt", "melody"}

@@ -158,6 +158,7 @@ async def read_upload(
             a part that is not audio (each names the part).
         PayloadTooLargeError: a part over its limit (reading stops there).
     """
+    from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     kind, options = parse_options_header(content_type)
@@ -165,9 +166,12 @@ async def read_upload(
         raise _invalid("body: send multipart/form-data (a JSON 'parameters' part and optional audio parts)")
     parts = _Parts(settings.max_audio_upload_bytes, settings.max_body_bytes)
     parser = MultipartParser(options[b"boundary"], parts.callbacks())
-    async for chunk in chunks:
-        parser.write(chunk)
-    parser.finalize()
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as err:
+        raise _invalid(f"body: not a well-formed multipart body ({err})") from err
     if PARAMETERS_PART not in parts.values:
         raise _invalid("parameters: missing (the generation request as JSON)")
     try:

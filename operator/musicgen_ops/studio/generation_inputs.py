@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class InputCollector(PartCollector):
 
 
 async def receive_inputs(
-    content_type: str, chunks: Any, staging: Path, max_file_bytes: int
+    content_type: str, chunks: AsyncIterator[bytes], staging: Path, max_file_bytes: int
 ) -> tuple[GenerationCreate, list[StagedFile]]:
     """The generation request and its staged audio files (not yet decoded).
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from musicgen_ops.pipeline.audio import load_audio
@@ -159,6 +160,8 @@ async def parse_multipart(
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
+    except MultipartParseError as err:
+        raise InvalidInputError(f"error: not a well-formed multipart body ({err})") from err
     finally:
         collector.close()
     return collector.result
