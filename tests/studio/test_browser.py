@@ -206,3 +206,36 @@ def test_upload_train_watch_generate_in_chromium(studio_url, demo_tracks, tmp_pa
         page.set_viewport_size({"width": 390, "height": 844})
         save(page, tmp_path, "studio-generate-phone.png")
         browser.close()
+
+
+def test_continue_an_uploaded_clip_in_chromium(studio_url, demo_tracks, tmp_path):
+    """The generate page's "Continue this clip": the base model continues a file the user picks."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        expect = sync_api.expect
+        page.goto(studio_url)
+        page.wait_for_selector("body[data-ready]")
+        page.click("nav a[data-page=generate]")
+        page.select_option("#generate-form [name=model]", "base:tiny-random")
+        expect(page.locator("#g-audio-prompt")).to_be_visible()
+        expect(page.locator("#g-melody")).to_be_hidden()  # tiny-random is no melody model
+        page.fill("#generate-form [name=prompt]", "keep going")
+        page.fill("#generate-form [name=duration_seconds]", "3")  # the 2 s track, then 1 s more
+        page.set_input_files("#generate-form [name=audio_prompt]", str(demo_tracks[0]))
+        page.click("#generate-form button[type=submit]")
+        expect(page.locator("#generate-status")).to_contain_text("done: seed", timeout=120_000)
+        expect(page.locator("#results audio")).to_have_count(1)
+        duration = page.evaluate(
+            """() => new Promise((resolve) => {
+                 const audio = document.querySelector('#results audio');
+                 if (audio.readyState >= 1) resolve(audio.duration);
+                 else audio.onloadedmetadata = () => resolve(audio.duration);
+               })"""
+        )
+        assert abs(duration - 3.0) < 0.05, duration
+        expect(page.locator("#results .result")).to_contain_text("continues the uploaded clip")
+        save(page, tmp_path, "studio-generate-clip.png")
+        browser.close()

@@ -221,3 +221,31 @@ def test_a_token_without_rbac_rights_gets_a_clear_403_and_nothing_is_written(tmp
         server.shutdown()
     assert _DenyingAPI.tokens and set(_DenyingAPI.tokens) == {"Bearer bob-token"}
     assert not artifacts.exists()
+
+
+def test_an_uploaded_clip_reaches_the_generation_requests_as_the_studios_object(kube_studio, cluster):  # noqa: F811
+    """Not served: both GenerationRequests (A and B) name the object the studio wrote."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(4410, dtype=np.float32) + 0.1, 44_100, format="WAV")
+    cluster.create("trainedmodels", trained_model("clip-model"))
+    request = {"model_id": "clip-model", "parameters": {"prompt": "lofi"}, "compare_with_base": True}
+    parts = {
+        "request": (None, json.dumps(request), "application/json"),
+        "audio_prompt": ("my intro.wav", buffer.getvalue(), "audio/wav"),
+    }
+    answer = kube_studio.post("/api/v1/generations/upload", files=parts)
+    assert answer.status_code == 202, answer.text
+    uri = answer.json()["parameters"]["audio_prompt_uri"]
+    assert uri.startswith(f"file://{cluster.artifacts}/generation-inputs/default/")
+    assert (
+        cluster.artifacts / uri.removeprefix(f"file://{cluster.artifacts}/")
+    ).read_bytes() == buffer.getvalue()
+    fine_tuned = cluster.get("generationrequests", answer.json()["id"])
+    base = cluster.get("generationrequests", answer.json()["compare_id"])
+    assert fine_tuned["spec"]["audioPromptUri"] == base["spec"]["audioPromptUri"] == uri
+    assert "melodyUri" not in fine_tuned["spec"]

@@ -162,3 +162,34 @@ def test_a_refusal_of_the_generator_fails_the_generation_with_its_reason(kube_st
     assert "duration_seconds" in failed["error"]
     assert kube_studio.get(f"/api/v1/generations/{generation['id']}/audio").status_code == 409
     assert kube_studio.get("/api/v1/generations/serve-00000000").status_code == 404
+
+
+def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(kube_studio, served_model, monkeypatch):
+    """Served: the studio sends the file itself to /v1/generate/upload (the generator reads no studio URI)."""
+    import json
+
+    import httpx
+    import numpy as np
+
+    from musicgen_ops.studio.kube import generations
+
+    calls = []
+    real_post = httpx.post
+    monkeypatch.setattr(
+        generations.httpx, "post", lambda url, **kw: calls.append(url) or real_post(url, **kw)
+    )
+    clip = io.BytesIO()
+    sf.write(clip, np.full(3200, 0.1, dtype=np.float32), 32_000, format="WAV")
+    request = {"model_id": served_model[0], "parameters": {"prompt": "lofi", "duration_seconds": 0.2}}
+    parts = {
+        "request": (None, json.dumps(request), "application/json"),
+        "audio_prompt": ("intro.wav", clip.getvalue(), "audio/wav"),
+    }
+    created = kube_studio.post("/api/v1/generations/upload", files=parts)
+    assert created.status_code == 202, created.text
+    done = finished(kube_studio, created.json()["id"])
+    assert done["state"] == "completed", done["error"]
+    assert calls and calls[0].endswith("/v1/generate/upload")
+    assert "/generation-inputs/" in done["parameters"]["audio_prompt_uri"]
+    samples, _ = sf.read(io.BytesIO(kube_studio.get(done["audio_url"]).content))
+    assert len(samples) == 6400

@@ -196,6 +196,12 @@ class ServeEnvironment(StrictEnvironment):
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest request body accepted; larger ones are answered 413."
     )
+    max_audio_upload_bytes: int = Field(
+        20 * 1024**2,
+        ge=1024,
+        description="Largest audio file part (audio_prompt, melody) of a multipart POST /v1/generate/upload; "
+        "a larger part is answered 413 while it streams.",
+    )
     spectrogram: bool = Field(False, description="Also write a spectrogram PNG beside each result.")
 
     @field_validator("preload", mode="before")

@@ -71,7 +71,8 @@ def create_app(
     )
     app.state.service = service
     register_exception_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    streamed = frozenset({f"{API_PREFIX}/generate/upload"})  # each part limited as it streams
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, streamed_paths=streamed)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router)
     _add_local_docs(app)

@@ -26,6 +26,7 @@ __all__ = [
     "JobNotFoundError",
     "ModelNotFoundError",
     "ModelNotReadyError",
+    "PayloadTooLargeError",
     "ServiceBusyError",
     "ServiceDrainingError",
     "ServingError",
@@ -107,6 +108,13 @@ class JobNotFinishedError(ServingError):
 
     status_code = 409
     code = "JobNotFinished"
+
+
+class PayloadTooLargeError(ServingError):
+    """A request (or one part of an upload) over its size limit."""
+
+    status_code = 413
+    code = "PayloadTooLarge"
 
 
 class InferenceError(ServingError):

@@ -16,14 +16,16 @@ class BodySizeLimit:
     A declared ``Content-Length`` over the limit is refused before any byte is read; a chunked body
     is counted while it streams and refused as soon as it passes the limit. Bodies are at most
     ``max_bytes`` (tens of KiB), so reading them before the app does costs nothing.
+    Paths in ``streamed_paths`` (multipart uploads) pass untouched: their route limits each part itself.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed_paths = streamed_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.streamed_paths:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -23,7 +23,9 @@ from pathlib import Path
 from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
 from musicgen_ops.pipeline.models import RANDOM_PRESETS
+from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.errors import InvalidParametersError, ModelNotFoundError
+from musicgen_ops.serving.schemas import ModelInfo, ModelList
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +123,27 @@ def available_models(settings: ServeEnvironment) -> dict[str, str]:
             if folder.is_dir() and _MODEL_ID.match(folder.name) and loadable_folder(folder, settings):
                 found[folder.name] = str(folder)
     return found
+
+
+def model_list(cache: ModelCache, settings: ServeEnvironment) -> ModelList:
+    """Loaded models (most recently used last) and the ones available to load (``GET /v1/models``)."""
+    loaded = cache.entries()
+    infos = [
+        ModelInfo(
+            model_id=e.key.model,
+            loaded=True,
+            memory_bytes=e.memory_bytes,
+            source=e.source,
+            decoder=e.key.decoder,
+            family=getattr(e.engine, "family", None),
+            melody=bool(getattr(e.engine, "supports_melody", False)),
+        )
+        for e in loaded
+    ]
+    loaded_models = {e.key.model for e in loaded}
+    for model_id, source in available_models(settings).items():
+        if model_id not in loaded_models:
+            infos.append(ModelInfo(model_id=model_id, loaded=False, source=source))
+    return ModelList(
+        default_model=settings.default_model, count=len(infos), models=infos, cache=cache.stats()
+    )

@@ -6,83 +6,42 @@ No HTTP here. The flow of one request (``generate_track``):
    waiting or running the answer is ``ServiceBusyError`` (HTTP 429), never an unbounded queue;
 2. get the model's engine from the LRU cache (loaded in a worker thread on a miss);
    (one engine per model and audio decoder: requests with different decoders never share a batch);
-3. join the open batch for its ``batch_key`` (same model, length and sampling settings) or open one;
-   a batch collects for ``batch_window_ms`` and keeps collecting while it waits for the device
-   semaphore (``max_concurrency`` batches at once), up to ``max_batch_size`` requests;
-4. the batch runs in a worker thread (``run_batch``: one batched ``generate()`` per window);
+3. decode its audio inputs (melody, audio prompt: ``audio_inputs``);
+4. join the open batch for its ``batch_key`` (same model, length and sampling settings) or open one
+   (``batching.Batcher``: collects for ``batch_window_ms``, runs in a worker thread);
 5. the request's own files are written (atomically) and its ``GenerationResult`` returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from musicgen_ops.contracts.environment import ServeEnvironment
 from musicgen_ops.contracts.generation import GenerationParameters
 from musicgen_ops.pipeline.errors import InvalidParametersError
-from musicgen_ops.pipeline.generation.batch import (
-    PreparedRequest,
-    batch_key,
-    decoder_name,
-    prepare,
-    run_batch,
-    validate_parameters,
-)
+from musicgen_ops.pipeline.generation.batch import decoder_name, prepare, run_batch, validate_parameters
 from musicgen_ops.pipeline.generation.writer import write_result
-from musicgen_ops.pipeline.melody import require_melody_support
 from musicgen_ops.pipeline.models import set_base_model_resolver
+from musicgen_ops.serving.audio_inputs import request_audio
+from musicgen_ops.serving.batching import Batcher
 from musicgen_ops.serving.cache import ModelCache
 from musicgen_ops.serving.engines import EngineFactory, EngineKey, decoder_unavailable, open_served_engine
-from musicgen_ops.serving.errors import (
-    InferenceError,
-    JobNotFoundError,
-    ServiceBusyError,
-    ServiceDrainingError,
-    ServingError,
-)
+from musicgen_ops.serving.errors import JobNotFoundError, ServiceBusyError, ServiceDrainingError
 from musicgen_ops.serving.jobstore import JobStore
-from musicgen_ops.serving.melody import request_melody
 from musicgen_ops.serving.metrics import ServingMetrics
-from musicgen_ops.serving.prompts import check_request_prompt, request_prompt
-from musicgen_ops.serving.resolver import available_models, resolve_model
-from musicgen_ops.serving.schemas import (
-    GenerateRequest,
-    GenerationResult,
-    JobStatus,
-    ModelInfo,
-    ModelList,
-)
+from musicgen_ops.serving.prompts import check_request_prompt
+from musicgen_ops.serving.resolver import model_list, resolve_model
+from musicgen_ops.serving.schemas import GenerateRequest, GenerationResult, JobStatus, ModelList
 from musicgen_ops.storage.base_models import resolve_base_model
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Batch:
-    """Requests collected for one batched forward pass."""
-
-    engine: Any
-    items: list[tuple[PreparedRequest, asyncio.Future]] = field(default_factory=list)
-    full: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class _BatchOutcome:
-    audio: np.ndarray
-    windows: int
-    batch_size: int
 
 
 class GenerationService:
@@ -114,8 +73,7 @@ class GenerationService:
             max_bytes=settings.max_cache_bytes,
             on_event=self.metrics.cache_event,
         )
-        self._batches: dict[Hashable, _Batch] = {}
-        self._device = asyncio.Semaphore(settings.max_concurrency)
+        self.batcher = Batcher(settings, self.metrics, self._spawn)
         self._admitted = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -210,29 +168,7 @@ class GenerationService:
 
     def list_models(self) -> ModelList:
         """Loaded models (most recently used last) and the ones available to load."""
-        loaded = self.cache.entries()
-        infos = [
-            ModelInfo(
-                model_id=e.key.model,
-                loaded=True,
-                memory_bytes=e.memory_bytes,
-                source=e.source,
-                decoder=e.key.decoder,
-                family=getattr(e.engine, "family", None),
-                melody=bool(getattr(e.engine, "supports_melody", False)),
-            )
-            for e in loaded
-        ]
-        loaded_models = {e.key.model for e in loaded}
-        for model_id, source in available_models(self.settings).items():
-            if model_id not in loaded_models:
-                infos.append(ModelInfo(model_id=model_id, loaded=False, source=source))
-        return ModelList(
-            default_model=self.settings.default_model,
-            count=len(infos),
-            models=infos,
-            cache=self.cache.stats(),
-        )
+        return model_list(self.cache, self.settings)
 
     # -- generation ------------------------------------------------------------------------------
     @property
@@ -301,13 +237,9 @@ class GenerationService:
             key = self.engine_key(params, self.settings)
             engine = await self.cache.get(key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
-            wanted = bool(params.melody_uri or params.melody_base64)
-            field = "melody_uri" if params.melody_uri else "melody_base64"
-            require_melody_support(engine, key.model, wanted, field=field)
-            melody = await asyncio.to_thread(request_melody, params, self.settings, engine.sample_rate)
-            prompt = await asyncio.to_thread(request_prompt, params, self.settings, engine.sample_rate)
+            melody, prompt = await asyncio.to_thread(request_audio, params, self.settings, engine, key.model)
             request = prepare(params, engine.sample_rate, melody=melody, prompt_audio=prompt)
-            outcome = await self._submit(str(key), engine, request)
+            outcome = await self.batcher.submit(str(key), engine, request)
             path = output_dir / f"{name or request.request_id}.{params.output_format}"
             result = await asyncio.to_thread(
                 write_result,
@@ -334,51 +266,6 @@ class GenerationService:
         self.metrics.latency.observe(time.perf_counter() - started)
         self.metrics.audio_seconds.inc(result.duration_seconds)
         return result
-
-    async def _submit(self, model_key: str, engine: Any, request: PreparedRequest) -> _BatchOutcome:
-        """Join (or open) the batch for this request's key and wait for its audio."""
-        key = batch_key(model_key, request, engine)
-        future: asyncio.Future[_BatchOutcome] = asyncio.get_running_loop().create_future()
-        batch = self._batches.get(key)
-        if batch is None:
-            batch = self._batches[key] = _Batch(engine=engine)
-            self._spawn(self._run_batch(key, batch))
-        batch.items.append((request, future))
-        if len(batch.items) >= self.settings.max_batch_size:
-            batch.full.set()
-            self._batches.pop(key, None)  # later arrivals open a new batch
-        return await future
-
-    async def _run_batch(self, key: Hashable, batch: _Batch) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(batch.full.wait(), timeout=self.settings.batch_window_ms / 1000)
-        async with self._device:  # more requests may join while waiting for the device
-            if self._batches.get(key) is batch:
-                del self._batches[key]
-            items = batch.items
-            self.metrics.batch_size.observe(len(items))
-            try:
-                audio, windows = await asyncio.to_thread(
-                    run_batch,
-                    batch.engine,
-                    [request for request, _ in items],
-                    window_seconds=self.settings.window_seconds,
-                    stride_seconds=self.settings.stride_seconds,
-                )
-            except Exception as err:
-                logger.exception("batch of %d failed", len(items))
-                failure = (
-                    err
-                    if isinstance(err, (ServingError, InvalidParametersError))
-                    else InferenceError(f"generation failed: {err}")
-                )
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(failure)
-                return
-        for row, (_, future) in enumerate(items):
-            if not future.done():
-                future.set_result(_BatchOutcome(audio=audio[row], windows=windows, batch_size=len(items)))
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

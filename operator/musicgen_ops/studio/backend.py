@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from musicgen_ops.contracts.training import TrainingRecipe
 from musicgen_ops.studio.schemas import (
@@ -16,6 +16,9 @@ from musicgen_ops.studio.schemas import (
     TrainingCreate,
     TrainingPublic,
 )
+
+if TYPE_CHECKING:
+    from musicgen_ops.studio.uploads import StagedFile
 
 
 class StudioError(Exception):
@@ -78,7 +81,9 @@ class Backend(Protocol):
     def list_models(self) -> list[ModelPublic]: ...
     def delete_model(self, model_id: str) -> None: ...
 
-    def create_generation(self, request: GenerationCreate) -> GenerationPublic: ...
+    def create_generation(
+        self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()
+    ) -> GenerationPublic: ...
     def list_generations(self) -> list[GenerationPublic]: ...
     def get_generation(self, generation_id: str) -> GenerationPublic: ...
     def generation_file(self, generation_id: str, kind: str) -> Path: ...

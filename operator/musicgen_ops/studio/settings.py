@@ -28,6 +28,11 @@ class StudioSettings(BaseModel):
         description="Access token every API call must carry (printed in the start URL).",
     )
     max_upload_bytes: int = Field(DEFAULT_MAX_UPLOAD_BYTES, ge=1, description="Largest audio file accepted.")
+    max_input_bytes: int = Field(
+        20 * 1024**2,
+        ge=1,
+        description="Largest audio file sent with a generation (clip to continue, melody).",
+    )
     max_tracks_per_dataset: int = Field(1000, ge=1, description="Tracks one dataset may hold.")
     device: str = Field("auto", description="Device for training and generation (auto, cpu, cuda[:N]).")
     default_base_model: str = Field(

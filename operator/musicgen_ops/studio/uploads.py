@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from musicgen_ops.pipeline.audio import load_audio
@@ -40,8 +41,10 @@ class ParsedUpload:
     files: list[StagedFile] = field(default_factory=list)
 
 
-class _Collector:
+class PartCollector:
     """python-multipart callbacks: headers, then data of one part at a time."""
+
+    max_field_bytes = MAX_FIELD_BYTES
 
     def __init__(self, staging: Path, max_file_bytes: int) -> None:
         self.staging = staging
@@ -106,8 +109,10 @@ class _Collector:
         elif self._field is not None:
             name, value = self._field
             value.extend(chunk)
-            if len(value) > MAX_FIELD_BYTES:
-                raise InvalidInputError(f"error: form field {name!r} is longer than {MAX_FIELD_BYTES} bytes")
+            if len(value) > self.max_field_bytes:
+                raise InvalidInputError(
+                    f"error: form field {name!r} is longer than {self.max_field_bytes} bytes"
+                )
 
     def part_end(self) -> None:
         if self._file is not None:
@@ -140,16 +145,25 @@ async def receive_upload(
         InvalidInputError: not multipart, a forbidden file name, too many parts, no file.
         TooLargeError: a file over ``max_file_bytes`` (reading stops there).
     """
-    collector = _Collector(staging, max_file_bytes)
+    result = await parse_multipart(content_type, chunks, PartCollector(staging, max_file_bytes))
+    if not result.files:
+        raise InvalidInputError("error: the upload holds no file (send the audio in a 'file' field)")
+    return result
+
+
+async def parse_multipart(
+    content_type: str, chunks: AsyncIterator[bytes], collector: PartCollector
+) -> ParsedUpload:
+    """Feed a streamed multipart body to ``collector`` (which stages files and checks limits)."""
     parser = MultipartParser(boundary_of(content_type), collector.callbacks())
     try:
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
+    except MultipartParseError as err:
+        raise InvalidInputError(f"error: not a well-formed multipart body ({err})") from err
     finally:
         collector.close()
-    if not collector.result.files:
-        raise InvalidInputError("error: the upload holds no file (send the audio in a 'file' field)")
     return collector.result
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 
+from musicgen_ops.serving.audio_inputs import UPLOAD_OPENAPI, read_upload
 from musicgen_ops.serving.deps import ServiceDep
 from musicgen_ops.serving.errors import JobNotFinishedError
 from musicgen_ops.serving.schemas import (
@@ -34,7 +35,7 @@ _ERRORS = {
     for code, text in (
         (404, "Unknown trained_model_id"),
         (422, "Invalid parameters (every bad field listed)"),
-        (413, "Request body larger than the server's limit"),
+        (413, "Request body (or an uploaded audio part) larger than the server's limit"),
         (429, "Queue full: retry after Retry-After seconds"),
         (
             503,
@@ -62,27 +63,49 @@ def result_headers(result: GenerationResult) -> dict[str, str]:
     }
 
 
-@router.post(
-    "/generate",
-    response_class=Response,
-    status_code=status.HTTP_200_OK,
-    responses={
-        200: {
-            "content": {"audio/wav": {}, "audio/flac": {}},
-            "description": "The audio, metadata in X-* headers",
-        },
-        202: {"model": JobAccepted, "description": "Long request: poll the job"},
-        **_ERRORS,
+_ANSWERS: dict[int | str, dict] = {
+    200: {
+        "content": {"audio/wav": {}, "audio/flac": {}},
+        "description": "The audio, metadata in X-* headers",
     },
+    202: {"model": JobAccepted, "description": "Long request: poll the job"},
+    **_ERRORS,
+}
+ModeQuery = Query(
+    "auto", description="auto: a job for tracks longer than the server's sync limit; sync; async."
 )
+
+
+@router.post("/generate", response_class=Response, status_code=status.HTTP_200_OK, responses=_ANSWERS)
 async def generate(
     params: GenerateRequest,
     service: ServiceDep,
-    mode: Literal["auto", "sync", "async"] = Query(
-        "auto", description="auto: a job for tracks longer than the server's sync limit; sync; async."
-    ),
+    mode: Literal["auto", "sync", "async"] = ModeQuery,
 ) -> Response:
     """Generate a track: the audio file itself, or 202 with a job id for long requests."""
+    return await answer(params, service, mode)
+
+
+@router.post(
+    "/generate/upload",
+    response_class=Response,
+    status_code=status.HTTP_200_OK,
+    responses=_ANSWERS,
+    openapi_extra=UPLOAD_OPENAPI,
+)
+async def generate_upload(
+    request: Request,
+    service: ServiceDep,
+    mode: Literal["auto", "sync", "async"] = ModeQuery,
+) -> Response:
+    """Generate a track continuing an uploaded clip and/or following an uploaded melody (multipart:
+    a JSON ``parameters`` part, optional ``audio_prompt`` and ``melody`` file parts)."""
+    params = await read_upload(request.headers.get("content-type", ""), request.stream(), service.settings)
+    return await answer(params, service, mode)
+
+
+async def answer(params: GenerateRequest, service: ServiceDep, mode: str) -> Response:
+    """The audio of a short request, or 202 with a job id (``mode``, the server's sync limit)."""
     settings = service.settings
     if mode == "async" or (mode == "auto" and params.duration_seconds > settings.sync_max_seconds):
         job = service.submit_job(params)

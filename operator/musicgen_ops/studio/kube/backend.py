@@ -9,7 +9,7 @@ TrainingJob, whose status the operator fills from the run's ``progress.json``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from musicgen_ops.studio.schemas import (
     TrainingPublic,
 )
 from musicgen_ops.studio.settings import StudioSettings
+from musicgen_ops.studio.uploads import StagedFile
 
 TRAININGS = "trainingjobs"
 DATASET_LABEL = "musicgen.io/studio-dataset"
@@ -250,8 +251,10 @@ class KubernetesBackend:
         self.kube.delete(MODELS, model_id)  # the TrainedModel's deletionPolicy decides about the artifacts
 
     # generations: the serving Deployment when the model has ready pods, else GenerationRequests
-    def create_generation(self, request: GenerationCreate) -> GenerationPublic:
-        return self.generations.create(request)
+    def create_generation(
+        self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()
+    ) -> GenerationPublic:
+        return self.generations.create(request, inputs)
 
     def list_generations(self) -> list[GenerationPublic]:
         return self.generations.list()

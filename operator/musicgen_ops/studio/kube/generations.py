@@ -4,18 +4,23 @@ Served: a worker thread POSTs the generation contract's parameters to the genera
 (``mode=sync``, one pod answers with the audio) through the in-cluster Service named in the
 TrainedModel's status, with a deadline; the audio and a small record go to
 ``<artifacts>/studio/generations/<namespace>/<id>/``, so every studio replica (and a restarted one)
-finds them. Not served: a GenerationRequest, as a user would write one. A/B: the base model's clip is
+finds them. Not served: a GenerationRequest, as a user would write one. Uploaded audio (a clip to
+continue, a melody) is stored under ``<artifacts>/generation-inputs/<namespace>/``: a GenerationRequest
+names it in ``spec.audioPromptUri`` / ``spec.melodyUri`` (generate-job downloads it), a served
+generation sends the files to the generator's multipart ``/v1/generate/upload``. A/B: the base model's clip is
 a GenerationRequest with ``useBaseModel: true`` (a generator server serves its own model only), same
 prompt and seed; the fine-tuned generation names it in ``compare_id``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -31,9 +36,11 @@ from musicgen_ops.contracts.generation import MAX_SEED, GenerationParameters
 from musicgen_ops.storage import ArtifactStore, open_object, open_store
 from musicgen_ops.storage import NotFoundError as StorageNotFoundError
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
+from musicgen_ops.studio.generation_inputs import INPUT_PARTS, inputs_store, store_inputs, with_inputs
 from musicgen_ops.studio.kube.client import KubeClient
 from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationState
 from musicgen_ops.studio.settings import StudioSettings
+from musicgen_ops.studio.uploads import StagedFile
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +115,31 @@ def serving_url(model: dict[str, Any], template: str | None) -> str | None:
 
 
 def call_generator(url: str, model_id: str, params: GenerationParameters, timeout: float) -> httpx.Response:
-    """``POST <url>/v1/generate?mode=sync``: the generator's request is the contract plus the model id."""
-    body = {**params.model_dump(mode="json", exclude_none=True), "trained_model_id": model_id}
+    """``POST <url>/v1/generate?mode=sync``: the generator's request is the contract plus the model id.
+
+    With uploaded audio (``audio_prompt_uri`` / ``melody_uri`` in the studio's store) the files go as
+    parts of ``POST <url>/v1/generate/upload``: the generator reads no URI of the studio's store.
+    """
+    audio = {
+        part: params_uri for part, field in INPUT_PARTS.items() if (params_uri := getattr(params, field))
+    }
+    body = {
+        **params.model_dump(mode="json", exclude_none=True, exclude=set(INPUT_PARTS.values())),
+        "trained_model_id": model_id,
+    }
+    request: dict[str, Any] = {"json": body}
+    if audio:
+        files: dict[str, Any] = {"parameters": (None, json.dumps(body), "application/json")}
+        for part, uri in audio.items():
+            store, key = open_object(uri)
+            files[part] = (Path(key).name, store.get_bytes(key), "application/octet-stream")
+        request = {"files": files}
     try:
         response = httpx.post(
-            f"{url.rstrip('/')}/v1/generate",
+            f"{url.rstrip('/')}/v1/generate" + ("/upload" if audio else ""),
             params={"mode": "sync"},
-            json=body,
             timeout=httpx.Timeout(timeout, connect=10.0),
+            **request,
         )
     except httpx.TimeoutException as err:
         raise GeneratorError(f"error: the generator at {url} did not answer within {timeout:g} s") from err
@@ -158,7 +182,7 @@ class KubeGenerations:
         self.kube = kube
         self.records = open_store(settings.artifacts_uri).child(SERVED_PREFIX).child(kube.namespace)
 
-    def create(self, request: GenerationCreate) -> GenerationPublic:
+    def create(self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()) -> GenerationPublic:
         """A served generation when the model's Deployment has ready pods, else a GenerationRequest."""
         if not request.model_id:
             raise InvalidInputError("error: model_id: on Kubernetes a generation needs a TrainedModel")
@@ -168,6 +192,9 @@ class KubeGenerations:
             raise NotFoundError(
                 f"error: model_id: no TrainedModel {request.model_id!r} in namespace {self.kube.namespace}"
             ) from err
+        if inputs:  # stored once the caller proved access to the model; the A/B twin gets them too
+            uris = store_inputs(inputs_store(self.settings.artifacts_uri, self.kube.namespace), inputs)
+            request = with_inputs(request, uris)
         params = request.parameters
         if params.random_seed is None:  # A and B must share the seed
             params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})

@@ -6,7 +6,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from musicgen_ops.contracts.training import TrainingRecipe
 from musicgen_ops.storage import delete_model, list_models, read_manifest
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.datasets import StoreDatasets
+from musicgen_ops.studio.generation_inputs import inputs_store, store_inputs, with_inputs
 from musicgen_ops.studio.local.generation import ARTIFACT_REF, GenerationWorker
 from musicgen_ops.studio.local.state import StudioState, utc_now
 from musicgen_ops.studio.local.training import TrainingRunner, run_uri
@@ -32,6 +33,7 @@ from musicgen_ops.studio.schemas import (
     TrainingPublic,
 )
 from musicgen_ops.studio.settings import StudioSettings
+from musicgen_ops.studio.uploads import StagedFile
 
 TERMINAL_TRAINING_STATES = ("completed", "failed", "cancelled")
 
@@ -199,7 +201,9 @@ class LocalBackend:
         delete_model(self.settings.artifacts_uri, model_id)
 
     # generations
-    def create_generation(self, request: GenerationCreate) -> GenerationPublic:
+    def create_generation(
+        self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()
+    ) -> GenerationPublic:
         if request.model_id:
             manifest = read_manifest(self.settings.artifacts_uri, request.model_id)
             if manifest is None:
@@ -209,6 +213,8 @@ class LocalBackend:
             model = model_ref = base = request.base_model
         else:
             raise InvalidInputError("error: give model_id (a trained model) or base_model")
+        if inputs:  # the A/B twin gets the same clip and melody
+            request = with_inputs(request, store_inputs(inputs_store(self.settings.artifacts_uri), inputs))
         params = request.parameters
         self.generator.decoder_options(params.decoder or "encodec")  # missing MBD weights: 503 now, no row
         if params.random_seed is None:  # A and B must share the seed

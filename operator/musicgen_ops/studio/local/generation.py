@@ -14,6 +14,7 @@ from typing import Any
 
 from musicgen_ops.contracts.generation import GenerationParameters
 from musicgen_ops.studio.backend import StudioError
+from musicgen_ops.studio.generation_inputs import input_fetcher, inputs_store
 from musicgen_ops.studio.local.state import StudioState
 from musicgen_ops.studio.settings import StudioSettings
 
@@ -127,6 +128,7 @@ class GenerationWorker:
         try:
             with self._lock:
                 engine = self._engine_for(row["model_ref"], params.decoder or "encodec")
+                fetch = input_fetcher(inputs_store(self.settings.artifacts_uri), folder / "inputs")
                 (result,) = generate_to_files(
                     [params],
                     engine,
@@ -134,6 +136,8 @@ class GenerationWorker:
                     audio_paths=[folder / f"audio.{params.output_format}"],
                     spectrogram=True,
                     model_id=row["model"],
+                    fetch_melody=fetch,
+                    fetch_audio_prompt=fetch,
                 )
         except Exception as err:  # the user sees why in the generation's error
             logger.exception("generation %s failed", generation_id)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
-from musicgen_ops.studio.deps import BackendDep
+from musicgen_ops.studio.deps import BackendDep, SettingsDep
+from musicgen_ops.studio.generation_inputs import UPLOAD_OPENAPI, receive_inputs
 from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationsPublic
+from musicgen_ops.studio.uploads import StagingFolder, audio_details
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
@@ -24,6 +28,21 @@ MEDIA_TYPES = {
 def create_generation(body: GenerationCreate, backend: BackendDep) -> GenerationPublic:
     """Queue a generation; with ``compare_with_base`` the base model renders the same prompt and seed."""
     return backend.create_generation(body)
+
+
+@router.post("/upload", response_model=GenerationPublic, status_code=202, openapi_extra=UPLOAD_OPENAPI)
+async def create_generation_with_audio(
+    request: Request, backend: BackendDep, settings: SettingsDep
+) -> GenerationPublic:
+    """Queue a generation that continues an uploaded clip (``audio_prompt``) and/or follows an uploaded
+    melody (``melody``); multipart with the GenerationCreate as a JSON ``request`` part."""
+    with StagingFolder(settings.root) as staging:
+        body, files = await receive_inputs(
+            request.headers.get("content-type", ""), request.stream(), staging, settings.max_input_bytes
+        )
+        for staged in files:
+            await asyncio.to_thread(audio_details, staged)  # decodes: refused before anything is stored
+        return await asyncio.to_thread(backend.create_generation, body, files)
 
 
 @router.get("", response_model=GenerationsPublic)

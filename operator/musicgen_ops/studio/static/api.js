@@ -38,9 +38,18 @@ export async function api(path, { method = 'GET', body } = {}) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(`/api/v1${path}`, init);
+  return answerOf(await fetch(`/api/v1${path}`, init));
+}
+
+// A multipart POST (FormData: the browser streams the files and sets the boundary).
+export async function postForm(path, form) {
+  return answerOf(await fetch(`/api/v1${path}`, { method: 'POST', headers: { ...headers }, body: form }));
+}
+
+async function answerOf(response) {
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!response.ok) throw new ApiError(response.status, detailOf(response.status, data));
   return data;
 }

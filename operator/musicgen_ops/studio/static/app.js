@@ -1,5 +1,5 @@
 // The studio web app: hash-routed pages over /api/v1 (hand-written ES modules, no build step).
-import { api, backend, hasToken, mediaBlob, rememberToken, uploadTrack, trainingEvents } from './api.js';
+import { api, backend, hasToken, mediaBlob, postForm, rememberToken, uploadTrack, trainingEvents } from './api.js';
 import { drawLossChart } from './chart.js';
 import { resultCard, fillResultCard } from './audio.js';
 
@@ -316,12 +316,14 @@ async function loadGenerateForm(modelId) {
   const models = await loadModels();
   const form = $('#generate-form');
   const base = $('#train-form').base_model.value || 'facebook/musicgen-small';
-  const options = models.map((m) => new Option(`${m.model_id} (fine-tuned on ${m.base_model})`, m.model_id));
+  const option = (label, value, baseModel) => Object.assign(new Option(label, value), { title: baseModel });
+  const options = models.map((m) => option(`${m.model_id} (fine-tuned on ${m.base_model})`, m.model_id, m.base_model));
   const bases = [...new Set([...models.map((m) => m.base_model), base])];
   // On Kubernetes a base model alone renders only as the A/B twin of a TrainedModel's clip.
-  if (backend !== 'kubernetes') options.push(...bases.map((b) => new Option(`${b} (base model)`, `base:${b}`)));
+  if (backend !== 'kubernetes') options.push(...bases.map((b) => option(`${b} (base model)`, `base:${b}`, b)));
   form.model.replaceChildren(...options);
   if (modelId) form.model.value = modelId;
+  showAudioInputs(form);
   const params = state.schema.components.schemas.GenerationParameters.properties;
   for (const name of ['key', 'scale', 'decoder']) {
     const select = form[name];
@@ -345,7 +347,26 @@ async function pollGeneration(card, generationId) {
   }
 }
 
+// Melody models follow a melody; the others continue a clip (a melody model takes no audio prompt).
+function showAudioInputs(form) {
+  const melody = /melody/i.test(form.model.selectedOptions[0]?.title || '');
+  $('#g-melody').hidden = !melody;
+  $('#g-audio-prompt').hidden = melody;
+}
+
+// The generation request, as JSON, or multipart with the chosen audio files.
+function submitGeneration(form, body) {
+  const files = ['audio_prompt', 'melody']
+    .filter((name) => !form[name].closest('label').hidden && form[name].files.length);
+  if (!files.length) return api('/generations', { method: 'POST', body });
+  const data = new FormData();
+  data.append('request', JSON.stringify(body));  // a text field: a Blob would arrive as a file
+  for (const name of files) data.append(name, form[name].files[0], form[name].files[0].name);
+  return postForm('/generations/upload', data);
+}
+
 function setupGenerateForm() {
+  $('#generate-form').model.addEventListener('change', (event) => showAudioInputs(event.target.form));
   $('#generate-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const form = event.target;
@@ -363,7 +384,7 @@ function setupGenerateForm() {
     guarded(async () => {
       const status = $('#generate-status');
       status.textContent = 'generating…';
-      const generation = await api('/generations', { method: 'POST', body });
+      const generation = await submitGeneration(form, body);
       const pair = document.createElement('div');
       pair.className = 'pair';
       const main = resultCard(generation.is_base ? 'Base' : 'Fine-tuned', generation);

@@ -81,7 +81,11 @@ export async function fillResultCard(card, generation) {
   if (r) {
     const conditioning = document.createElement('p');
     conditioning.className = 'muted';
-    conditioning.textContent = `conditioned on: ${r.conditioning_text}`;
+    const inputs = [
+      generation.parameters.audio_prompt_uri && 'continues the uploaded clip',
+      generation.parameters.melody_uri && 'follows the uploaded melody',
+    ].filter(Boolean);
+    conditioning.textContent = [`conditioned on: ${r.conditioning_text}`, ...inputs].join(' · ');
     card.append(conditioning);
   }
   card.append(download);
