@@ -68,10 +68,17 @@ def test_a_typo_in_the_studio_values_fails_the_schema(render_raw):  # noqa: F811
 
 
 def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa: F811
-    options = {"maxUploadMb": 512, "directUploadMinMb": 0.5, "servingTimeoutSeconds": 90, "logLevel": "info"}
+    options = {
+        "maxUploadMb": 512,
+        "maxInputMb": 32,
+        "directUploadMinMb": 0.5,
+        "servingTimeoutSeconds": 90,
+        "logLevel": "info",
+    }
     args = studio_args(render({"studio": {"enabled": True, **options}}))
     assert {
         "--max-upload-mb=512",
+        "--max-input-mb=32",
         "--direct-upload-min-mb=0.5",
         "--serving-timeout=90",
         "--uvicorn-log-level=info",
@@ -79,10 +86,10 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     assert not [arg for arg in args if arg.startswith("--mbd")]  # the operator's MBD setting applies
     command = typer.main.get_command(cli_app).commands["studio"]
     params = command.make_context("studio", args[1:]).params
-    assert (params["max_upload_mb"], params["direct_upload_min_mb"]) == (512, 0.5)
+    assert (params["max_upload_mb"], params["max_input_mb"], params["direct_upload_min_mb"]) == (512, 32, 0.5)
     assert (params["serving_timeout"], params["log_level"]) == (90, "info")
     defaults = command.make_context("studio", studio_args(render({"studio": {"enabled": True}}))[1:]).params
-    for name in ("max_upload_mb", "direct_upload_min_mb", "serving_timeout", "log_level"):
+    for name in ("max_upload_mb", "max_input_mb", "direct_upload_min_mb", "serving_timeout", "log_level"):
         assert defaults[name] == command.make_context("studio", []).params[name], name  # same defaults
 
 
@@ -90,6 +97,7 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     ("values", "needle"),
     [
         ({"maxUploadMb": 0}, "maxUploadMb"),
+        ({"maxInputMb": 0}, "maxInputMb"),
         ({"directUploadMinMb": -1}, "directUploadMinMb"),
         ({"directUploadMinMb": "8Mi"}, "directUploadMinMb"),
         ({"servingTimeoutSeconds": 0}, "servingTimeoutSeconds"),

@@ -9,7 +9,7 @@ import typer
 
 from musicgen_ops.cli.console import exit_with_error
 from musicgen_ops.cli.options import field_option
-from musicgen_ops.studio.settings import DEFAULT_MAX_UPLOAD_BYTES, StudioSettings
+from musicgen_ops.studio.settings import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_UPLOAD_BYTES, StudioSettings
 
 
 def studio(
@@ -51,6 +51,11 @@ def studio(
         "--max-upload-mb",
         help="Largest audio file (MiB) an upload may hold.",
     ),
+    max_input_mb: float = typer.Option(
+        DEFAULT_MAX_INPUT_BYTES / 1024**2,
+        "--max-input-mb",
+        help="Largest clip to continue or melody (MiB) a generation may upload.",
+    ),
     mbd_weights: str = field_option(StudioSettings, "mbd_weights"),
     mbd_sampling_steps: int = field_option(StudioSettings, "mbd_sampling_steps", "--mbd-steps"),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
@@ -77,6 +82,7 @@ def studio(
         "direct_upload_min_bytes": int(direct_upload_min_mb * 1024**2),
         "serving_timeout_seconds": serving_timeout,
         "max_upload_bytes": int(max_upload_mb * 1024**2),
+        "max_input_bytes": int(max_input_mb * 1024**2),
         "mbd_weights": mbd_weights,
         "mbd_sampling_steps": mbd_sampling_steps,
     }

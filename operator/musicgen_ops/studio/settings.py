@@ -12,6 +12,8 @@ from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS, MBD_STEPS_HE
 
 #: Largest accepted audio file (per file, bytes).
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
+#: Largest clip to continue or melody a generation may upload.
+DEFAULT_MAX_INPUT_BYTES = 20 * 1024**2
 
 
 class StudioSettings(BaseModel):
@@ -29,7 +31,7 @@ class StudioSettings(BaseModel):
     )
     max_upload_bytes: int = Field(DEFAULT_MAX_UPLOAD_BYTES, ge=1, description="Largest audio file accepted.")
     max_input_bytes: int = Field(
-        20 * 1024**2,
+        DEFAULT_MAX_INPUT_BYTES,
         ge=1,
         description="Largest audio file sent with a generation (clip to continue, melody).",
     )
