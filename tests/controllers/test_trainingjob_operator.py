@@ -29,7 +29,7 @@ def test_create_makes_one_job_with_image_gpu_env_and_owner(cluster):
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.test/trainer:1"
     # Two GPUs on one node: one training process per GPU under torchrun.
-    assert container["command"][:2] == ["torchrun", "--nproc-per-node=2"]
+    assert container["command"][:5] == ["python", "-m", "musicgen_ops", "torchrun", "--nproc-per-node=2"]
     assert container["command"][-2:] == ["--no-python", "train-job"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["resources"]["limits"]["memory"] == "32Gi"
