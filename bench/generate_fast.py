@@ -11,6 +11,7 @@ short by ``--max-wall-s`` or a timeout still leaves its JSON.
 
     python bench/generate_fast.py --device cpu --threads 1        # CPU smoke run -> bench/results/
     python bench/generate_fast.py --device cuda                   # H100: small-random, bf16, 1/16 x 10/30 s
+    python bench/generate_fast.py --device cuda --compile         # the same, step fused by torch.compile
     bench/gpu.sh                                                  # the prepared GPU run (fast, onnx, hf)
 """
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hf-durations", default=None, help="Only these durations for hf (default: all).")
     parser.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
     parser.add_argument("--no-graphs", action="store_true", help="Fast engine without CUDA graphs.")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="Fast engine with its step fused by torch.compile (compile_step).",
+    )
     parser.add_argument("--max-wall-s", type=float, default=480.0, help="Skip cases started after this.")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: bench/results/...).")
@@ -231,6 +237,7 @@ def run(args: argparse.Namespace) -> dict:
             "repeats": args.repeats,
             "attention": args.attention,
             "cuda_graphs": args.device == "cuda" and not args.no_graphs,
+            "compile_step": args.compile,
             "sampling": {"top_k": 250, "guidance_scale": 3.0},
         },
         "machine": machine_info(args.device),
@@ -257,6 +264,7 @@ def run(args: argparse.Namespace) -> dict:
             else tuple(args.durations),
             cuda_graphs=None if not args.no_graphs else False,
             attention=args.attention,
+            compile_step=args.compile,
         )
         fast_engine = FastGenerationEngine(loaded, device=args.device, dtype=dtype, config=config)
         engines["fast"] = fast_engine
@@ -264,6 +272,8 @@ def run(args: argparse.Namespace) -> dict:
         result["fast_warmup"] = {
             "seconds": round(warm["seconds"], 3),
             "graphs": int(warm["graphs"]),
+            "compiled_steps": int(warm["compiled"]),
+            "compile_s": round(warm["compile_seconds"], 1),
             "batch_buckets": list(config.batch_buckets),
             "length_buckets_s": list(config.length_buckets_s),
             "text_buckets": list(config.text_buckets),
