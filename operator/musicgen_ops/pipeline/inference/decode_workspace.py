@@ -122,8 +122,7 @@ class DecodeWorkspace:
         self._buffers.clear()
         self._storage = {}  # free the old caches before allocating the new ones
         self._storage = {
-            "self_k": zeros(2 * batch * per_row * slots),
-            "self_v": zeros(2 * batch * per_row * slots),
+            "self_kv": zeros(2 * 2 * batch * per_row * slots),  # keys and values, stacked
             "cross_k": zeros(2 * batch * per_row * self.max_text),
             "cross_v": zeros(2 * batch * per_row * self.max_text),
         }
@@ -146,14 +145,18 @@ class DecodeWorkspace:
             n = rows * heads * length * dim
             return [flat[:n].view(rows, heads, length, dim) for flat in self._storage[name]]
 
+        n = rows * heads * slots * dim
+        self_kv = [flat[: 2 * n].view(2, rows, heads, slots, dim) for flat in self._storage["self_kv"]]
+
         buf = StepBuffers(
             batch=batch,
             tokens=torch.full((batch, k), w.start_token_id, dtype=torch.long, device=dev),
             position=torch.zeros(1, dtype=torch.long, device=dev),
             codes=torch.full((batch, k, slots), w.pad_token_id, dtype=torch.long, device=dev),
             forced=torch.full((batch, k, slots), -1, dtype=torch.long, device=dev),
-            self_k=views("self_k", slots),
-            self_v=views("self_v", slots),
+            self_kv=self_kv,
+            self_k=[kv[0] for kv in self_kv],
+            self_v=[kv[1] for kv in self_kv],
             cross_k=views("cross_k", self.max_text),
             cross_v=views("cross_v", self.max_text),
             cross_mask=torch.zeros((rows, 1, 1, self.max_text), dtype=self.dtype, device=dev),
