@@ -30,7 +30,7 @@ from benchlib import device_name, machine_info, sync
 
 ROOT = Path(__file__).resolve().parent
 PROMPTS = ["lofi hip hop beat with warm piano", "energetic rock drums and distorted guitar riff"]
-#: Aten ops that only make views or metadata (no kernel runs).
+#: Aten ops that only make views or change metadata (no kernel runs).
 VIEW_OPS = {
     "aten::alias",
     "aten::as_strided",
@@ -44,6 +44,7 @@ VIEW_OPS = {
     "aten::resolve_conj",
     "aten::resolve_neg",
     "aten::select",
+    "aten::set_",
     "aten::slice",
     "aten::squeeze",
     "aten::t",

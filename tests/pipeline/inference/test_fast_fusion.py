@@ -26,7 +26,7 @@ from tests.pipeline.inference.test_fast_engine import GREEDY, PROMPTS, hf_greedy
 ONE_BUCKET = {"batch_buckets": (2,), "length_buckets_s": (1.0,), "text_buckets": (16,)}
 VIEW_OPS = {"aten::alias", "aten::view", "aten::t", "aten::reshape", "aten::slice", "aten::squeeze"}
 VIEW_OPS |= {"aten::unsqueeze", "aten::unbind", "aten::select", "aten::expand", "aten::as_strided"}
-VIEW_OPS |= {"aten::transpose", "aten::permute", "aten::empty", "aten::empty_strided"}
+VIEW_OPS |= {"aten::transpose", "aten::permute", "aten::empty", "aten::empty_strided", "aten::set_"}
 
 needs_compiler = pytest.mark.skipif(
     step_fusion.compiler_missing() is not None,

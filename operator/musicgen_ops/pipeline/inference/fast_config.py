@@ -151,3 +151,8 @@ def validate_request(
         raise FastEngineError(f"sampling.top_k must be >= 0 (0 disables it), got {sampling.top_k}")
     if not 0.0 <= sampling.top_p <= 1.0:
         raise FastEngineError(f"sampling.top_p must be in [0, 1] (0 or 1 disable it), got {sampling.top_p}")
+
+
+def warmup_sampling(sampler: int | None) -> SamplingParams:
+    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
+    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)

@@ -4,20 +4,16 @@ Hugging Face's ``generate()`` spends most of a MusicGen step launching kernels f
 runs the decoder step of :mod:`musicgen_ops.pipeline.inference.static_decoder` over preallocated
 buffers, so every step has the same shapes and touches the same memory; on a GPU each step is captured
 once as a ``torch.cuda.CUDAGraph`` per (batch bucket, attention window, prompt bucket) and replayed,
-with no host synchronisation inside the loop. On CPU (or with ``cuda_graphs=False``) the very same
-step runs eagerly, which is how the tests prove it matches ``generate()`` token for token.
+with no host synchronisation inside the loop (``compile_step``: the graph replays the step fused by
+``torch.compile``). On CPU (or with ``cuda_graphs=False``) the same step runs eagerly, which is how the
+tests prove it matches ``generate()`` token for token. A code prefix (``prefix_codes``) goes through the
+decoder in one causal forward that fills the cache, as ``generate()`` does for ``decoder_input_ids``.
 
-A code prefix (``prefix_codes``, continuing a window or an audio prompt) goes through the decoder in one
-causal forward that fills the cache (as ``generate()`` does for ``decoder_input_ids``); steps start after it.
-
-Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
-padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
-position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
-request read less of the cache; eager steps, without graphs, attend over the filled slots rounded up to
-64, so their cost grows with the position, not the bucket); the prompt's tokens are padded to the
-smallest prompt bucket.
-Call :meth:`FastGenerationEngine.warmup` before serving: it captures every bucket's graphs, so nothing
-is captured (or compiled) at request time.
+Buckets: ``B`` prompts run in the smallest batch bucket ``>= B`` (extra rows are padding); the
+``num_frames + K - 1`` steps must fit the longest length bucket; a step at position ``s`` attends over
+the smallest bucket window ``> s`` (plain eager steps: the filled slots rounded up to 64); prompts are
+padded to the smallest prompt bucket. Call :meth:`FastGenerationEngine.warmup` before serving: it
+captures (and compiles) every bucket, so nothing is captured or compiled at request time.
 """
 
 from __future__ import annotations
@@ -44,6 +40,7 @@ from musicgen_ops.pipeline.inference.fast_config import (
     plain_musicgen,
     torch_dtype,
     validate_request,
+    warmup_sampling,
 )
 from musicgen_ops.pipeline.inference.fast_io import codes_to_audio, encode_text, stream_audio
 from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
@@ -174,7 +171,7 @@ class FastGenerationEngine:
                         for sampler in ws.samplers:  # topk for top_k <= top_k_candidates, else sort
                             if self.use_graphs:
                                 ws.graph(buf, window, text, late=False, sampler=sampler)
-                            ws.reset(buf, num_frames=1, sampling=_warmup_sampling(sampler))
+                            ws.reset(buf, num_frames=1, sampling=warmup_sampling(sampler))
                             ws.step(buf, window, text, late=False)
             self._sync()
         seconds = time.perf_counter() - started
@@ -406,8 +403,3 @@ class FastGenerationEngine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _warmup_sampling(sampler: int | None) -> SamplingParams:
-    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
-    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)

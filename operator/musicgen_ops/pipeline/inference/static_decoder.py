@@ -215,8 +215,9 @@ def decoder_logits(
         h = F.layer_norm(x, (hidden,), layer.self_ln_w, layer.self_ln_b, layer.eps)
         qkv = F.linear(h, layer.qkv_w).view(rows, 3, heads, 1, head_dim)
         q = qkv[:, 0]  # [rows, heads, 1, head_dim]
-        buf.self_kv[i].index_copy_(3, buf.position, qkv[:, 1:].transpose(0, 1))  # keys and values at once
-        a = _attend(q, buf.self_k[i][:, :, :window], buf.self_v[i][:, :, :window], self_mask, impl)
+        kv = buf.self_kv[i]  # not self_k/self_v: views of it would reach torch.compile as aliased inputs
+        kv.index_copy_(3, buf.position, qkv[:, 1:].transpose(0, 1))  # keys and values in one copy
+        a = _attend(q, kv[0, :, :, :window], kv[1, :, :, :window], self_mask, impl)
         x = torch.addmm(x, a.reshape(rows, hidden), layer.self_out_w.t())
 
         h = F.layer_norm(x, (hidden,), layer.cross_ln_w, layer.cross_ln_b, layer.eps)
