@@ -11,6 +11,7 @@ short by ``--max-wall-s`` or a timeout still leaves its JSON.
 
     python bench/generate_fast.py --device cpu --threads 1        # CPU smoke run -> bench/results/
     python bench/generate_fast.py --device cuda                   # H100: small-random, bf16, 1/16 x 10/30 s
+    python bench/generate_fast.py --device cuda --compile         # the same, step fused by torch.compile
     bench/gpu.sh                                                  # the prepared GPU run (fast, onnx, hf)
 """
 
@@ -62,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hf-durations", default=None, help="Only these durations for hf (default: all).")
     parser.add_argument("--attention", choices=("sdpa", "math"), default="sdpa")
     parser.add_argument("--no-graphs", action="store_true", help="Fast engine without CUDA graphs.")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="Fast engine, step fused by torch.compile (compile_step); buckets: the batches, 32 tokens.",
+    )
     parser.add_argument("--max-wall-s", type=float, default=480.0, help="Skip cases started after this.")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default: bench/results/...).")
@@ -231,6 +237,7 @@ def run(args: argparse.Namespace) -> dict:
             "repeats": args.repeats,
             "attention": args.attention,
             "cuda_graphs": args.device == "cuda" and not args.no_graphs,
+            "compile_step": args.compile,
             "sampling": {"top_k": 250, "guidance_scale": 3.0},
         },
         "machine": machine_info(args.device),
@@ -250,13 +257,16 @@ def run(args: argparse.Namespace) -> dict:
     loaded.model.to(args.device, dtype)
     fast_engine = None
     if "fast" in args.engines:
+        # Fused: only the measured batches and one prompt bucket, so compiling stays bounded.
         config = FastEngineConfig(
-            batch_buckets=tuple(sorted({1, 2, 4, 8, 16, *args.batches})),
+            batch_buckets=tuple(sorted({*args.batches} if args.compile else {1, 2, 4, 8, 16, *args.batches})),
+            text_buckets=(32,) if args.compile else FastEngineConfig.text_buckets,
             length_buckets_s=tuple(sorted({10.0, 20.0, 30.0, *args.durations}))
             if args.device == "cuda"
             else tuple(args.durations),
             cuda_graphs=None if not args.no_graphs else False,
             attention=args.attention,
+            compile_step=args.compile,
         )
         fast_engine = FastGenerationEngine(loaded, device=args.device, dtype=dtype, config=config)
         engines["fast"] = fast_engine
@@ -264,6 +274,8 @@ def run(args: argparse.Namespace) -> dict:
         result["fast_warmup"] = {
             "seconds": round(warm["seconds"], 3),
             "graphs": int(warm["graphs"]),
+            "compiled_steps": int(warm["compiled"]),
+            "compile_s": round(warm["compile_seconds"], 1),
             "batch_buckets": list(config.batch_buckets),
             "length_buckets_s": list(config.length_buckets_s),
             "text_buckets": list(config.text_buckets),

@@ -7,12 +7,24 @@
 #
 #   bench/gpu.sh              # -> bench/results/<date>-<gpu>.json
 #   bench/gpu.sh --dry-run    # the same script on CPU with the tiny model (checks the plumbing, ~1 min)
+#   bench/gpu.sh --fusion     # fast-engine step unfused vs fused by torch.compile (issue 19): ms/step and
+#                             # CUDA kernels/step, small-random bf16 batch 4, 10 s bucket -> step_fusion-<gpu>-*.json
+#                             # (budget: under 5 minutes, most of it compiling); --fusion --dry-run: tiny, CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/operator${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON="${PYTHON:-python}"
 if [[ "$PYTHON" == python && -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; fi
 
+if [[ "${1:-}" == "--fusion" ]]; then
+    shift
+    if [[ "${1:-}" == "--dry-run" ]]; then
+        shift
+        exec "$PYTHON" bench/step_fusion.py --device cpu --threads 1 \
+            --output "${TMPDIR:-/tmp}/step-fusion-dry-run.json" "$@"
+    fi
+    exec timeout 300 "$PYTHON" bench/step_fusion.py --device cuda "$@"
+fi
 if [[ "${1:-}" == "--dry-run" ]]; then
     shift
     exec "$PYTHON" bench/generate_fast.py --device cpu --preset tiny-random --threads 1 \

@@ -4,7 +4,8 @@ One set of caches, sized for the largest batch bucket and the longest length buc
 every bucket (requests run one at a time under the engine's lock): batch bucket ``b`` sees the first
 ``2 * b`` rows as contiguous views. Each (batch bucket, attention window, prompt bucket, sampler) gets one
 captured ``torch.cuda.CUDAGraph`` of :func:`~musicgen_ops.pipeline.inference.static_decoder.decode_step`,
-all in one memory pool; on CPU the same step runs eagerly.
+all in one memory pool; on CPU the same step runs eagerly. With ``fuse`` the step is compiled per bucket
+(:class:`~musicgen_ops.pipeline.inference.step_fusion.FusedStep`) before its graph is captured.
 
 Samplers: a request with ``0 < top_k <= top_k_candidates`` ranks only the ``top_k_candidates`` largest
 scores with ``torch.topk`` (a fixed shape, whatever its own k); ``top_k`` off or larger sorts the whole
@@ -22,10 +23,10 @@ from musicgen_ops.pipeline.inference.base import SamplingParams
 from musicgen_ops.pipeline.inference.static_decoder import (
     DecoderWeights,
     StepBuffers,
-    decode_step,
     prefill,
     sinusoidal_positions,
 )
+from musicgen_ops.pipeline.inference.step_fusion import FusedStep
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class DecodeWorkspace:
         attention: ``sdpa`` or ``math`` (see ``decode_step``).
         use_graphs: capture and replay CUDA graphs instead of running steps eagerly.
         top_k_candidates: scores ranked with ``torch.topk`` when a request's top_k fits (0: always sort).
+        fuse: compile the step with ``torch.compile`` (see :class:`FusedStep`).
+        compile_mode: ``torch.compile`` mode when fusing.
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class DecodeWorkspace:
         attention: str,
         use_graphs: bool,
         top_k_candidates: int = 0,
+        fuse: bool = False,
+        compile_mode: str = "default",
     ) -> None:
         self.weights = weights
         self.device = weights.embed.device
@@ -58,6 +63,8 @@ class DecodeWorkspace:
         self.noise_window = noise_window
         self.attention = attention
         self.use_graphs = use_graphs
+        #: The step function: ``decode_step``, compiled per bucket when fusing.
+        self.run_step = FusedStep(fuse, compile_mode)
         vocab = weights.vocab_size
         self.top_k_candidates = top_k_candidates if 0 < top_k_candidates < vocab else None
         #: The samplers graphs are captured for: ``top_k_candidates`` (topk) and ``None`` (full sort).
@@ -87,8 +94,11 @@ class DecodeWorkspace:
 
     @property
     def tensors(self) -> list[torch.Tensor]:
-        """The caches (for memory accounting)."""
-        return [t for group in self._storage.values() for t in group]
+        """The decoder's weights and the caches (for memory accounting)."""
+        w = self.weights
+        weights = [w.embed, w.heads, w.final_ln_w, w.final_ln_b]
+        weights += [t for layer in w.layers for t in vars(layer).values() if isinstance(t, torch.Tensor)]
+        return weights + [t for group in self._storage.values() for t in group]
 
     def ensure(self, batch: int, slots: int) -> None:
         """Make the caches hold ``batch`` rows of ``slots`` positions; growing drops buffers and graphs."""
@@ -112,8 +122,7 @@ class DecodeWorkspace:
         self._buffers.clear()
         self._storage = {}  # free the old caches before allocating the new ones
         self._storage = {
-            "self_k": zeros(2 * batch * per_row * slots),
-            "self_v": zeros(2 * batch * per_row * slots),
+            "self_kv": zeros(2 * 2 * batch * per_row * slots),  # keys and values, stacked
             "cross_k": zeros(2 * batch * per_row * self.max_text),
             "cross_v": zeros(2 * batch * per_row * self.max_text),
         }
@@ -136,14 +145,18 @@ class DecodeWorkspace:
             n = rows * heads * length * dim
             return [flat[:n].view(rows, heads, length, dim) for flat in self._storage[name]]
 
+        n = rows * heads * slots * dim
+        self_kv = [flat[: 2 * n].view(2, rows, heads, slots, dim) for flat in self._storage["self_kv"]]
+
         buf = StepBuffers(
             batch=batch,
             tokens=torch.full((batch, k), w.start_token_id, dtype=torch.long, device=dev),
             position=torch.zeros(1, dtype=torch.long, device=dev),
             codes=torch.full((batch, k, slots), w.pad_token_id, dtype=torch.long, device=dev),
             forced=torch.full((batch, k, slots), -1, dtype=torch.long, device=dev),
-            self_k=views("self_k", slots),
-            self_v=views("self_v", slots),
+            self_kv=self_kv,
+            self_k=[kv[0] for kv in self_kv],
+            self_v=[kv[1] for kv in self_kv],
             cross_k=views("cross_k", self.max_text),
             cross_v=views("cross_v", self.max_text),
             cross_mask=torch.zeros((rows, 1, 1, self.max_text), dtype=self.dtype, device=dev),
@@ -200,12 +213,12 @@ class DecodeWorkspace:
         buf.position.fill_(length)
         return length
 
-    def step(self, buf: StepBuffers, window: int, text: int) -> None:
-        """Run one decode step: replay its graph, or run it eagerly."""
+    def step(self, buf: StepBuffers, window: int, text: int, *, late: bool = True) -> None:
+        """Run one decode step: replay its graph, or run it eagerly (``late``: while serving)."""
         if self.use_graphs:
-            self.graph(buf, window, text, late=True).replay()
+            self.graph(buf, window, text, late=late).replay()
         else:
-            decode_step(self.weights, buf, window, text, self.attention, self.candidates)
+            self.run_step(self.weights, buf, window, text, self.attention, self.candidates, late=late)
 
     def graph(
         self, buf: StepBuffers, window: int, text: int, *, late: bool, sampler: int | None | str = "current"
@@ -227,8 +240,8 @@ class DecodeWorkspace:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
-            for _ in range(2):  # initialise cuBLAS / attention workspaces outside the capture
-                decode_step(self.weights, buf, window, text, self.attention, candidates)
+            for _ in range(2):  # compile (when fusing), initialise cuBLAS / attention workspaces
+                self.run_step(self.weights, buf, window, text, self.attention, candidates, late=late)
                 buf.position.copy_(start)
         torch.cuda.current_stream(self.device).wait_stream(side)
         if self._pool is None:
@@ -236,7 +249,7 @@ class DecodeWorkspace:
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (the server) may use CUDA while a late capture runs.
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            decode_step(self.weights, buf, window, text, self.attention, candidates)
+            self.run_step(self.weights, buf, window, text, self.attention, candidates)
         self._graphs[key] = graph
         self.captures += 1
         return graph

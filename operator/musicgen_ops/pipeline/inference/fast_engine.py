@@ -4,20 +4,16 @@ Hugging Face's ``generate()`` spends most of a MusicGen step launching kernels f
 runs the decoder step of :mod:`musicgen_ops.pipeline.inference.static_decoder` over preallocated
 buffers, so every step has the same shapes and touches the same memory; on a GPU each step is captured
 once as a ``torch.cuda.CUDAGraph`` per (batch bucket, attention window, prompt bucket) and replayed,
-with no host synchronisation inside the loop. On CPU (or with ``cuda_graphs=False``) the very same
-step runs eagerly, which is how the tests prove it matches ``generate()`` token for token.
+with no host synchronisation inside the loop (``compile_step``: the graph replays the step fused by
+``torch.compile``). On CPU (or with ``cuda_graphs=False``) the same step runs eagerly, which is how the
+tests prove it matches ``generate()`` token for token. A code prefix (``prefix_codes``) goes through the
+decoder in one causal forward that fills the cache, as ``generate()`` does for ``decoder_input_ids``.
 
-A code prefix (``prefix_codes``, continuing a window or an audio prompt) goes through the decoder in one
-causal forward that fills the cache (as ``generate()`` does for ``decoder_input_ids``); steps start after it.
-
-Buckets: a request with ``B`` prompts runs in the smallest batch bucket ``>= B`` (extra rows are
-padding, discarded); its ``num_frames + K - 1`` steps must fit the longest length bucket; a step at
-position ``s`` attends over the smallest length bucket's cache window ``> s`` (so early steps of a long
-request read less of the cache; eager steps, without graphs, attend over the filled slots rounded up to
-64, so their cost grows with the position, not the bucket); the prompt's tokens are padded to the
-smallest prompt bucket.
-Call :meth:`FastGenerationEngine.warmup` before serving: it captures every bucket's graphs, so nothing
-is captured (or compiled) at request time.
+Buckets: ``B`` prompts run in the smallest batch bucket ``>= B`` (extra rows are padding); the
+``num_frames + K - 1`` steps must fit the longest length bucket; a step at position ``s`` attends over
+the smallest bucket window ``> s`` (plain eager steps: the filled slots rounded up to 64); prompts are
+padded to the smallest prompt bucket. Call :meth:`FastGenerationEngine.warmup` before serving: it
+captures (and compiles) every bucket, so nothing is captured or compiled at request time.
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ import torch
 from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -43,7 +39,10 @@ from musicgen_ops.pipeline.inference.fast_config import (
     item_seeds,
     plain_musicgen,
     torch_dtype,
+    validate_request,
+    warmup_sampling,
 )
+from musicgen_ops.pipeline.inference.fast_io import codes_to_audio, encode_text, stream_audio
 from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 from musicgen_ops.pipeline.inference.static_decoder import DecoderWeights, StepBuffers, fill_cross_attention
 
@@ -122,7 +121,12 @@ class FastGenerationEngine:
             attention=self.config.attention,
             use_graphs=self.use_graphs,
             top_k_candidates=self.config.top_k_candidates,
+            fuse=self.config.compile_step,
+            compile_mode=self.config.compile_mode,
         )
+        #: Steps run over the bucket windows, fixed shapes, as graphs do: with graphs, or when fused
+        #: (one compilation per window); plain eager steps attend over the filled slots only.
+        self.fixed_windows = self.use_graphs or self.workspace.run_step.active
         self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
 
     # ----------------------------------------------------------------------------------- public API
@@ -135,10 +139,7 @@ class FastGenerationEngine:
     def memory_bytes(self) -> int:
         """Bytes of the tensors this engine holds on its device (weights, codec, encoder, buffers)."""
         tensors = [*self.model.text_encoder.parameters(), *self.model.audio_encoder.parameters()]
-        w = self.weights
-        tensors += [w.embed, w.heads, w.final_ln_w, w.final_ln_b]
-        tensors += [t for layer in w.layers for t in vars(layer).values() if isinstance(t, torch.Tensor)]
-        tensors += self.workspace.tensors
+        tensors += self.workspace.tensors  # decoder weights and caches
         seen: dict[int, int] = {}
         for t in tensors:
             if t.device == self.device:
@@ -156,8 +157,9 @@ class FastGenerationEngine:
         return self.workspace.late_captures
 
     def warmup(self) -> dict[str, float]:
-        """Allocate every buffer and capture every bucket's CUDA graphs (run one eager step per bucket
-        on CPU). Returns ``{"seconds": ..., "graphs": ...}``; call before reporting ready."""
+        """Allocate every buffer, compile every bucket's step (``compile_step``) and capture its CUDA
+        graph (run one eager step per bucket on CPU). Returns ``{"seconds", "graphs", "compiled",
+        "compile_seconds"}``; call before reporting ready."""
         started = time.perf_counter()
         ws = self.workspace
         with self._lock, torch.inference_mode():
@@ -169,12 +171,19 @@ class FastGenerationEngine:
                         for sampler in ws.samplers:  # topk for top_k <= top_k_candidates, else sort
                             if self.use_graphs:
                                 ws.graph(buf, window, text, late=False, sampler=sampler)
-                            ws.reset(buf, num_frames=1, sampling=_warmup_sampling(sampler))
-                            ws.step(buf, window, text)
+                            ws.reset(buf, num_frames=1, sampling=warmup_sampling(sampler))
+                            ws.step(buf, window, text, late=False)
             self._sync()
         seconds = time.perf_counter() - started
-        logger.info("fast engine warm: %d graphs in %.1f s on %s", self.captures, seconds, self.device)
-        return {"seconds": seconds, "graphs": float(self.captures)}
+        compiled, compiling = len(ws.run_step.compiled), ws.run_step.compile_seconds
+        logger.info("fast engine warm: %d graphs, %d fused steps", self.captures, compiled)
+        logger.info("fast engine warm in %.1f s (compiling %.1f s) on %s", seconds, compiling, self.device)
+        return {
+            "seconds": seconds,
+            "graphs": self.captures,
+            "compiled": compiled,
+            "compile_seconds": compiling,
+        }
 
     def generate(
         self,
@@ -247,26 +256,14 @@ class FastGenerationEngine:
     def _validate(
         self, prompts: list[str], num_frames: int, sampling: SamplingParams, prefix_frames: int = 0
     ) -> None:
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise FastEngineError("prompts must be a non-empty list of strings")
-        steps = prefix_frames + num_frames + self.delay_span
-        if num_frames < 1 or steps > self.windows[-1]:
-            capacity = self.windows[-1] - self.delay_span - prefix_frames
-            raise FastEngineError(
-                f"num_frames={num_frames} is outside 1..{capacity} (the longest length bucket, "
-                f"{self.config.length_buckets_s[-1]} s, less {prefix_frames} prefix frames); "
-                "raise FastEngineConfig.length_buckets_s"
-            )
-        if sampling.do_sample and sampling.temperature <= 0:
-            raise FastEngineError(
-                f"sampling.temperature must be > 0 when sampling, got {sampling.temperature}"
-            )
-        if sampling.top_k < 0:
-            raise FastEngineError(f"sampling.top_k must be >= 0 (0 disables it), got {sampling.top_k}")
-        if not 0.0 <= sampling.top_p <= 1.0:
-            raise FastEngineError(
-                f"sampling.top_p must be in [0, 1] (0 or 1 disable it), got {sampling.top_p}"
-            )
+        validate_request(
+            prompts,
+            num_frames,
+            sampling,
+            capacity=self.windows[-1] - self.delay_span - prefix_frames,
+            longest_s=self.config.length_buckets_s[-1],
+            prefix_frames=prefix_frames,
+        )
 
     def generate_stream(
         self,
@@ -278,34 +275,17 @@ class FastGenerationEngine:
         chunk_frames: int = 50,
         lookahead_frames: int = 8,
     ) -> Iterator[np.ndarray]:
-        """Yield float32 audio ``[B, samples]`` while generating: about every ``chunk_frames`` frames.
-
-        Each time ``chunk_frames`` more frames are complete, the codes so far are decoded and the audio
-        up to ``lookahead_frames`` before the newest frame is yielded (the codec's convolutions look
-        ahead, so the newest samples change once later frames exist); the last chunk ends the audio.
-        Concatenated, the chunks equal ``generate()``'s audio for the same seeds (up to float rounding).
-        """
-        self._validate(prompts, num_frames, sampling)
-        if len(prompts) > self.config.batch_buckets[-1]:
-            raise FastEngineError(
-                f"{len(prompts)} prompts exceed the largest batch bucket ({self.config.batch_buckets[-1]}) "
-                "for streaming; use generate() or fewer prompts"
-            )
-        if chunk_frames < 1 or lookahead_frames < 0:
-            raise FastEngineError(
-                f"need chunk_frames >= 1 and lookahead_frames >= 0, got {chunk_frames}, {lookahead_frames}"
-            )
-        seeds = list(seeds) if seeds is not None else item_seeds(sampling, len(prompts))
-        if len(seeds) != len(prompts):
-            raise FastEngineError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
-        emitted = 0
-        for codes, timings in self._run(prompts, seeds, num_frames, sampling, every=chunk_frames):
-            done = codes.shape[-1]
-            end = done if timings is not None else max(0, done - lookahead_frames)
-            if end > emitted:
-                audio = self._decode_audio(codes[..., :done], done, seeds)
-                yield audio[..., emitted * self.hop_length : end * self.hop_length]
-                emitted = end
+        """Yield float32 audio ``[B, samples]`` while generating: about every ``chunk_frames`` frames
+        (see :func:`~musicgen_ops.pipeline.inference.fast_io.stream_audio`)."""
+        yield from stream_audio(
+            self,
+            prompts,
+            num_frames=num_frames,
+            sampling=sampling,
+            seeds=seeds,
+            chunk_frames=chunk_frames,
+            lookahead_frames=lookahead_frames,
+        )
 
     def _generate_chunk(
         self,
@@ -380,7 +360,7 @@ class FastGenerationEngine:
     ) -> tuple[StepBuffers, int, list[int], float]:
         """Encode the prompts into the batch bucket's buffers; returns them, the prompt bucket, the
         attention window of every step and the seconds spent capturing graphs (0 after warm-up)."""
-        states, mask = self._encode(prompts, batch)
+        states, mask = encode_text(self.model, self.processor, prompts, batch, self.device, self.dtype)
         text = next((t for t in self.config.text_buckets if t >= states.shape[1]), None)
         if text is None:
             raise FastEngineError(
@@ -388,7 +368,7 @@ class FastGenerationEngine:
                 f"({self.config.text_buckets[-1]}); shorten it or raise FastEngineConfig.text_buckets"
             )
         windows = [next(w for w in self.windows if w > s) for s in range(steps)]
-        if not self.use_graphs:  # eager steps need no fixed shapes: attend over the slots filled so far
+        if not self.fixed_windows:  # eager steps need no fixed shapes: attend over the slots filled so far
             windows = [
                 min(w, math.ceil((s + 1) / _CACHE_ALIGN) * _CACHE_ALIGN) for s, w in enumerate(windows)
             ]
@@ -407,34 +387,15 @@ class FastGenerationEngine:
         fill_cross_attention(self.weights, buf, states, mask)
         return buf, text, windows, capture
 
-    def _encode(self, prompts: list[str], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder states ``[2 * batch, T, hidden]`` (conditional rows, padding rows, then zeros for the
-        unconditional half) and their attention mask, as ``generate()`` feeds cross-attention."""
-        inputs = self.processor(text=prompts, padding=True, return_tensors="pt").to(self.device)
-        attention = inputs["attention_mask"]
-        states = self.model.text_encoder(
-            input_ids=inputs["input_ids"], attention_mask=attention
-        ).last_hidden_state
-        if getattr(self.model, "enc_to_dec_proj", None) is not None:
-            states = self.model.enc_to_dec_proj(states)
-        states = (states * attention[..., None]).to(self.dtype)
-        rows, length = 2 * batch, states.shape[1]
-        full = states.new_zeros((rows, length, states.shape[2]))
-        full[: len(prompts)] = states
-        full_mask = attention.new_zeros((rows, length))
-        full_mask[: len(prompts)] = attention
-        return full, full_mask
-
     def _decode_audio(self, codes: torch.Tensor, num_frames: int, seeds: Sequence[int]) -> np.ndarray:
-        """``[B, K, frames]`` codes through the engine's decoder to float32 ``[B, samples]`` (mono) or
-        ``[B, 2, samples]`` (stereo)."""
-        values = decode_codes(self.decoder, codes, seeds)
-        samples = num_frames * self.hop_length
-        audio = values[:, :, :samples].cpu().numpy()
-        audio = audio[:, 0] if self.audio_channels == 1 else audio
-        if audio.shape[-1] != samples:
-            raise RuntimeError(f"codec returned {audio.shape[-1]} samples, expected {samples}")
-        return np.ascontiguousarray(audio, dtype=np.float32)
+        return codes_to_audio(
+            self.decoder,
+            codes,
+            num_frames,
+            seeds,
+            hop_length=self.hop_length,
+            audio_channels=self.audio_channels,
+        )
 
     def _generators(self, seeds: list[int]) -> list[torch.Generator]:
         return [torch.Generator(device=self.device).manual_seed(int(s) % SEED_MODULUS) for s in seeds]
@@ -442,8 +403,3 @@ class FastGenerationEngine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-
-def _warmup_sampling(sampler: int | None) -> SamplingParams:
-    """Settings whose steps run ``sampler`` (a top-k within the candidates, or no top-k: a full sort)."""
-    return SamplingParams(do_sample=True, guidance_scale=3.0, top_k=sampler or 0)

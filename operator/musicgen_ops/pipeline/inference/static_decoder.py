@@ -142,7 +142,8 @@ class StepBuffers:
     """Every tensor one decode step reads or writes, for one batch bucket (``batch`` conditional rows).
 
     The self-attention caches are ``[2 * batch, heads, max_len, head_dim]`` (conditional rows first,
-    then unconditional, as Hugging Face stacks them for guidance); cross-attention keys/values are
+    then unconditional, as Hugging Face stacks them for guidance), a layer's keys and values stacked in
+    one tensor so a step writes both with one copy; cross-attention keys/values are
     ``[2 * batch, heads, max_text, head_dim]``. Scalar sampling settings are 0-d tensors so one
     captured graph serves every request.
     """
@@ -152,8 +153,9 @@ class StepBuffers:
     position: torch.Tensor  # [1] long: the next step's position (also the delayed-code index it writes)
     codes: torch.Tensor  # [batch, K, max_len] long: delayed codes written so far
     forced: torch.Tensor  # [batch, K, max_len] long: a code prefix's delayed codes, -1 where steps choose
-    self_k: list[torch.Tensor]
-    self_v: list[torch.Tensor]
+    self_kv: list[torch.Tensor]  # per layer [2, 2 * batch, heads, max_len, head_dim]: keys, then values
+    self_k: list[torch.Tensor]  # self_kv[i][0]
+    self_v: list[torch.Tensor]  # self_kv[i][1]
     cross_k: list[torch.Tensor]
     cross_v: list[torch.Tensor]
     cross_mask: torch.Tensor  # [2 * batch, 1, 1, max_text] additive mask in the compute dtype
@@ -212,10 +214,10 @@ def decoder_logits(
     for i, layer in enumerate(w.layers):
         h = F.layer_norm(x, (hidden,), layer.self_ln_w, layer.self_ln_b, layer.eps)
         qkv = F.linear(h, layer.qkv_w).view(rows, 3, heads, 1, head_dim)
-        q, k, v = qkv.unbind(1)  # [rows, heads, 1, head_dim] each
-        buf.self_k[i].index_copy_(2, buf.position, k)
-        buf.self_v[i].index_copy_(2, buf.position, v)
-        a = _attend(q, buf.self_k[i][:, :, :window], buf.self_v[i][:, :, :window], self_mask, impl)
+        q = qkv[:, 0]  # [rows, heads, 1, head_dim]
+        kv = buf.self_kv[i]  # not self_k/self_v: views of it would reach torch.compile as aliased inputs
+        kv.index_copy_(3, buf.position, qkv[:, 1:].transpose(0, 1))  # keys and values in one copy
+        a = _attend(q, kv[0, :, :, :window], kv[1, :, :, :window], self_mask, impl)
         x = torch.addmm(x, a.reshape(rows, hidden), layer.self_out_w.t())
 
         h = F.layer_norm(x, (hidden,), layer.cross_ln_w, layer.cross_ln_b, layer.eps)
