@@ -26,7 +26,7 @@ from benchlib import machine_info, sync, write_results
 from musicgen_ops.pipeline.inference.decoders.mbd import MultiBandDiffusionDecoder
 from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import TINY_UNET, build_random_bands
 from musicgen_ops.pipeline.inference.decoders.mbd_unet import UnetConfig, count_parameters
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 
 BASIC_UNET = UnetConfig(hidden=48, depth=4, stride=4, kernel=8, growth=4.0, emb_all_layers=True)
 

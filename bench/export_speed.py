@@ -45,7 +45,7 @@ def main() -> None:
     from musicgen_ops.pipeline.export.exporter import MusicGenExporter
     from musicgen_ops.pipeline.inference.base import SamplingParams
     from musicgen_ops.pipeline.inference.onnx_engine import ONNXInferenceEngine
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     if args.threads:
         torch.set_num_threads(args.threads)

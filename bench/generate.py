@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     from musicgen_ops.pipeline.inference.fast_engine import FastGenerationEngine
     from musicgen_ops.pipeline.inference.onnx_engine import ONNXInferenceEngine
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     memory: dict[str, float] = {"start": rss_mib()}
     started = time.perf_counter()

@@ -218,7 +218,7 @@ def open_onnx(loaded, args, result: dict, workdir: Path):
 
 def run(args: argparse.Namespace) -> dict:
     from musicgen_ops.pipeline.inference.fast_engine import FastEngineConfig, FastGenerationEngine
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     started = time.perf_counter()
     if args.threads:

@@ -25,7 +25,7 @@ from benchlib import machine_info, sync
 
 from musicgen_ops.pipeline.generation.windowing import generate_windowed, num_samples_for, window_frames_for
 from musicgen_ops.pipeline.inference.base import SamplingParams
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 
 ROOT = Path(__file__).resolve().parent
 

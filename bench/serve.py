@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     from musicgen_ops.contracts.environment import ServeEnvironment
     from musicgen_ops.pipeline.inference.torch_engine import TorchEngine
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
     from musicgen_ops.serving.service import GenerationService
 
     started = time.perf_counter()

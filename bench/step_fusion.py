@@ -175,7 +175,7 @@ def greedy_codes(engine, frames: int):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     started = time.perf_counter()
     if args.threads:

@@ -78,7 +78,7 @@ def timed_steps(args: argparse.Namespace) -> dict:
 
     import torch.distributed as dist
 
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
     from musicgen_ops.pipeline.training.lora import apply_lora, parameter_counts
     from musicgen_ops.pipeline.training.steps import check_precision, compute_loss, model_inputs
 

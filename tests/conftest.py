@@ -26,7 +26,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model():
     """The tiny random MusicGen (model + processor), built once per session. Do not train it in place."""
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     return build_random_musicgen("tiny-random")
 
@@ -34,7 +34,7 @@ def tiny_model():
 @pytest.fixture
 def fresh_tiny_model():
     """A tiny random MusicGen of its own, for tests that change weights."""
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     return build_random_musicgen("tiny-random")
 
@@ -48,7 +48,7 @@ def trained_model_dir(tmp_path_factory):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     loaded = build_random_musicgen("tiny-random")
     peft_model = get_peft_model(loaded.model, LoraConfig(r=8, target_modules=LORA_TARGETS))

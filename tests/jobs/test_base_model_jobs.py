@@ -12,7 +12,8 @@ from musicgen_ops.contracts.environment import GenerateJobEnvironment, TrainJobE
 from musicgen_ops.contracts.generation import GenerationParameters
 from musicgen_ops.contracts.training import TrainingParameters
 from musicgen_ops.jobs import generate_job, train_job
-from musicgen_ops.pipeline.models import build_random_musicgen, set_base_model_resolver
+from musicgen_ops.pipeline.models import set_base_model_resolver
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.storage import open_store, read_manifest
 from musicgen_ops.storage.base_models import CACHE_ENV, mirror_base_model
 from tests.jobs.test_train_job import job_env, raw_dataset  # noqa: F401 - the module-scoped dataset fixture

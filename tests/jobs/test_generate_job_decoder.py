@@ -16,7 +16,8 @@ from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
     build_random_bands,
     save_mbd_checkpoint,
 )
-from musicgen_ops.pipeline.models import build_random_musicgen, set_base_model_resolver
+from musicgen_ops.pipeline.models import set_base_model_resolver
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.storage import publish_model
 
 

@@ -22,7 +22,8 @@ from musicgen_ops.pipeline.melody import (
     melody_checkpoint_error,
     melody_for_window,
 )
-from musicgen_ops.pipeline.models import build_random_musicgen, load_base_model
+from musicgen_ops.pipeline.models import load_base_model
+from musicgen_ops.pipeline.presets import build_random_musicgen
 
 RATE = 32_000
 
@@ -114,9 +115,9 @@ def test_medium_shaped_checkpoint_loads_with_its_projection(tmp_path):
     """musicgen-medium/-large have a text encoder narrower than the decoder (enc_to_dec_proj): it loads."""
     from transformers import MusicgenConfig, MusicgenForConditionalGeneration
 
-    from musicgen_ops.pipeline.models import _random_configs
+    from musicgen_ops.pipeline.presets import random_configs
 
-    base = _random_configs("tiny-random")
+    base = random_configs("tiny-random")
     text = base.text_encoder.to_dict() | {"d_model": 16, "d_kv": 4}
     config = MusicgenConfig(text_encoder=text, audio_encoder=base.audio_encoder, decoder=base.decoder)
     model = MusicgenForConditionalGeneration(config)

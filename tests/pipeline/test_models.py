@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from musicgen_ops.pipeline.errors import ModelNotAvailableError
-from musicgen_ops.pipeline.models import build_random_musicgen, load_base_model
+from musicgen_ops.pipeline.models import load_base_model
+from musicgen_ops.pipeline.presets import build_random_musicgen
 
 
 def test_tiny_model_has_musicgen_small_layout(tiny_model):

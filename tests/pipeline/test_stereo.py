@@ -15,7 +15,8 @@ from musicgen_ops.pipeline.audio import AudioDataPreprocessor
 from musicgen_ops.pipeline.codes import apply_delay_pattern, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset, encode_audio_files
 from musicgen_ops.pipeline.inference.base import SamplingParams
-from musicgen_ops.pipeline.models import base_model_audio_channels, build_random_musicgen
+from musicgen_ops.pipeline.models import base_model_audio_channels
+from musicgen_ops.pipeline.presets import build_random_musicgen
 
 from .audio_fixtures import write
 

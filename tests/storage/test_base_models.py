@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicgen_ops.pipeline.models import build_random_musicgen, load_base_model, set_base_model_resolver
+from musicgen_ops.pipeline.models import load_base_model, set_base_model_resolver
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.storage import IntegrityError, InvalidURIError, NotFoundError, StorageError, open_store
 from musicgen_ops.storage.base_models import (
     CACHE_ENV,

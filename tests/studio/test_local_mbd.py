@@ -15,7 +15,7 @@ from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import (
     build_random_bands,
     save_mbd_checkpoint,
 )
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.studio.app import create_app
 from tests.studio.conftest import TOKEN, studio_settings, wait_for
 

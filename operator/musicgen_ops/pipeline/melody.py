@@ -44,15 +44,10 @@ def build_random_melody(seed: int = 0) -> Any:
         MusicgenMelodyForConditionalGeneration,
     )
 
-    from musicgen_ops.pipeline.models import (
-        LoadedModel,
-        _random_configs,
-        _randomise_codebooks,
-        _set_generation_defaults,
-        build_tiny_tokenizer,
-    )
+    from musicgen_ops.pipeline.models import LoadedModel, set_generation_defaults
+    from musicgen_ops.pipeline.presets import build_tiny_tokenizer, random_configs, randomise_codebooks
 
-    base = _random_configs("tiny-random")
+    base = random_configs("tiny-random")
     fields = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim")
     decoder = MusicgenMelodyDecoderConfig(
         **{name: getattr(base.decoder, name) for name in fields},
@@ -72,12 +67,12 @@ def build_random_melody(seed: int = 0) -> Any:
     torch.manual_seed(seed)
     try:
         model = MusicgenMelodyForConditionalGeneration(config)
-        _randomise_codebooks(model)
+        randomise_codebooks(model)
         with torch.no_grad():  # a visible melody effect even with random weights
             model.audio_enc_to_dec_proj.weight.normal_(std=1.0)
     finally:
         torch.random.set_rng_state(state)
-    _set_generation_defaults(model)
+    set_generation_defaults(model)
     model.eval()
     processor = MelodyProcessor(build_tiny_tokenizer(), ChromaExtractor())
     return LoadedModel(model=model, processor=processor, name=MELODY_PRESET)

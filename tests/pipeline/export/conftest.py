@@ -18,7 +18,7 @@ def lora_model():
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     loaded = build_random_musicgen("tiny-random")
     peft_model = get_peft_model(loaded.model, LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS))

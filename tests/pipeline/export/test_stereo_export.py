@@ -25,7 +25,7 @@ def stereo_export(tmp_path_factory) -> SimpleNamespace:
 
     from musicgen_ops.pipeline.export.exporter import export_trained_model_from_checkpoint
     from musicgen_ops.pipeline.export.merge import merge_lora
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     loaded = build_random_musicgen("tiny-stereo-random")
     peft_model = get_peft_model(loaded.model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS))

@@ -29,7 +29,7 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def musicgen():
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
 
     return build_random_musicgen("tiny-random").model
 

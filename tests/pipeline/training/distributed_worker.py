@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.pipeline.progress import JsonLinesProgressWriter
 from musicgen_ops.pipeline.training import TrainConfig, run_training
 

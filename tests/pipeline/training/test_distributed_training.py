@@ -207,7 +207,7 @@ def test_devices_beyond_the_machine_are_refused(options, message, train_data_dir
 def test_hf_checkpoints_rotate_to_save_total_limit(train_data_dir, tmp_path):
     """The Trainer rotates inside its staging folder; the real folder keeps the newest --save-total-limit."""
     from musicgen_ops.pipeline.dataset import MusicGenDataset
-    from musicgen_ops.pipeline.models import build_random_musicgen
+    from musicgen_ops.pipeline.presets import build_random_musicgen
     from musicgen_ops.pipeline.training import MusicGenLoRATrainer
 
     trainer = MusicGenLoRATrainer("tiny-random", lora_r=4, lora_dropout=0.0, loaded=build_random_musicgen())

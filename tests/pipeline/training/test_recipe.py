@@ -14,7 +14,7 @@ import torch
 from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.audio import AudioDataPreprocessor
 from musicgen_ops.pipeline.dataset import MusicGenCollator, MusicGenDataset
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.pipeline.progress import JsonLinesProgressWriter
 from musicgen_ops.pipeline.training import MusicGenLoRATrainer, TrainConfig, run_training
 from musicgen_ops.pipeline.training import steps as training_steps

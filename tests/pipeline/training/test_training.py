@@ -12,7 +12,7 @@ from musicgen_ops.contracts.progress import TrainingProgress
 from musicgen_ops.contracts.training import LoraParameters
 from musicgen_ops.pipeline.dataset import MusicGenDataset
 from musicgen_ops.pipeline.errors import TrainingError
-from musicgen_ops.pipeline.models import build_random_musicgen
+from musicgen_ops.pipeline.presets import build_random_musicgen
 from musicgen_ops.pipeline.progress import JsonLinesProgressWriter
 from musicgen_ops.pipeline.training import MusicGenLoRATrainer, TrainConfig, run_training
 
