@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from musicgen_ops.contracts.base import describe_validation_error as describe_problems
 from musicgen_ops.controllers.config import OperatorConfig
 from musicgen_ops.controllers.kube import Kube
 
@@ -19,9 +20,6 @@ class Context:
 
 
 def describe_validation_error(err: ValidationError, prefix: str = "spec") -> str:
-    """One line per problem, naming the field by its Kubernetes (camelCase) path."""
-    problems = []
-    for error in err.errors():
-        path = ".".join([prefix, *(str(part) for part in error["loc"])])
-        problems.append(f"{path}: {error['msg']}")
-    return "; ".join(problems)
+    """The problems of an invalid spec on one line, each naming its Kubernetes (camelCase) path and the
+    value it got (the contracts' wording, as the CLI and the jobs print it)."""
+    return "; ".join(describe_problems(err, prefix))
