@@ -7,6 +7,7 @@ an entry there fails ``test_every_contract_field_has_a_test_value`` until it is 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from musicgen_ops.api.trainingjob import LoraSpec, TrainingJobSpec, TrainingSpec
 from musicgen_ops.contracts.base import UnknownEnvironmentError
 from musicgen_ops.contracts.environment import GenerateJobEnvironment, ServeEnvironment, TrainJobEnvironment
 from musicgen_ops.contracts.generation import GenerationParameters
+from musicgen_ops.contracts.names import ENV_NAMESPACE_KNOWN
 from musicgen_ops.contracts.training import LoraParameters, TrainingParameters
 from musicgen_ops.controllers.builders.deployments import build_generator_deployment
 from musicgen_ops.controllers.builders.jobs import build_generation_job, build_training_job, generate_settings
@@ -202,6 +204,47 @@ def test_the_old_builder_env_is_refused_at_start():
     old = {"MUSICGEN_SERVE_MODEL": "piano-v1", "MUSICGEN_SERVE_FORMAT": "auto", "MUSICGEN_SERVE_PORT": "8000"}
     with pytest.raises(UnknownEnvironmentError, match="MUSICGEN_SERVE_FORMAT.*MUSICGEN_SERVE_MODEL"):
         ServeEnvironment.from_environ(old)
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("MUSICGEN_SEVRE_DEVICE", "did you mean MUSICGEN_SERVE_DEVICE?"),
+        ("MUSICGEN_BASE_MODL_MIRROR", "did you mean MUSICGEN_BASE_MODEL_MIRROR?"),
+        ("MUSICGEN_LOG_LEVLE", "did you mean MUSICGEN_LOG_LEVEL?"),
+        ("MUSICGEN_GPU", "known: MUSICGEN_JOB_*"),
+    ],
+)
+def test_a_variable_of_no_known_family_is_refused_at_start(variable, hint):
+    """A typo in the family part escapes the per-prefix check; the project namespace catches it."""
+    for environment in (ServeEnvironment, TrainJobEnvironment):
+        with pytest.raises(UnknownEnvironmentError, match=re.escape(f"{variable} ({hint}")):
+            environment.from_environ({variable: "1"})
+
+
+def test_the_other_families_and_single_names_pass():
+    env = {
+        "MUSICGEN_LOG_LEVEL": "DEBUG",
+        "MUSICGEN_OPERATOR_NAMESPACE": "x",
+        "MUSICGEN_STORAGE_READ_TIMEOUT": "5",
+    }
+    assert ServeEnvironment.from_environ(env) == ServeEnvironment()
+
+
+def test_every_variable_the_project_names_is_in_the_namespace():
+    """Code, chart, images and docs only use MUSICGEN_* names of a declared family or single name."""
+    root = Path(__file__).resolve().parents[2]
+    files = [
+        *root.glob("operator/**/*.py"),
+        *root.glob("charts/**/*.yaml"),
+        *root.glob("images/*/Dockerfile"),
+    ]
+    files += [*root.glob("docs/*.md"), root / "README.md"]
+    names = {m for f in files for m in re.findall(r"\bMUSICGEN_[A-Z0-9_]*[A-Z0-9]", f.read_text())}
+    prefixes = tuple(k for k in ENV_NAMESPACE_KNOWN if k.endswith("_"))
+    known = {*ENV_NAMESPACE_KNOWN, *(prefix.rstrip("_") for prefix in prefixes)}  # "MUSICGEN_JOB_*" in docs
+    stray = sorted(n for n in names if n not in known and not n.startswith(prefixes))
+    assert names and not stray, f"declare these in contracts/names.py: {stray}"
 
 
 def test_paths_in_the_env_are_the_pod_scratch_volume(config):

@@ -12,6 +12,8 @@ import sys
 
 import typer
 
+from musicgen_ops.contracts.names import DEBUG_ENV, LOG_JSON_ENV, LOG_LEVEL_ENV
+
 app = typer.Typer(
     name="musicgen-ops",
     help="Fine-tune MusicGen with LoRA, export it and generate music — locally or on Kubernetes.",
@@ -33,13 +35,13 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _configure(
     log_level: str = typer.Option(
-        "WARNING", "--log-level", envvar="MUSICGEN_LOG_LEVEL", help="DEBUG, INFO, WARNING..."
+        "WARNING", "--log-level", envvar=LOG_LEVEL_ENV, help="DEBUG, INFO, WARNING..."
     ),
     log_json: bool = typer.Option(
-        False, "--log-json", envvar="MUSICGEN_LOG_JSON", help="Structured JSON log lines."
+        False, "--log-json", envvar=LOG_JSON_ENV, help="Structured JSON log lines."
     ),
     debug: bool = typer.Option(
-        False, "--debug", envvar="MUSICGEN_DEBUG", help="Show the full traceback of an error."
+        False, "--debug", envvar=DEBUG_ENV, help="Show the full traceback of an error."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."

@@ -9,6 +9,7 @@ import typer
 
 from musicgen_ops.cli.console import exit_with_error
 from musicgen_ops.cli.options import field_option
+from musicgen_ops.contracts.names import STUDIO_TOKEN_ENV
 from musicgen_ops.studio.settings import DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_UPLOAD_BYTES, StudioSettings
 
 
@@ -23,7 +24,7 @@ def studio(
         "facebook/musicgen-small", "--base-model", help="Base model the training form starts with."
     ),
     token: str | None = typer.Option(
-        None, "--token", envvar="MUSICGEN_STUDIO_TOKEN", help="Access token (default: a random one)."
+        None, "--token", envvar=STUDIO_TOKEN_ENV, help="Access token (default: a random one)."
     ),
     backend: str = typer.Option(
         "local", "--backend", help="local (train-job subprocesses here) or kubernetes (custom resources)."

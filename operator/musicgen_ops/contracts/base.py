@@ -69,6 +69,29 @@ def unknown_variables(prefix: str, known: set[str], environ: Mapping[str, str]) 
     return messages
 
 
+def foreign_variables(
+    namespace: str, known: tuple[str, ...], spellings: set[str], environ: Mapping[str, str]
+) -> list[str]:
+    """One message per variable of ``namespace`` that is neither a ``known`` name nor has a ``known``
+    prefix (a typo in the family part, SEVRE for SERVE), with the closest of ``spellings``."""
+    if not namespace:
+        return []
+    prefixes = tuple(k for k in known if k.endswith("_"))
+    messages = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(namespace) or upper in known or upper.startswith(prefixes):
+            continue
+        close = difflib.get_close_matches(upper, sorted(spellings), n=1, cutoff=0.8)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else "known: " + ", ".join(k + "*" if k.endswith("_") else k for k in known)
+        )
+        messages.append(f"unknown environment variable {name} ({hint})")
+    return messages
+
+
 class UnknownEnvironmentError(ValueError):
     """A variable with our prefix that no setting declares: an error at start-up, not ignored."""
 
@@ -83,11 +106,27 @@ class StrictEnvironment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env_prefix: ClassVar[str] = ""
+    #: The project-wide namespace of variables (e.g. ``MUSICGEN_``) and what lives in it: family prefixes
+    #: (ending in ``_``) and single names; any other variable of the namespace is refused as a typo.
+    env_namespace: ClassVar[str] = ""
+    env_namespace_known: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def variable_names(cls) -> dict[str, str]:
         """Field name -> environment variable name."""
         return {name: f"{cls.env_prefix}{name.upper()}" for name in cls.model_fields}
+
+    @classmethod
+    def _spellings(cls) -> set[str]:
+        """Every variable name of this namespace that some environment declares, and its single names."""
+        names = {k for k in cls.env_namespace_known if not k.endswith("_")}
+        pending: list[type[StrictEnvironment]] = [StrictEnvironment]
+        while pending:
+            environment = pending.pop()
+            pending.extend(environment.__subclasses__())
+            if environment.env_prefix and environment.env_namespace == cls.env_namespace:
+                names.update(environment.variable_names().values())
+        return names
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -99,6 +138,7 @@ class StrictEnvironment(BaseModel):
         """
         environ = dict(os.environ if environ is None else environ)
         problems = unknown_variables(cls.env_prefix, set(cls.variable_names().values()), environ)
+        problems += foreign_variables(cls.env_namespace, cls.env_namespace_known, cls._spellings(), environ)
         if problems:
             raise UnknownEnvironmentError("; ".join(problems))
         values: dict[str, Any] = {}

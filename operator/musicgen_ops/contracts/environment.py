@@ -18,11 +18,15 @@ from typing_extensions import Self
 
 from musicgen_ops.contracts.base import StrictEnvironment
 from musicgen_ops.contracts.generation import MAX_DURATION_SECONDS, AudioDecoderName, GenerationParameters
+from musicgen_ops.contracts.names import (
+    BASE_MODEL_ENV_PREFIX,
+    ENV_NAMESPACE,
+    ENV_NAMESPACE_KNOWN,
+    JOB_ENV_PREFIX,
+    SERVE_ENV_PREFIX,
+)
 from musicgen_ops.contracts.training import ExportFormat, LoraParameters, TrainingParameters
 
-JOB_ENV_PREFIX = "MUSICGEN_JOB_"
-BASE_MODEL_ENV_PREFIX = "MUSICGEN_BASE_MODEL_"
-SERVE_ENV_PREFIX = "MUSICGEN_SERVE_"
 #: Exit code of a Job container for errors that retrying cannot fix (bad data, invalid spec):
 #: the Job's podFailurePolicy fails the Job at once instead of using up backoffLimit.
 EXIT_CODE_INVALID_INPUT = 3
@@ -45,7 +49,15 @@ MBD_WEIGHTS_HELP = (
 MBD_STEPS_HELP = "MultiBand Diffusion network calls per band (published: 20; fewer is faster and rougher)."
 
 
-class BaseModelEnvironment(StrictEnvironment):
+class ProjectEnvironment(StrictEnvironment):
+    """A container environment of this project: besides its own prefix, a ``MUSICGEN_*`` variable of no
+    known family (a typo: SEVRE for SERVE) stops the process too."""
+
+    env_namespace: ClassVar[str] = ENV_NAMESPACE
+    env_namespace_known: ClassVar[tuple[str, ...]] = ENV_NAMESPACE_KNOWN
+
+
+class BaseModelEnvironment(ProjectEnvironment):
     """Where Job and server containers find base models: a mirror in the artifact store, a node cache."""
 
     env_prefix: ClassVar[str] = BASE_MODEL_ENV_PREFIX
@@ -58,7 +70,7 @@ class BaseModelEnvironment(StrictEnvironment):
     cache: Path | None = Field(None, description="Local cache of downloaded base models (a volume).")
 
 
-class JobEnvironment(StrictEnvironment):
+class JobEnvironment(ProjectEnvironment):
     """What every Job container knows: which resource it works for, and its local folders."""
 
     env_prefix: ClassVar[str] = JOB_ENV_PREFIX
@@ -106,7 +118,7 @@ class GenerateJobEnvironment(JobEnvironment):
     mbd_sampling_steps: int = Field(20, ge=1, le=1000, description=MBD_STEPS_HELP)
 
 
-class ServeEnvironment(StrictEnvironment):
+class ServeEnvironment(ProjectEnvironment):
     """How the generator server loads models, batches requests and writes results."""
 
     env_prefix: ClassVar[str] = SERVE_ENV_PREFIX

@@ -12,8 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from musicgen_ops import __version__
 from musicgen_ops.api.common import STORAGE_URI_PATTERN
 from musicgen_ops.contracts.environment import DEFAULT_MBD_WEIGHTS
+from musicgen_ops.contracts.names import OPERATOR_ENV_PREFIX
 
-ENV_PREFIX = "MUSICGEN_OPERATOR_"
+ENV_PREFIX = OPERATOR_ENV_PREFIX
 IMAGE_REPOSITORY = "ghcr.io/musicgen-ops"
 
 

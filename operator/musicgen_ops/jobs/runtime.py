@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from musicgen_ops.contracts.environment import EXIT_CODE_INVALID_INPUT, TERMINATION_LOG, JobEnvironment
+from musicgen_ops.contracts.names import LOG_LEVEL_ENV
 from musicgen_ops.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def classify(error: BaseException) -> int:
 
 def run_job(name: str, work: Callable[[], None]) -> None:
     """Run ``work`` as a Job container: JSON logs, termination message and exit code on failure."""
-    configure_logging(os.environ.get("MUSICGEN_LOG_LEVEL", "INFO"), json_lines=True)
+    configure_logging(os.environ.get(LOG_LEVEL_ENV, "INFO"), json_lines=True)
     try:
         work()
     except Exception as error:  # the container's last line of defence: report, then exit

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from musicgen_ops.contracts.names import STORAGE_ENV_PREFIX
 from musicgen_ops.storage.base import env_number
 
 __all__ = [
@@ -27,9 +28,9 @@ __all__ = [
     "deadline_pool_manager",
 ]
 
-CONNECT_TIMEOUT_ENV = "MUSICGEN_STORAGE_CONNECT_TIMEOUT"
-READ_TIMEOUT_ENV = "MUSICGEN_STORAGE_READ_TIMEOUT"
-DEADLINE_ENV = "MUSICGEN_STORAGE_DEADLINE_SECONDS"
+CONNECT_TIMEOUT_ENV = f"{STORAGE_ENV_PREFIX}CONNECT_TIMEOUT"
+READ_TIMEOUT_ENV = f"{STORAGE_ENV_PREFIX}READ_TIMEOUT"
+DEADLINE_ENV = f"{STORAGE_ENV_PREFIX}DEADLINE_SECONDS"
 
 
 class DeadlineExceededError(TimeoutError):
