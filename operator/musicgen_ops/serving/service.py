@@ -361,12 +361,14 @@ class GenerationService:
         return job
 
     def forget_expired_jobs(self) -> int:
-        """Delete finished jobs (and their folders) beyond ``max_jobs`` or older than the retention."""
+        """Delete finished jobs (and their folders) beyond ``max_jobs`` or older than the retention, and
+        stored audio no unfinished job refers to."""
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.settings.job_retention_seconds)
         expired = self.jobs.expired(keep=self.settings.max_jobs, finished_before=cutoff)
         for job_id in expired:
             shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
         self.jobs.delete(expired)
+        self.jobs.prune_inputs(older_than=cutoff)
         return len(expired)
 
 
