@@ -85,3 +85,32 @@ async def test_memory_budget_counts_the_added_decoder(settings):
         assert [e.key for e in service.cache.entries()] == ["my-model"] and service.cache.evictions == 1
     finally:
         await service.close()
+
+
+async def test_cache_variants_build_once_count_once_and_close_once():
+    import asyncio
+
+    from musicgen_ops.serving.cache import ModelCache
+
+    closed, builds = [], []
+
+    class Engine:
+        def __init__(self, name, size, model):
+            self.name, self.memory_bytes, self.model = name, size, model
+
+        def close(self):
+            closed.append(self.name)
+
+    def build(engine):
+        builds.append(engine.name)
+        view = Engine("view", engine.memory_bytes + 5, engine.model)  # a view: same model, 5 bytes more
+        return view, 5
+
+    cache = ModelCache(lambda k: (Engine(k, 10, object()), None), max_models=1, max_bytes=100)
+    views = await asyncio.gather(*[cache.get_variant("a", "mbd", build, primary="encodec") for _ in range(3)])
+    assert builds == ["a"] and all(v is views[0] for v in views)
+    (entry,) = cache.entries()
+    assert sorted(entry.variants) == ["encodec", "mbd"] and entry.memory_bytes == cache.total_bytes == 15
+    assert await cache.get_variant("a", "encodec", build) is entry.engine and cache.misses == 1
+    await cache.get("b")  # one model at most: "a" goes with its view, closed once
+    assert closed == ["a"] and [e.key for e in cache.entries()] == ["b"]

@@ -43,12 +43,12 @@ def engine_memory(engine: Any) -> int:
 
 
 class ModelCache:
-    """LRU of engines keyed by model id (or any hashable key, e.g. model and decoder).
+    """LRU of loaded models (any hashable key, e.g. a model id), each with its variants (``get_variant``).
 
     Args:
         loader: ``key -> (engine, source)``, called in a worker thread on a miss; ``source`` is what
             ``entries()`` show (where the model came from).
-        max_models: most engines kept loaded.
+        max_models: most models kept loaded (a model's variants share its slot).
         max_bytes: memory budget; least recently used engines are evicted beyond it (the newest
             engine always stays, even when it alone exceeds the budget).
         on_event: called with ``"hit"``, ``"miss"`` or ``"eviction"`` (for metrics).
@@ -186,7 +186,7 @@ class ModelCache:
             self.evictions += 1
             self._on_event("eviction")
             logger.info("model %s evicted (%.1f MB)", victim, entry.memory_bytes / 1e6)
-            for engine in {id(e): e for e in (entry.engine, *entry.variants.values())}.values():
+            for engine in _owners(entry):
                 close = getattr(engine, "close", None)
                 if callable(close):
                     close()
@@ -198,3 +198,15 @@ class ModelCache:
     def clear(self) -> None:
         """Drop every engine (memory is returned when the last batch using one finishes)."""
         self._entries.clear()
+
+
+def _owners(entry: CacheEntry) -> list[Any]:
+    """The engines of an entry that own what they hold: its engine, and variants opened separately (a view
+    sharing the engine's model is closed with it, not twice)."""
+    model = getattr(entry.engine, "model", None)
+    separate = [
+        v
+        for v in entry.variants.values()
+        if v is not entry.engine and (model is None or getattr(v, "model", None) is not model)
+    ]
+    return [entry.engine, *separate]

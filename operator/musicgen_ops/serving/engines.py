@@ -30,8 +30,8 @@ __all__ = [
     "open_served_engine",
 ]
 
-#: ``reference -> engine`` with the server's decoder; called ``factory(reference, decoder=name)`` for a
-#: request that names another decoder.
+#: ``reference -> engine`` with the server's decoder; called ``factory(reference, decoder=name)`` for another
+#: decoder only when the loaded engine cannot share its weights with a view (exports).
 EngineFactory = Callable[..., Any]
 
 
