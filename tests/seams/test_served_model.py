@@ -57,7 +57,7 @@ def test_deployment_env_serves_the_trained_adapter(trained_model_dir, tmp_path):
             time.sleep(0.2)
         models = {m["model_id"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["piano-v1"]["loaded"] is True  # preloaded and warmed before ready
-        assert str(tmp_path / "cache") in models["piano-v1"]["source"]  # downloaded from the store
+        assert models["piano-v1"]["source"] == f"{root}/models/piano-v1"  # the store URI, no local path
         answer = client.post("/v1/generate", json=REQUEST)
         assert answer.status_code == 200, answer.text
         assert answer.headers["X-Model-Id"] == "piano-v1"

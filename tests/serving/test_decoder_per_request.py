@@ -1,4 +1,4 @@
-"""A ``decoder`` per request: one engine per (model, decoder), never one batch across decoders, MBD
+"""A ``decoder`` per request: one model load shared by its decoders, never one batch across decoders, MBD
 seeded from the request's seed, and a clear 503 when the MBD weights are not there."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import soundfile as sf
 
 from musicgen_ops.serving.app import create_app
 from musicgen_ops.serving.errors import DecoderNotAvailableError
-from musicgen_ops.serving.service import EngineKey, GenerationService
+from musicgen_ops.serving.service import GenerationService
 
 BODY = {"prompt": "calm piano", "duration_seconds": 0.1, "random_seed": 11}
 
@@ -25,7 +25,7 @@ def mbd_settings(settings):
     return settings
 
 
-async def test_requests_with_different_decoders_get_their_own_engine_and_batch(mbd_settings):
+async def test_requests_with_different_decoders_share_the_model_not_the_batch(mbd_settings):
     service = GenerationService(mbd_settings)  # the real engine factory: open_engine per decoder
     await service.start()
     try:
@@ -33,8 +33,10 @@ async def test_requests_with_different_decoders_get_their_own_engine_and_batch(m
             service.generate_track(BODY), service.generate_track({**BODY, "decoder": "mbd"})
         )
         again = await service.generate_track({**BODY, "decoder": "mbd"})
-        keys = {entry.key for entry in service.cache.entries()}
-        listed = {(m.model_id, m.decoder) for m in service.list_models().models if m.loaded}
+        (entry,) = service.cache.entries()  # one model loaded, once
+        encodec, mbd = entry.variants["encodec"], entry.variants["mbd"]
+        listed = [(m.model_id, m.decoders, m.memory_bytes) for m in service.list_models().models if m.loaded]
+        total = service.cache.stats().bytes
     finally:
         await service.close()
     assert (plain.decoder, diffused.decoder) == ("encodec", "mbd")
@@ -42,8 +44,9 @@ async def test_requests_with_different_decoders_get_their_own_engine_and_batch(m
     assert diffused.num_samples == plain.num_samples == 3200  # exact requested length
     assert diffused.audio_sha256 != plain.audio_sha256
     assert again.audio_sha256 == diffused.audio_sha256  # MBD noise comes from the request's seed
-    assert keys == {EngineKey("tiny-random", "encodec"), EngineKey("tiny-random", "mbd")}
-    assert listed == {("tiny-random", "encodec"), ("tiny-random", "mbd")}
+    assert mbd.model is encodec.model and mbd.decoder.audio_encoder is encodec.model.audio_encoder
+    assert entry.memory_bytes == encodec.memory_bytes + mbd.decoder.memory_bytes  # weights counted once
+    assert listed == [("tiny-random", ["encodec", "mbd"], entry.memory_bytes)] and total == entry.memory_bytes
 
 
 async def test_missing_mbd_weights_are_a_503_naming_the_setting(settings, engine_factory, tmp_path):

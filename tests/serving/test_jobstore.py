@@ -114,3 +114,99 @@ def test_store_round_trips_the_request(tmp_path):
     store.finish("abc", error="InferenceError: boom")
     assert store.get("abc").state == JobState.FAILED and store.get("abc").error == "InferenceError: boom"
     assert store.unfinished() == [] and store.get("nope") is None
+
+
+def _clip(seconds: float = 0.2, rate: int = 32_000) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    buffer = io.BytesIO()
+    sf.write(
+        buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, format="WAV", subtype="FLOAT"
+    )
+    return buffer.getvalue()
+
+
+def _row(store: JobStore, job_id: str) -> tuple[int, str | None]:
+    return store._db.execute(
+        "SELECT length(request), inputs FROM jobs WHERE job_id = ?", (job_id,)
+    ).fetchone()
+
+
+def test_inline_audio_is_stored_as_files_not_in_the_row(tmp_path):
+    import base64
+
+    clip = _clip()
+    store = JobStore(tmp_path)
+    request = GenerateRequest(prompt="x", audio_prompt_base64=base64.b64encode(clip).decode())
+    store.add("abc", request)
+    size, inputs = _row(store, "abc")
+    assert size < 1000 and inputs == '{"audio_prompt_base64": "bytes"}'  # the row holds a reference only
+    stored = tmp_path / "job-inputs" / "abc" / "audio_prompt_base64"
+    assert stored.read_bytes() == clip and not list(stored.parent.glob(".*"))  # the bytes, renamed into place
+    store.close()
+    reopened = JobStore(tmp_path)  # a restart reads the audio back into the request
+    assert reopened.unfinished() == [("abc", request)]
+    reopened.finish("abc", error="x")
+    assert not stored.parent.exists() and reopened.unfinished() == []
+
+
+def test_invalid_base64_is_kept_verbatim_and_lost_files_fail_the_job(tmp_path):
+    import shutil
+
+    store = JobStore(tmp_path)
+    odd = GenerateRequest(prompt="x", melody_base64="not base64!")
+    store.add("odd", odd)
+    assert store.unfinished() == [("odd", odd)]  # the job itself refuses it when it runs
+    shutil.rmtree(tmp_path / "job-inputs" / "odd")
+    assert store.unfinished() == []
+    lost = store.get("odd")
+    assert lost.state == JobState.FAILED and "melody_base64: the audio sent with this job" in lost.error
+
+
+def test_expired_and_orphaned_inputs_are_deleted(tmp_path):
+    import base64
+    from datetime import datetime, timedelta, timezone
+
+    store = JobStore(tmp_path)
+    request = GenerateRequest(prompt="x", audio_prompt_base64=base64.b64encode(_clip()).decode())
+    store.add("queued", request)
+    store.add("forgotten", request)
+    orphan = tmp_path / "job-inputs" / "crashed"  # file written, row never committed
+    orphan.mkdir()
+    (orphan / "audio_prompt_base64").write_bytes(b"x")
+    store.delete(["forgotten"])
+    assert not (tmp_path / "job-inputs" / "forgotten").exists()
+    assert store.prune_inputs(older_than=datetime.now(timezone.utc) - timedelta(hours=1)) == 0  # too recent
+    assert store.prune_inputs(older_than=datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+    assert sorted(p.name for p in (tmp_path / "job-inputs").iterdir()) == ["queued"]  # still waiting
+
+
+async def test_a_queued_job_keeps_its_audio_across_a_restart(settings, engine_factory):
+    import base64
+
+    clip = base64.b64encode(_clip(seconds=0.1)).decode()
+    body = REQUEST | {"duration_seconds": 0.3, "audio_prompt_base64": clip}
+    reference = await _started(settings, engine_factory)
+    try:
+        expected = await reference.generate_track(body)
+        plain = await reference.generate_track(REQUEST | {"duration_seconds": 0.3})
+        assert plain.audio_sha256 != expected.audio_sha256
+    finally:
+        await reference.close()
+    crashed = await _started(settings, engine_factory)
+    job_id = crashed.submit_job(body).job_id
+    await crashed.close()  # before it ran
+    inputs = settings.output_dir / "job-inputs" / job_id
+    assert (inputs / "audio_prompt_base64").is_file()
+
+    restarted = await _started(settings, engine_factory)
+    try:
+        assert await _wait_finished(restarted, job_id) == JobState.SUCCEEDED
+        assert restarted.get_job(job_id).result.audio_sha256 == expected.audio_sha256  # the clip was used
+        assert not inputs.exists()  # deleted once the job finished
+    finally:
+        await restarted.close()

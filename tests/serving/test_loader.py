@@ -85,3 +85,34 @@ def test_auto_engine_is_torch_on_cpu_and_fast_is_selectable():
     assert isinstance(open_engine("tiny-random", engine="auto", device="cpu"), TorchEngine)
     fast = open_engine("tiny-random", engine="fast", device="cpu")
     assert isinstance(fast, FastGenerationEngine) and callable(fast.warmup)
+
+
+async def test_model_listing_shows_ids_and_store_uris_never_local_paths(
+    settings, trained_model_dir, tmp_path
+):
+    storage = pytest.importorskip("musicgen_ops.storage")
+    from musicgen_ops.serving.resolver import resolve_model_origin
+    from musicgen_ops.serving.service import GenerationService
+
+    root = f"file://{tmp_path / 'store'}"
+    storage.publish_model(
+        trained_model_dir, root, "remote-model", base_model="tiny-random", formats=["adapter"]
+    )
+    settings.models_uri = root
+    folder, origin = resolve_model_origin("remote-model", settings)
+    assert folder.startswith(str(settings.cache_dir)) and origin == f"{root}/models/remote-model"
+    assert resolve_model_origin("my-model", settings) == (str(trained_model_dir), None)
+    service = GenerationService(settings)
+    await service.start()
+    try:
+        await service.generate_track(
+            {"prompt": "x", "duration_seconds": 0.05, "trained_model_id": "remote-model"}
+        )
+        listing = service.list_models()
+    finally:
+        await service.close()
+    models = {m.model_id: m for m in listing.models}
+    assert models["remote-model"].loaded and models["remote-model"].source == origin
+    assert models["my-model"].source is None and not models["my-model"].loaded  # on the models volume
+    text = listing.model_dump_json()
+    assert str(settings.cache_dir) not in text and str(trained_model_dir) not in text

@@ -1,6 +1,9 @@
 """An LRU cache of loaded generation engines, bounded by model count and by memory.
 
-Loading runs in a worker thread; concurrent requests for the same model wait for one load.
+One entry per model: the engine first opened for it and its *variants* (e.g. one per audio decoder),
+engines that share its weights and differ only in a small part (``variant``). An entry's memory counts
+the shared weights once plus each variant's own bytes; eviction drops a model with all its variants.
+Loading runs in a worker thread; concurrent requests for the same model (or variant) wait for one load.
 An evicted engine stays alive while a running batch still holds it, then is freed.
 """
 
@@ -11,7 +14,7 @@ import gc
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from musicgen_ops.serving.schemas import CacheStats
@@ -21,12 +24,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CacheEntry:
-    """A loaded engine and what it costs."""
+    """A loaded model: its engine, the variants sharing its weights, and what they cost together."""
 
     key: Hashable
     engine: Any
     memory_bytes: int
-    source: str
+    source: str | None
+    #: Variant name (e.g. audio decoder) -> engine sharing ``engine``'s weights (``engine`` itself included).
+    variants: dict[Hashable, Any] = field(default_factory=dict)
 
 
 def engine_memory(engine: Any) -> int:
@@ -38,11 +43,12 @@ def engine_memory(engine: Any) -> int:
 
 
 class ModelCache:
-    """LRU of engines keyed by model id (or any hashable key, e.g. model and decoder).
+    """LRU of loaded models (any hashable key, e.g. a model id), each with its variants (``get_variant``).
 
     Args:
-        loader: ``key -> (engine, source)``, called in a worker thread on a miss.
-        max_models: most engines kept loaded.
+        loader: ``key -> (engine, source)``, called in a worker thread on a miss; ``source`` is what
+            ``entries()`` show (where the model came from).
+        max_models: most models kept loaded (a model's variants share its slot).
         max_bytes: memory budget; least recently used engines are evicted beyond it (the newest
             engine always stays, even when it alone exceeds the budget).
         on_event: called with ``"hit"``, ``"miss"`` or ``"eviction"`` (for metrics).
@@ -62,6 +68,7 @@ class ModelCache:
         self._on_event = on_event or (lambda kind: None)
         self._entries: OrderedDict[Hashable, CacheEntry] = OrderedDict()
         self._loading: dict[Hashable, asyncio.Future[CacheEntry]] = {}
+        self._building: dict[tuple[Hashable, Hashable], asyncio.Future[Any]] = {}
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -92,17 +99,62 @@ class ModelCache:
 
     async def get(self, key: Hashable) -> Any:
         """The engine for ``key``, loading it on a miss (one load for concurrent callers)."""
+        return (await self._entry(key)).engine
+
+    async def get_variant(
+        self,
+        key: Hashable,
+        variant: Hashable,
+        build: Callable[[Any], tuple[Any, int]],
+        *,
+        primary: Hashable | None = None,
+    ) -> Any:
+        """The ``variant`` of model ``key``: loads the model on a miss, then builds the variant once.
+
+        Args:
+            key: the model.
+            variant: e.g. an audio decoder name.
+            build: ``engine -> (variant engine, bytes it adds)``, called in a worker thread with the
+                model's engine (the bytes: what the variant holds that the engine does not).
+            primary: the variant the model's engine itself is (registered on load).
+        """
+        entry = await self._entry(key, primary=primary)
+        engine = entry.variants.get(variant)
+        if engine is not None:
+            return engine
+        pending = self._building.get((key, variant))
+        if pending is not None:  # someone else is building it: share that build
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._building[(key, variant)] = future
+        try:
+            engine, extra = await asyncio.to_thread(build, entry.engine)
+            entry.variants[variant] = engine
+            entry.memory_bytes += int(extra)
+            if self._entries.get(key) is entry:  # still cached: the budget counts the variant now
+                self._evict(keep=key)
+            future.set_result(engine)
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._building[(key, variant)]
+        logger.info("model %s: variant %s added (%.1f MB)", key, variant, int(extra) / 1e6)
+        return engine
+
+    async def _entry(self, key: Hashable, *, primary: Hashable | None = None) -> CacheEntry:
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
             self.hits += 1
             self._on_event("hit")
-            return entry.engine
+            return entry
         pending = self._loading.get(key)
         if pending is not None:  # someone else is loading it: share that load
             self.hits += 1
             self._on_event("hit")
-            return (await asyncio.shield(pending)).engine
+            return await asyncio.shield(pending)
         self.misses += 1
         self._on_event("miss")
         future: asyncio.Future[CacheEntry] = asyncio.get_running_loop().create_future()
@@ -110,6 +162,8 @@ class ModelCache:
         try:
             engine, source = await asyncio.to_thread(self._loader, key)
             entry = CacheEntry(key=key, engine=engine, memory_bytes=engine_memory(engine), source=source)
+            if primary is not None:
+                entry.variants[primary] = engine
             self._entries[key] = entry
             self._evict(keep=key)
             future.set_result(entry)
@@ -120,7 +174,7 @@ class ModelCache:
         finally:
             del self._loading[key]
         logger.info("model %s loaded from %s (%.1f MB)", key, entry.source, entry.memory_bytes / 1e6)
-        return entry.engine
+        return entry
 
     def _evict(self, keep: Hashable) -> None:
         evicted = False
@@ -132,9 +186,10 @@ class ModelCache:
             self.evictions += 1
             self._on_event("eviction")
             logger.info("model %s evicted (%.1f MB)", victim, entry.memory_bytes / 1e6)
-            close = getattr(entry.engine, "close", None)
-            if callable(close):
-                close()
+            for engine in _owners(entry):
+                close = getattr(engine, "close", None)
+                if callable(close):
+                    close()
             del entry
             evicted = True
         if evicted:
@@ -143,3 +198,15 @@ class ModelCache:
     def clear(self) -> None:
         """Drop every engine (memory is returned when the last batch using one finishes)."""
         self._entries.clear()
+
+
+def _owners(entry: CacheEntry) -> list[Any]:
+    """The engines of an entry that own what they hold: its engine, and variants opened separately (a view
+    sharing the engine's model is closed with it, not twice)."""
+    model = getattr(entry.engine, "model", None)
+    separate = [
+        v
+        for v in entry.variants.values()
+        if v is not entry.engine and (model is None or getattr(v, "model", None) is not model)
+    ]
+    return [entry.engine, *separate]

@@ -4,10 +4,22 @@ A job is written when it is accepted (before the 202 answer), and again when it 
 a restarted server still answers for finished jobs and re-runs the ones that were queued or running
 when it stopped. Readers always get a fresh ``JobStatus`` built from the stored row (a snapshot),
 never an object that the event loop is still changing.
+
+Audio sent inline with a job (``audio_prompt_base64``, ``melody_base64``: JSON bodies and multipart
+uploads alike) is not kept in the row: its bytes go to ``<folder>/job-inputs/<job-id>/<field>``
+(written atomically before the row), the row's ``inputs`` column names the fields stored there, and
+``unfinished`` puts them back into the request. The files are deleted when the job finishes or is
+forgotten; a folder left by a crash between file and row is pruned with the expired jobs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import logging
+import os
+import shutil
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -15,9 +27,15 @@ from pathlib import Path
 
 from musicgen_ops.serving.schemas import GenerateRequest, GenerationResult, JobState, JobStatus
 
-__all__ = ["JOBS_DB_NAME", "JobStore"]
+__all__ = ["INLINE_AUDIO_FIELDS", "JOBS_DB_NAME", "JOB_INPUTS_DIR", "JobStore"]
+
+logger = logging.getLogger(__name__)
 
 JOBS_DB_NAME = "jobs.sqlite3"
+#: Folder (beside the database) holding the inline audio of queued jobs, one sub-folder per job.
+JOB_INPUTS_DIR = "job-inputs"
+#: Request fields holding inline audio (base64): stored as files, not in the row.
+INLINE_AUDIO_FIELDS = ("audio_prompt_base64", "melody_base64")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -27,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished TEXT,
     request  TEXT NOT NULL,
     result   TEXT,
-    error    TEXT
+    error    TEXT,
+    inputs   TEXT
 )
 """
 _UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
@@ -48,6 +67,10 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "inputs" not in columns:  # a store written before inputs moved out of the row
+            self._db.execute("ALTER TABLE jobs ADD COLUMN inputs TEXT")
+        self.inputs_dir = folder / JOB_INPUTS_DIR
 
     def close(self) -> None:
         """Close the database file."""
@@ -59,13 +82,58 @@ class JobStore:
             self._db.execute(sql, args)
 
     def add(self, job_id: str, request: GenerateRequest) -> JobStatus:
-        """Record an accepted job (state ``queued``) and return its status."""
+        """Record an accepted job (state ``queued``) and return its status; its inline audio goes to files."""
         created = datetime.now(timezone.utc)
-        self._write(
-            "INSERT INTO jobs (job_id, state, created, request) VALUES (?, ?, ?, ?)",
-            (job_id, JobState.QUEUED.value, created.isoformat(), request.model_dump_json()),
-        )
+        inputs = self._write_inputs(job_id, request)
+        try:
+            self._write(
+                "INSERT INTO jobs (job_id, state, created, request, inputs) VALUES (?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    JobState.QUEUED.value,
+                    created.isoformat(),
+                    request.model_dump_json(exclude=set(inputs)),
+                    json.dumps(inputs) if inputs else None,
+                ),
+            )
+        except BaseException:
+            self._remove_inputs(job_id)
+            raise
         return JobStatus(job_id=job_id, state=JobState.QUEUED, created=created)
+
+    def _write_inputs(self, job_id: str, request: GenerateRequest) -> dict[str, str]:
+        """Write the request's inline audio to files; returns ``field -> encoding`` (``bytes``: the
+        decoded audio; ``text``: a value that is not valid base64, kept verbatim for the job to refuse)."""
+        inputs: dict[str, str] = {}
+        for name in INLINE_AUDIO_FIELDS:
+            value = getattr(request, name)
+            if value is None:
+                continue
+            try:
+                data, encoding = base64.b64decode(value, validate=True), "bytes"
+            except (binascii.Error, ValueError):
+                data, encoding = value.encode("utf-8"), "text"
+            folder = self.inputs_dir / job_id
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f".{name}.partial"
+            with open(partial, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, folder / name)
+            inputs[name] = encoding
+        return inputs
+
+    def _read_inputs(self, job_id: str, inputs: dict[str, str]) -> dict[str, str]:
+        """The inline fields of a stored job, read back from its files (``OSError`` when one is gone)."""
+        values = {}
+        for name, encoding in inputs.items():
+            data = (self.inputs_dir / job_id / name).read_bytes()
+            values[name] = base64.b64encode(data).decode("ascii") if encoding == "bytes" else data.decode()
+        return values
+
+    def _remove_inputs(self, job_id: str) -> None:
+        shutil.rmtree(self.inputs_dir / job_id, ignore_errors=True)
 
     def mark_running(self, job_id: str) -> None:
         """The job's generation started."""
@@ -86,6 +154,7 @@ class JobStore:
                 job_id,
             ),
         )
+        self._remove_inputs(job_id)  # the audio was only needed to run it
 
     def get(self, job_id: str) -> JobStatus | None:
         """A snapshot of the job, or None when unknown."""
@@ -106,12 +175,28 @@ class JobStore:
         )
 
     def unfinished(self) -> list[tuple[str, GenerateRequest]]:
-        """Jobs queued or running when the server stopped, oldest first, with their requests."""
+        """Jobs queued or running when the server stopped, oldest first, with their requests (inline audio
+        read back from its files; a job whose files are gone is marked failed, saying so)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT job_id, request FROM jobs WHERE state IN (?, ?) ORDER BY created", _UNFINISHED
+                "SELECT job_id, request, inputs FROM jobs WHERE state IN (?, ?) ORDER BY created", _UNFINISHED
             ).fetchall()
-        return [(job_id, GenerateRequest.model_validate_json(request)) for job_id, request in rows]
+        jobs = []
+        for job_id, request, inputs in rows:
+            stored = json.loads(inputs) if inputs else {}
+            try:
+                values = self._read_inputs(job_id, stored)
+            except OSError as err:
+                logger.warning("job %s: its stored audio cannot be read (%s)", job_id, err)
+                self.finish(
+                    job_id,
+                    error=f"{', '.join(stored)}: the audio sent with this job is no longer stored "
+                    "on the server (removed while it waited); submit it again",
+                )
+                continue
+            params = GenerateRequest.model_validate_json(request)
+            jobs.append((job_id, params.model_copy(update=values) if values else params))
+        return jobs
 
     def expired(self, *, keep: int, finished_before: datetime) -> list[str]:
         """Finished jobs to forget: beyond the newest ``keep`` finished ones, or finished before a time."""
@@ -123,9 +208,30 @@ class JobStore:
         return [job_id for index, (job_id, finished) in enumerate(rows) if index >= keep or finished < cutoff]
 
     def delete(self, job_ids: list[str]) -> None:
-        """Forget jobs."""
+        """Forget jobs (and any audio they still had stored)."""
         with self._lock:
             self._db.executemany("DELETE FROM jobs WHERE job_id = ?", [(j,) for j in job_ids])
+        for job_id in job_ids:
+            self._remove_inputs(job_id)
+
+    def prune_inputs(self, older_than: datetime) -> int:
+        """Delete stored audio no unfinished job refers to (left by a crash between file and row) when
+        written before ``older_than``; returns the folders removed."""
+        if not self.inputs_dir.is_dir():
+            return 0
+        with self._lock:
+            rows = self._db.execute("SELECT job_id FROM jobs WHERE state IN (?, ?)", _UNFINISHED).fetchall()
+        waiting = {job_id for (job_id,) in rows}
+        removed = 0
+        for folder in self.inputs_dir.iterdir():
+            try:
+                written = datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc)
+            except OSError:
+                continue
+            if folder.name not in waiting and written < older_than:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
 
     def count(self) -> int:
         """Jobs stored (any state)."""

@@ -49,6 +49,15 @@ def loadable_folder(folder: Path, settings: ServeEnvironment) -> Path | None:
 def resolve_model(model_id: str | None, settings: ServeEnvironment) -> str:
     """The reference ``open_engine`` loads for ``model_id`` (None: the default model).
 
+    See :func:`resolve_model_origin` (this is its first half).
+    """
+    return resolve_model_origin(model_id, settings)[0]
+
+
+def resolve_model_origin(model_id: str | None, settings: ServeEnvironment) -> tuple[str, str | None]:
+    """The reference ``open_engine`` loads for ``model_id`` (None: the default model), and its public
+    origin: the artifact-store URI of a model downloaded from the store, else None (never a local path).
+
     The default model may also be a hub id or a path (passed to ``load_base_model`` unchanged when
     it is not found as a model id).
 
@@ -60,16 +69,16 @@ def resolve_model(model_id: str | None, settings: ServeEnvironment) -> str:
     model_id = model_id or settings.default_model
     is_default = model_id == settings.default_model
     if model_id in RANDOM_PRESETS:
-        return model_id
+        return model_id, None
     path = Path(model_id).expanduser()
     if path.is_absolute() and (settings.allow_local_paths or is_default):
         found = loadable_folder(path, settings) if path.is_dir() else None
         if found is None and not is_default:
             raise ModelNotFoundError(f"model path {model_id} holds no loadable {settings.model_format} model")
-        return str(found or path)
+        return str(found or path), None
     if not _MODEL_ID.match(model_id):
         if is_default:
-            return model_id  # a hub id such as facebook/musicgen-small
+            return model_id, None  # a hub id such as facebook/musicgen-small
         raise InvalidParametersError(
             f"trained_model_id: {model_id!r} is not a model id (1-128 letters, digits, '.', '_', '-')",
             fields=[f"trained_model_id: not a model id (got {model_id!r})"],
@@ -80,21 +89,27 @@ def resolve_model(model_id: str | None, settings: ServeEnvironment) -> str:
     if local.is_dir():
         found = loadable_folder(local, settings)
         if found is not None:
-            return str(found)
+            return str(found), None
         raise ModelNotFoundError(
             f"model {model_id!r}: {local} exists but holds no loadable {settings.model_format} model "
             "(expected adapter_config.json, merged/, torchscript/ or *.onnx)"
         )
     if settings.models_uri:
-        looked.append(f"{settings.models_uri.rstrip('/')}/models/{model_id}")
+        uri = store_uri(model_id, settings)
+        looked.append(uri)
         folder = _download(model_id, settings)
         if folder is not None:
             found = loadable_folder(folder, settings)
             if found is not None:
-                return str(found)
+                return str(found), uri
     if is_default:
-        return model_id
+        return model_id, None
     raise ModelNotFoundError(f"model {model_id!r} not found; looked in {', '.join(looked)}")
+
+
+def store_uri(model_id: str, settings: ServeEnvironment) -> str:
+    """Where ``model_id`` lives in the artifact store (``<models_uri>/models/<model-id>``)."""
+    return f"{(settings.models_uri or '').rstrip('/')}/models/{model_id}"
 
 
 def _download(model_id: str, settings: ServeEnvironment) -> Path | None:
@@ -107,21 +122,22 @@ def _download(model_id: str, settings: ServeEnvironment) -> Path | None:
         return None
 
 
-def available_models(settings: ServeEnvironment) -> dict[str, str]:
-    """Model ids that can be loaded, with where from (local folders and the artifact store)."""
-    found: dict[str, str] = {}
+def available_models(settings: ServeEnvironment) -> dict[str, str | None]:
+    """Model ids that can be loaded, with their public origin: the artifact-store URI, or None for a
+    folder on the server's own models volume (local paths are never shown to callers)."""
+    found: dict[str, str | None] = {}
     if settings.models_uri:
         try:
             from musicgen_ops.storage import StorageError, list_models
 
             for model_id in list_models(settings.models_uri):
-                found[model_id] = f"{settings.models_uri.rstrip('/')}/models/{model_id}"
+                found[model_id] = store_uri(model_id, settings)
         except (ImportError, StorageError) as err:
             logger.warning("cannot list models in %s: %s", settings.models_uri, err)
     if settings.models_root.is_dir():
         for folder in sorted(settings.models_root.iterdir()):
             if folder.is_dir() and _MODEL_ID.match(folder.name) and loadable_folder(folder, settings):
-                found[folder.name] = str(folder)
+                found[folder.name] = None  # the local folder wins over the store (resolve_model's order)
     return found
 
 
@@ -130,17 +146,17 @@ def model_list(cache: ModelCache, settings: ServeEnvironment) -> ModelList:
     loaded = cache.entries()
     infos = [
         ModelInfo(
-            model_id=e.key.model,
+            model_id=str(e.key),
             loaded=True,
             memory_bytes=e.memory_bytes,
             source=e.source,
-            decoder=e.key.decoder,
+            decoders=sorted(str(d) for d in e.variants),
             family=getattr(e.engine, "family", None),
             melody=bool(getattr(e.engine, "supports_melody", False)),
         )
         for e in loaded
     ]
-    loaded_models = {e.key.model for e in loaded}
+    loaded_models = {str(e.key) for e in loaded}
     for model_id, source in available_models(settings).items():
         if model_id not in loaded_models:
             infos.append(ModelInfo(model_id=model_id, loaded=False, source=source))

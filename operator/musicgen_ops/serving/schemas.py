@@ -99,11 +99,17 @@ class ModelInfo(BaseModel):
     model_id: str
     loaded: bool
     memory_bytes: int | None = None
-    source: str | None = Field(None, description="Local folder or reference it is loaded from.")
+    source: str | None = Field(
+        None,
+        description="Artifact-store URI the model comes from; null for presets, hub ids and the server's "
+        "own models volume (local paths are never shown).",
+    )
     family: str | None = Field(None, description="Loaded models: musicgen or musicgen-melody.")
     melody: bool | None = Field(None, description="Loaded models: takes a melody (melody_uri/melody_base64).")
-    decoder: str | None = Field(
-        None, description="Audio decoder of the loaded engine (one engine per decoder)."
+    decoders: list[str] | None = Field(
+        None,
+        description="Loaded models: audio decoders loaded for it; they share its weights, counted once in "
+        "memory_bytes (with each decoder's own bytes, e.g. MBD's diffusion bands).",
     )
 
 

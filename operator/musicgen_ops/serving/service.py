@@ -4,8 +4,9 @@ No HTTP here. The flow of one request (``generate_track``):
 
 1. validate the parameters (every bad field listed) and *admit* it: beyond ``max_queue`` requests
    waiting or running the answer is ``ServiceBusyError`` (HTTP 429), never an unbounded queue;
-2. get the model's engine from the LRU cache (loaded in a worker thread on a miss);
-   (one engine per model and audio decoder: requests with different decoders never share a batch);
+2. get the model's engine from the LRU cache (loaded in a worker thread on a miss); a request for
+   another audio decoder gets a view of that engine sharing its weights (``engines``), built once;
+   requests with different decoders never share a batch;
 3. decode its audio inputs (melody, audio prompt: ``audio_inputs``);
 4. join the open batch for its ``batch_key`` (same model, length and sampling settings) or open one
    (``batching.Batcher``: collects for ``batch_window_ms``, runs in a worker thread);
@@ -32,12 +33,19 @@ from musicgen_ops.pipeline.models import set_base_model_resolver
 from musicgen_ops.serving.audio_inputs import request_audio
 from musicgen_ops.serving.batching import Batcher
 from musicgen_ops.serving.cache import ModelCache
-from musicgen_ops.serving.engines import EngineFactory, EngineKey, decoder_unavailable, open_served_engine
+from musicgen_ops.serving.engines import (
+    DecoderOptions,
+    EngineFactory,
+    EngineKey,
+    decoder_unavailable,
+    engine_variant,
+    open_served_engine,
+)
 from musicgen_ops.serving.errors import JobNotFoundError, ServiceBusyError, ServiceDrainingError
 from musicgen_ops.serving.jobstore import JobStore
 from musicgen_ops.serving.metrics import ServingMetrics
 from musicgen_ops.serving.prompts import check_request_prompt
-from musicgen_ops.serving.resolver import model_list, resolve_model
+from musicgen_ops.serving.resolver import model_list, resolve_model, resolve_model_origin
 from musicgen_ops.serving.schemas import GenerateRequest, GenerationResult, JobStatus, ModelList
 from musicgen_ops.storage.base_models import resolve_base_model
 
@@ -73,6 +81,7 @@ class GenerationService:
             max_bytes=settings.max_cache_bytes,
             on_event=self.metrics.cache_event,
         )
+        self.decoders = DecoderOptions(settings)
         self.batcher = Batcher(settings, self.metrics, self._spawn)
         self._admitted = 0
         self._idle = asyncio.Event()
@@ -88,7 +97,7 @@ class GenerationService:
         """Load (and warm up) the preloaded models; ``ready`` is True when done."""
         try:
             for model_id in self.settings.preload:
-                engine = await self.cache.get(EngineKey(model_id, self.settings.decoder))
+                engine = await self.engine(EngineKey(model_id, self.settings.decoder))
                 if self.settings.warmup:
                     await self._warmup(model_id, engine)
             self.forget_expired_jobs()
@@ -145,14 +154,39 @@ class GenerationService:
     def _open_engine(self, reference: str, decoder: str | None = None) -> Any:
         return open_served_engine(self.settings, reference, decoder)
 
-    def _load(self, key: EngineKey) -> tuple[Any, str]:
+    def _load(self, model: str) -> tuple[Any, str | None]:
+        """The model's engine (decoding with the server's decoder) and the public origin it came from."""
         from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
 
-        reference = resolve_model(key.model, self.settings)
+        reference, origin = resolve_model_origin(model, self.settings)
         try:
-            if key.decoder == self.settings.decoder:
-                return self._engine_factory(reference), reference
-            return self._engine_factory(reference, decoder=key.decoder), reference
+            return self._engine_factory(reference), origin
+        except MbdWeightsError as err:
+            raise decoder_unavailable(self.settings, self.settings.decoder, err) from err
+
+    async def engine(self, key: EngineKey) -> Any:
+        """The engine for a model and decoder: the model's cached engine, or a view of it decoding with
+        another decoder (same weights, built once per model and decoder)."""
+        if key.decoder == self.settings.decoder:
+            return await self.cache.get_variant(key.model, key.decoder, _same, primary=key.decoder)
+        options = await self.decoders.options(key.decoder)  # missing weights: refused before any load
+        return await self.cache.get_variant(
+            key.model,
+            key.decoder,
+            lambda engine: self._variant(engine, key, options),
+            primary=self.settings.decoder,
+        )
+
+    def _variant(self, engine: Any, key: EngineKey, options: dict[str, Any] | None) -> tuple[Any, int]:
+        """``engine`` decoding with ``key.decoder`` (a view sharing its weights) and the bytes it adds."""
+        from musicgen_ops.pipeline.inference.decoders.mbd_checkpoint import MbdWeightsError
+
+        def open_separately() -> Any:  # exports and test doubles cannot share their weights
+            reference = resolve_model(key.model, self.settings)
+            return self._engine_factory(reference, decoder=key.decoder)
+
+        try:
+            return engine_variant(engine, key.decoder, options, open_separately)
         except MbdWeightsError as err:
             raise decoder_unavailable(self.settings, key.decoder, err) from err
 
@@ -235,7 +269,7 @@ class GenerationService:
         started = time.perf_counter()
         try:
             key = self.engine_key(params, self.settings)
-            engine = await self.cache.get(key)
+            engine = await self.engine(key)
             self.metrics.models_loaded.set(len(self.cache.entries()))
             melody, prompt = await asyncio.to_thread(request_audio, params, self.settings, engine, key.model)
             request = prepare(params, engine.sample_rate, melody=melody, prompt_audio=prompt)
@@ -327,10 +361,16 @@ class GenerationService:
         return job
 
     def forget_expired_jobs(self) -> int:
-        """Delete finished jobs (and their folders) beyond ``max_jobs`` or older than the retention."""
+        """Delete finished jobs (and their folders) beyond ``max_jobs`` or older than the retention, and
+        stored audio no unfinished job refers to."""
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.settings.job_retention_seconds)
         expired = self.jobs.expired(keep=self.settings.max_jobs, finished_before=cutoff)
         for job_id in expired:
             shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
         self.jobs.delete(expired)
+        self.jobs.prune_inputs(older_than=cutoff)
         return len(expired)
+
+
+def _same(engine: Any) -> tuple[Any, int]:
+    return engine, 0

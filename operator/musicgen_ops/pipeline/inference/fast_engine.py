@@ -31,7 +31,7 @@ import torch
 from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span, revert_delay_pattern
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
 from musicgen_ops.pipeline.inference.decode_workspace import DecodeWorkspace
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, with_decoder
 from musicgen_ops.pipeline.inference.fast_config import (
     SEED_MODULUS,
     FastEngineConfig,
@@ -130,6 +130,10 @@ class FastGenerationEngine:
         self._lock = threading.Lock()  # a Lock, not an RLock: a closed stream may release it elsewhere
 
     # ----------------------------------------------------------------------------------- public API
+    def with_decoder(self, decoder: AudioDecoder) -> FastGenerationEngine:
+        """This engine decoding with ``decoder``: a view sharing its weights (``decoders.with_decoder``)."""
+        return with_decoder(self, decoder)
+
     @property
     def max_frames(self) -> int:
         """Longest request in frames (the longest length bucket)."""

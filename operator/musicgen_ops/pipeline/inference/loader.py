@@ -286,6 +286,25 @@ def open_engine(
     return _torch_engine(load_model(model_ref), device, dtype, decoder, options)
 
 
+def engine_for_decoder(
+    engine: Any, decoder: str, decoder_options: Mapping[str, Any] | None = None
+) -> Any | None:
+    """A view of a loaded torch or fast engine decoding with ``decoder``: the same weights on the device,
+    only the decoder built anew (``with_decoder``); None for engines that cannot share (exports).
+
+    Raises:
+        ValueError: unknown decoder, or one that cannot decode this model.
+    """
+    if not callable(getattr(engine, "with_decoder", None)) or getattr(engine, "model", None) is None:
+        return None
+    if decoder not in available_decoders():
+        raise ValueError(
+            f"unknown audio decoder {decoder!r}; choose one of {', '.join(available_decoders())}"
+        )
+    built = build_decoder(decoder, model=engine.model, device=engine.device, **dict(decoder_options or {}))
+    return engine.with_decoder(built)
+
+
 def _torch_engine(
     loaded: LoadedModel, device: str, dtype: str | None, decoder: str, options: Mapping[str, Any]
 ) -> GenerationEngine:

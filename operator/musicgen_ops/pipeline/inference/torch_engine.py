@@ -22,7 +22,7 @@ import torch
 
 from musicgen_ops.pipeline.codes import check_prefix_codes, delay_span
 from musicgen_ops.pipeline.inference.base import GenerationOutput, SamplingParams
-from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes
+from musicgen_ops.pipeline.inference.decoders import AudioDecoder, build_decoder, decode_codes, with_decoder
 from musicgen_ops.pipeline.inference.prompt_codes import encode_audio_prompt
 from musicgen_ops.pipeline.melody import melody_generate_inputs
 
@@ -201,6 +201,10 @@ class TorchEngine:
         self.supports_melody = self.family == "musicgen-melody"
         #: Batch size of every ``generate()`` call, in order (read by tests and metrics).
         self.batch_sizes: list[int] = []
+
+    def with_decoder(self, decoder: AudioDecoder) -> TorchEngine:
+        """This engine decoding with ``decoder``: a view sharing its weights (``decoders.with_decoder``)."""
+        return with_decoder(self, decoder)
 
     @property
     def max_frames(self) -> int:

@@ -14,8 +14,9 @@ by name with :func:`build_decoder`; a factory takes keyword arguments ``model`` 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -31,6 +32,7 @@ __all__ = [
     "build_decoder",
     "decode_codes",
     "register_decoder",
+    "with_decoder",
 ]
 
 DEFAULT_DECODER = "encodec"
@@ -57,6 +59,30 @@ def decode_codes(
     if seeds is not None and getattr(decoder, "seeded", False):
         return decoder.decode(codes, seeds=list(seeds))  # type: ignore[call-arg]
     return decoder.decode(codes)
+
+
+_Engine = TypeVar("_Engine")
+
+
+def with_decoder(engine: _Engine, decoder: AudioDecoder) -> _Engine:
+    """A view of ``engine`` decoding with ``decoder``: a shallow copy sharing every loaded tensor (weights,
+    text encoder, codec, caches, CUDA graphs) and lock, differing only in its ``decoder`` attribute.
+
+    The decoder runs after generation (outside any graph), so views of one engine generate alike; a
+    view costs only the decoder's own memory (``decoder.memory_bytes``).
+
+    Raises:
+        ValueError: the decoder makes audio at another rate than the engine's codes.
+    """
+    rate = int(engine.sample_rate)  # type: ignore[attr-defined]
+    if decoder.sample_rate != rate:
+        raise ValueError(
+            f"decoder {decoder.name!r} makes {decoder.sample_rate} Hz audio, "
+            f"the model's codes are for {rate} Hz"
+        )
+    view = copy.copy(engine)
+    view.decoder = decoder  # type: ignore[attr-defined]
+    return view
 
 
 DecoderFactory = Callable[..., AudioDecoder]
