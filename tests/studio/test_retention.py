@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from musicgen_ops.storage import publish_model
 from musicgen_ops.studio.app import create_app
 from musicgen_ops.studio.generation_inputs import inputs_store
+from musicgen_ops.studio.local.backend import LocalBackend
 from musicgen_ops.studio.retention import utc_now
 from musicgen_ops.studio.uploads import StagedFile
 from tests.studio.conftest import TOKEN, studio_settings, wait_for
@@ -123,8 +124,8 @@ def test_a_generation_that_cannot_be_created_leaves_no_inputs(tmp_path, monkeypa
 
 def test_the_sweep_deletes_only_orphans_older_than_the_retention(tmp_path):
     settings = studio_settings(tmp_path / "studio", retention_days=7)
-    with TestClient(create_app(settings)) as studio:
-        backend = studio.app.state.backend
+    backend = LocalBackend(settings)  # not started: no sweep of its own runs beside these
+    try:
         store = inputs_store(settings.artifacts_uri)
         for folder in ("aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"):
             store.put_bytes(f"{folder}/audio_prompt.wav", b"RIFF")
@@ -145,6 +146,8 @@ def test_the_sweep_deletes_only_orphans_older_than_the_retention(tmp_path):
         assert (folders / "cccccccccccc").is_dir()
         backend.sweep(now=utc_now() + timedelta(days=8))
         assert sorted(p.name for p in folders.iterdir()) == ["aaaaaaaaaaaa", "default"]
+    finally:
+        backend.state.close()
 
 
 def named_params(values: dict):

@@ -79,7 +79,8 @@ class KubeGenerations:
 
     def create(self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()) -> GenerationPublic:
         """A served generation when the model's Deployment has ready pods, else a GenerationRequest."""
-        if not request.model_id:
+        model_id = request.model_id
+        if not model_id:
             raise InvalidInputError("error: model_id: on Kubernetes a generation needs a TrainedModel")
         try:
             model = self.kube.get(MODELS, request.model_id)
@@ -94,7 +95,7 @@ class KubeGenerations:
             params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})
         created: list[str] = []
         try:
-            return self._create(request, model, params, created)
+            return self._create(model_id, request.compare_with_base, model, params, created)
         except BaseException:  # nothing half-made stays: the base twin, then the inputs no one names
             for name in created:
                 with contextlib.suppress(Exception):
@@ -104,29 +105,30 @@ class KubeGenerations:
 
     def _create(
         self,
-        request: GenerationCreate,
+        model_id: str,
+        compare_with_base: bool,
         model: dict[str, Any],
         params: GenerationParameters,
         created: list[str],
     ) -> GenerationPublic:
-        assert request.model_id
+        """The GenerationRequest(s) or served generation; ``created`` collects what a failure must undo."""
         compare_id = None
-        if request.compare_with_base:
+        if compare_with_base:
             base_model = TrainedModelSpec.model_validate(model.get("spec") or {}).base_model
             annotations = {BASE_MODEL_ANNOTATION: base_model}
-            base = self._create_request(request.model_id, params, annotations, use_base_model=True)
+            base = self._create_request(model_id, params, annotations, use_base_model=True)
             compare_id = base["metadata"]["name"]
             created.append(compare_id)
         url = serving_url(model, self.settings.serving_url_template)
         if url is None:
             annotations = {COMPARE_ANNOTATION: compare_id} if compare_id else {}
-            return self._from_request(self._create_request(request.model_id, params, annotations))
+            return self._from_request(self._create_request(model_id, params, annotations))
         spec = TrainedModelSpec.model_validate(model.get("spec") or {})
         now = datetime.now(timezone.utc)
         timeout = self.settings.serving_timeout_seconds
         record = ServedRecord(
             id=f"serve-{uuid.uuid4().hex[:8]}",
-            model=spec.model_id or request.model_id,
+            model=spec.model_id or model_id,
             parameters=params,
             created=now,
             deadline=now + timedelta(seconds=timeout),
