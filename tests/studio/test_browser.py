@@ -238,4 +238,10 @@ def test_continue_an_uploaded_clip_in_chromium(studio_url, demo_tracks, tmp_path
         assert abs(duration - 3.0) < 0.05, duration
         expect(page.locator("#results .result")).to_contain_text("continues the uploaded clip")
         save(page, tmp_path, "studio-generate-clip.png")
+        inputs = tmp_path / "studio" / "generation-inputs"
+        assert any(inputs.iterdir())
+        page.once("dialog", lambda dialog: dialog.accept())  # "Delete this generation and its audio?"
+        page.click("#results .delete-generation")
+        expect(page.locator("#results .result")).to_have_count(0)
+        assert not inputs.exists() or not any(inputs.iterdir())  # the uploaded clip went with it
         browser.close()

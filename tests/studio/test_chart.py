@@ -71,6 +71,7 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     options = {
         "maxUploadMb": 512,
         "maxInputMb": 32,
+        "retentionDays": 2.5,
         "directUploadMinMb": 0.5,
         "servingTimeoutSeconds": 90,
         "logLevel": "info",
@@ -79,6 +80,7 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     assert {
         "--max-upload-mb=512",
         "--max-input-mb=32",
+        "--retention-days=2.5",
         "--direct-upload-min-mb=0.5",
         "--serving-timeout=90",
         "--uvicorn-log-level=info",
@@ -87,9 +89,10 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     command = typer.main.get_command(cli_app).commands["studio"]
     params = command.make_context("studio", args[1:]).params
     assert (params["max_upload_mb"], params["max_input_mb"], params["direct_upload_min_mb"]) == (512, 32, 0.5)
-    assert (params["serving_timeout"], params["log_level"]) == (90, "info")
+    assert (params["serving_timeout"], params["log_level"], params["retention_days"]) == (90, "info", 2.5)
     defaults = command.make_context("studio", studio_args(render({"studio": {"enabled": True}}))[1:]).params
-    for name in ("max_upload_mb", "max_input_mb", "direct_upload_min_mb", "serving_timeout", "log_level"):
+    names = ("max_upload_mb", "max_input_mb", "direct_upload_min_mb", "serving_timeout", "log_level")
+    for name in (*names, "retention_days"):
         assert defaults[name] == command.make_context("studio", []).params[name], name  # same defaults
 
 
@@ -98,6 +101,7 @@ def test_the_studio_options_render_into_args_the_cli_reads_back(render):  # noqa
     [
         ({"maxUploadMb": 0}, "maxUploadMb"),
         ({"maxInputMb": 0}, "maxInputMb"),
+        ({"retentionDays": 0}, "retentionDays"),
         ({"directUploadMinMb": -1}, "directUploadMinMb"),
         ({"directUploadMinMb": "8Mi"}, "directUploadMinMb"),
         ({"servingTimeoutSeconds": 0}, "servingTimeoutSeconds"),

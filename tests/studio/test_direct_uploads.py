@@ -139,3 +139,21 @@ def test_a_local_store_offers_none_and_the_page_says_so(tmp_path):
         client.post("/api/v1/datasets", json={"name": "local"})
         answer = ask(client, "a.wav", 10, dataset="local")
         assert answer.status_code == 501 and "offers no presigned uploads" in answer.json()["detail"]
+
+
+def test_the_sweep_deletes_abandoned_uploads_once_their_ticket_expired(studio_on, artifacts, demo_tracks):
+    track = demo_tracks[0]
+    put_only = ask(studio_on, track.name, track.stat().st_size).json()
+    assert put(put_only, track.read_bytes()) in (200, 201)  # PUT, never completed
+    asked_only = ask(studio_on, "later.wav", 100).json()  # never PUT
+    stray = f"{'f' * 32}/stray.wav"  # an object without a ticket
+    open_store(artifacts).child("uploads").put_bytes(stray, b"RIFF")
+    uploads = direct_uploads.DirectUploads(artifacts, LIMIT, 900)
+    now = direct_uploads.utc_now()
+    assert uploads.sweep(now + timedelta(seconds=1000)) == []  # the URLs are dead, completing is not yet
+    assert len(leftovers(artifacts)) == 4
+    swept = uploads.sweep(now + timedelta(seconds=2 * 900 + 60))
+    assert sorted(swept) == sorted([put_only["upload_id"], asked_only["upload_id"], "f" * 32])
+    assert leftovers(artifacts) == []
+    late = studio_on.post(f"/api/v1/datasets/big/uploads/{put_only['upload_id']}/complete", json={})
+    assert late.status_code == 404

@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -152,6 +153,11 @@ def test_a_served_model_generates_through_its_deployment_and_ab_adds_a_base_requ
     assert twin["state"] == "completed" and twin["is_base"] is True and twin["model"] == "tiny-random"
     assert kube_studio.get(twin["audio_url"]).content == audio.content
 
+    # Deleting the served generation deletes its base twin's GenerationRequest and audio too.
+    assert kube_studio.delete(f"/api/v1/generations/{generation['id']}").status_code == 200
+    cluster.wait_for("the twin to go", lambda: not cluster.get("generationrequests", base_name))
+    assert not output.exists() and kube_studio.get(f"/api/v1/generations/{base_name}").status_code == 404
+
 
 def test_a_refusal_of_the_generator_fails_the_generation_with_its_reason(kube_studio, served_model):
     body = {"model_id": served_model[0], "parameters": {"prompt": "too long", "duration_seconds": 5}}
@@ -171,13 +177,11 @@ def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(kube_studio
     import httpx
     import numpy as np
 
-    from musicgen_ops.studio.kube import generations
+    from musicgen_ops.studio.kube import served
 
     calls = []
     real_post = httpx.post
-    monkeypatch.setattr(
-        generations.httpx, "post", lambda url, **kw: calls.append(url) or real_post(url, **kw)
-    )
+    monkeypatch.setattr(served.httpx, "post", lambda url, **kw: calls.append(url) or real_post(url, **kw))
     clip = io.BytesIO()
     sf.write(clip, np.full(3200, 0.1, dtype=np.float32), 32_000, format="WAV")
     request = {"model_id": served_model[0], "parameters": {"prompt": "lofi", "duration_seconds": 0.2}}
@@ -193,3 +197,12 @@ def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(kube_studio
     assert "/generation-inputs/" in done["parameters"]["audio_prompt_uri"]
     samples, _ = sf.read(io.BytesIO(kube_studio.get(done["audio_url"]).content))
     assert len(samples) == 6400
+
+    # Deleting it deletes the studio's record, the audio and the uploaded clip.
+    artifacts = kube_studio.app.state.settings.artifacts_uri.removeprefix("file://")
+    record = Path(artifacts) / "studio/generations/default" / done["id"]
+    clip_folder = Path(done["parameters"]["audio_prompt_uri"].removeprefix("file://")).parent
+    assert record.is_dir() and clip_folder.is_dir()
+    assert kube_studio.delete(f"/api/v1/generations/{done['id']}").status_code == 200
+    assert not record.exists() and not clip_folder.exists()
+    assert kube_studio.get(f"/api/v1/generations/{done['id']}").status_code == 404

@@ -57,6 +57,7 @@ def studio(
         "--max-input-mb",
         help="Largest clip to continue or melody (MiB) a generation may upload.",
     ),
+    retention_days: float = field_option(StudioSettings, "retention_days"),
     mbd_weights: str = field_option(StudioSettings, "mbd_weights"),
     mbd_sampling_steps: int = field_option(StudioSettings, "mbd_sampling_steps", "--mbd-steps"),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the URL in a browser."),
@@ -84,6 +85,7 @@ def studio(
         "serving_timeout_seconds": serving_timeout,
         "max_upload_bytes": int(max_upload_mb * 1024**2),
         "max_input_bytes": int(max_input_mb * 1024**2),
+        "retention_days": retention_days,
         "mbd_weights": mbd_weights,
         "mbd_sampling_steps": mbd_sampling_steps,
     }

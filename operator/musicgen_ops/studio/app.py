@@ -18,8 +18,9 @@ from musicgen_ops import __version__
 from musicgen_ops.storage import StorageError
 from musicgen_ops.studio.auth import COOKIE_NAME, matches
 from musicgen_ops.studio.backend import Backend, StudioError
-from musicgen_ops.studio.direct_uploads import upload_origin
+from musicgen_ops.studio.direct_uploads import DirectUploads, upload_origin
 from musicgen_ops.studio.local.backend import LocalBackend
+from musicgen_ops.studio.retention import periodically
 from musicgen_ops.studio.routes import api_router
 from musicgen_ops.studio.settings import StudioSettings
 
@@ -66,8 +67,15 @@ def create_app(settings: StudioSettings, backend: Backend | None = None) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if backend is None:  # kubernetes: one backend per call, nothing runs here
-            yield
+        if backend is None:  # kubernetes: one backend per call; only abandoned uploads are swept here
+            uploads = DirectUploads(
+                settings.artifacts_uri, settings.max_upload_bytes, settings.direct_upload_expiry_seconds
+            )
+            sweeper = periodically(uploads.sweep, settings.sweep_interval_seconds, "the uploads sweep")
+            try:
+                yield
+            finally:
+                sweeper.cancel()
             return
         await backend.start()
         try:

@@ -10,6 +10,7 @@ The tickets live in the artifact store, so any studio replica can complete an up
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -18,11 +19,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from musicgen_ops.storage import NotFoundError as StorageNotFoundError
 from musicgen_ops.storage import PresignedUploadsUnsupportedError, StorageError, open_store
 from musicgen_ops.studio.backend import InvalidInputError, NotFoundError, NotOfferedError, TooLargeError
 from musicgen_ops.studio.datasets import check_track_name
 from musicgen_ops.studio.schemas import DirectUploadPublic
 from musicgen_ops.studio.uploads import StagedFile
+
+logger = logging.getLogger(__name__)
 
 UPLOADS_PREFIX = "uploads"
 TICKET_NAME = "ticket.json"
@@ -137,6 +141,44 @@ class DirectUploads:
         target = staging / ticket.filename
         folder.get_file(ticket.filename, target)
         return StagedFile(ticket.filename, target, size)
+
+    def sweep(self, now: datetime | None = None) -> list[str]:
+        """Delete abandoned uploads: a ticket past its ``complete_by``, or no readable ticket and nothing
+        newer than twice the URL lifetime (a ticket is written before its URL is handed out).
+
+        Returns:
+            The upload ids deleted.
+        """
+        now = now or utc_now()
+        try:
+            listing = list(self.root.list(""))
+        except StorageNotFoundError:  # no bucket yet: nothing uploaded
+            return []
+        newest: dict[str, datetime] = {}
+        tickets: set[str] = set()
+        for info in listing:
+            upload_id, _, name = info.key.partition("/")
+            if not UPLOAD_ID.match(upload_id):
+                continue
+            stamp = info.last_modified or now
+            newest[upload_id] = max(stamp, newest.get(upload_id, stamp))
+            if name == TICKET_NAME:
+                tickets.add(upload_id)
+        abandoned = []
+        for upload_id, stamp in sorted(newest.items()):
+            deadline = stamp + 2 * self.expiry
+            if upload_id in tickets:
+                try:
+                    ticket = UploadTicket.model_validate(self.root.child(upload_id).get_json(TICKET_NAME))
+                    deadline = ticket.complete_by
+                except (StorageError, ValidationError):
+                    pass
+            if now > deadline:
+                self.discard(upload_id)
+                abandoned.append(upload_id)
+        if abandoned:
+            logger.info("deleted %d abandoned presigned upload(s)", len(abandoned))
+        return abandoned
 
     def discard(self, upload_id: str) -> None:
         """Delete the uploaded object and its ticket."""

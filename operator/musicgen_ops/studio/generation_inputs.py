@@ -123,10 +123,14 @@ def store_inputs(store: ArtifactStore, files: list[StagedFile]) -> dict[str, str
     """Copy checked files into a fresh folder of ``store``; the generation parameters naming them."""
     folder = uuid.uuid4().hex[:12]
     uris = {}
-    for staged in files:
-        key = f"{folder}/{staged.path.name}"
-        store.put_file(staged.path, key)
-        uris[INPUT_PARTS[staged.filename]] = store.uri(key)
+    try:
+        for staged in files:
+            key = f"{folder}/{staged.path.name}"
+            store.put_file(staged.path, key)
+            uris[INPUT_PARTS[staged.filename]] = store.uri(key)
+    except BaseException:  # nothing half-stored stays behind
+        store.delete_prefix(folder)
+        raise
     return uris
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -68,6 +69,13 @@ class StudioSettings(BaseModel):
     direct_upload_expiry_seconds: int = Field(
         900, ge=1, le=7 * 24 * 3600, description="Lifetime of a presigned upload URL."
     )
+    retention_days: float = Field(
+        7,
+        gt=0,
+        description="Orphaned files (uploaded generation inputs no generation names, outputs of deleted "
+        "generations) older than this many days are deleted by the studio's sweep.",
+    )
+    sweep_interval_seconds: float = Field(3600, gt=0, description="How often the sweep runs.")
     mbd_weights: str = Field(
         DEFAULT_MBD_WEIGHTS,
         min_length=1,
@@ -79,6 +87,11 @@ class StudioSettings(BaseModel):
     def artifacts_uri(self) -> str:
         """URI of the artifact root (datasets/, models/, runs/, generations/): ``artifacts`` or file://<root>."""
         return self.artifacts or f"file://{self.root.resolve()}"
+
+    @property
+    def retention(self) -> timedelta:
+        """``retention_days`` as a duration."""
+        return timedelta(days=self.retention_days)
 
     @property
     def database_path(self) -> Path:

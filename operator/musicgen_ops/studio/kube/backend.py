@@ -264,3 +264,6 @@ class KubernetesBackend:
 
     def generation_file(self, generation_id: str, kind: str) -> Path:
         return self.generations.file(generation_id, kind)
+
+    def delete_generation(self, generation_id: str) -> None:
+        self.generations.delete(generation_id)

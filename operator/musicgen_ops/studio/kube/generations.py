@@ -14,31 +14,31 @@ prompt and seed; the fine-tuned generation names it in ``compare_id``.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import re
 import secrets
-import threading
+import shutil
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from musicgen_ops.api.common import API_VERSION
 from musicgen_ops.api.generationrequest import GenerationRequestSpec, GenerationRequestStatus
-from musicgen_ops.api.trainedmodel import TrainedModelSpec, TrainedModelStatus
+from musicgen_ops.api.trainedmodel import TrainedModelSpec
 from musicgen_ops.contracts.generation import MAX_SEED, GenerationParameters
-from musicgen_ops.storage import ArtifactStore, open_object, open_store
 from musicgen_ops.storage import NotFoundError as StorageNotFoundError
+from musicgen_ops.storage import StorageError, open_object, open_store
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
-from musicgen_ops.studio.generation_inputs import INPUT_PARTS, inputs_store, store_inputs, with_inputs
+from musicgen_ops.studio.generation_inputs import inputs_store, store_inputs, with_inputs
 from musicgen_ops.studio.kube.client import KubeClient
-from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationState
+from musicgen_ops.studio.kube.served import RECORD_NAME, ServedRecord, run_served, serving_url, worker_pool
+from musicgen_ops.studio.retention import Throttle, delete_input_folders, input_folders, sweep_input_folders
+from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic
 from musicgen_ops.studio.settings import StudioSettings
 from musicgen_ops.studio.uploads import StagedFile
 
@@ -52,126 +52,18 @@ COMPARE_ANNOTATION = "musicgen.io/studio-compare"
 BASE_MODEL_ANNOTATION = "musicgen.io/studio-base-model"
 GENERATION_STATES = {"Pending": "queued", "WaitingForModel": "queued", "Running": "running"}
 SERVED_PREFIX = "studio/generations"
+OUTPUTS_PREFIX = "generations"
+#: Sweeps of each namespace's generation inputs, piggy-backed on listing (one per interval and process).
+SWEEPS = Throttle()
 SERVED_ID = re.compile(r"^serve-[0-9a-f]{8}$")
-RECORD_NAME = "generation.json"
 #: A served generation still running this long after its deadline lost its studio (restart): failed.
 STALE_GRACE = timedelta(seconds=60)
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def worker_pool() -> ThreadPoolExecutor:
-    """The process's threads that wait for generator servers (the backend lives for one API call)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="studio-serve")
-        return _pool
 
 
 def created_of(obj: dict[str, Any]) -> datetime:
     """``metadata.creationTimestamp`` (now when the server gave none)."""
     stamp = (obj.get("metadata") or {}).get("creationTimestamp")
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else datetime.now(timezone.utc)
-
-
-class ServedRecord(BaseModel):
-    """A generation made by a serving Deployment, as the studio keeps it beside the audio."""
-
-    id: str
-    model: str
-    parameters: GenerationParameters
-    created: datetime
-    deadline: datetime
-    state: GenerationState = "running"
-    compare_id: str | None = None
-    error: str | None = None
-    audio_key: str | None = None
-
-
-class GeneratorError(Exception):
-    """The generator server refused or failed the request (the message is shown to the user)."""
-
-
-def serving_url(model: dict[str, Any], template: str | None) -> str | None:
-    """Base URL of the TrainedModel's generator Service when it serves with ready pods, else None.
-
-    ``template`` (tests, port-forwards) may use ``{serving_url}``, ``{name}``, ``{namespace}``, ``{port}``.
-    """
-    spec = TrainedModelSpec.model_validate(model.get("spec") or {})
-    status = TrainedModelStatus.model_validate(model.get("status") or {})
-    if not spec.serving.enabled or not status.serving_url or not (status.ready_replicas or 0) > 0:
-        return None
-    if template is None:
-        return status.serving_url
-    metadata = model.get("metadata") or {}
-    return template.format(
-        serving_url=status.serving_url,
-        name=metadata.get("name", ""),
-        namespace=metadata.get("namespace", ""),
-        port=spec.serving.port,
-    )
-
-
-def call_generator(url: str, model_id: str, params: GenerationParameters, timeout: float) -> httpx.Response:
-    """``POST <url>/v1/generate?mode=sync``: the generator's request is the contract plus the model id.
-
-    With uploaded audio (``audio_prompt_uri`` / ``melody_uri`` in the studio's store) the files go as
-    parts of ``POST <url>/v1/generate/upload``: the generator reads no URI of the studio's store.
-    """
-    audio = {
-        part: params_uri for part, field in INPUT_PARTS.items() if (params_uri := getattr(params, field))
-    }
-    body = {
-        **params.model_dump(mode="json", exclude_none=True, exclude=set(INPUT_PARTS.values())),
-        "trained_model_id": model_id,
-    }
-    request: dict[str, Any] = {"json": body}
-    if audio:
-        files: dict[str, Any] = {"parameters": (None, json.dumps(body), "application/json")}
-        for part, uri in audio.items():
-            store, key = open_object(uri)
-            files[part] = (Path(key).name, store.get_bytes(key), "application/octet-stream")
-        request = {"files": files}
-    try:
-        response = httpx.post(
-            f"{url.rstrip('/')}/v1/generate" + ("/upload" if audio else ""),
-            params={"mode": "sync"},
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            **request,
-        )
-    except httpx.TimeoutException as err:
-        raise GeneratorError(f"error: the generator at {url} did not answer within {timeout:g} s") from err
-    except httpx.HTTPError as err:
-        raise GeneratorError(f"error: the generator at {url} is unreachable: {err}") from err
-    if response.status_code != 200:
-        try:
-            message = response.json().get("message") or response.text
-        except ValueError:
-            message = response.text
-        raise GeneratorError(f"error: the generator answered HTTP {response.status_code}: {message}")
-    return response
-
-
-def run_served(folder: ArtifactStore, record: ServedRecord, url: str, timeout: float) -> None:
-    """Generate through the server and store the audio, then the record (completed or failed)."""
-    try:
-        response = call_generator(url, record.model, record.parameters, timeout)
-        key = f"audio.{record.parameters.output_format}"
-        folder.put_bytes(key, response.content, content_type=response.headers.get("content-type", ""))
-        seed = int(response.headers.get("x-seed", record.parameters.random_seed or 0))
-        update: dict[str, Any] = {
-            "state": "completed",
-            "audio_key": key,
-            "parameters": record.parameters.model_copy(update={"random_seed": seed}),
-        }
-    except GeneratorError as err:
-        update = {"state": "failed", "error": str(err)}
-    except Exception as err:  # the user sees why; the log has the traceback
-        logger.exception("served generation %s failed", record.id)
-        update = {"state": "failed", "error": f"error: {type(err).__name__}: {err}"}
-    folder.put_json(RECORD_NAME, record.model_copy(update=update).model_dump(mode="json"))
 
 
 class KubeGenerations:
@@ -181,10 +73,14 @@ class KubeGenerations:
         self.settings = settings
         self.kube = kube
         self.records = open_store(settings.artifacts_uri).child(SERVED_PREFIX).child(kube.namespace)
+        self.inputs = inputs_store(settings.artifacts_uri, kube.namespace)
+        #: Where the operator writes a GenerationRequest's audio by default (``generations/<ns>/<name>/``).
+        self.outputs = open_store(settings.artifacts_uri).child(OUTPUTS_PREFIX).child(kube.namespace)
 
     def create(self, request: GenerationCreate, inputs: Sequence[StagedFile] = ()) -> GenerationPublic:
         """A served generation when the model's Deployment has ready pods, else a GenerationRequest."""
-        if not request.model_id:
+        model_id = request.model_id
+        if not model_id:
             raise InvalidInputError("error: model_id: on Kubernetes a generation needs a TrainedModel")
         try:
             model = self.kube.get(MODELS, request.model_id)
@@ -193,27 +89,46 @@ class KubeGenerations:
                 f"error: model_id: no TrainedModel {request.model_id!r} in namespace {self.kube.namespace}"
             ) from err
         if inputs:  # stored once the caller proved access to the model; the A/B twin gets them too
-            uris = store_inputs(inputs_store(self.settings.artifacts_uri, self.kube.namespace), inputs)
-            request = with_inputs(request, uris)
+            request = with_inputs(request, store_inputs(self.inputs, inputs))
         params = request.parameters
         if params.random_seed is None:  # A and B must share the seed
             params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})
+        created: list[str] = []
+        try:
+            return self._create(model_id, request.compare_with_base, model, params, created)
+        except BaseException:  # nothing half-made stays: the base twin, then the inputs no one names
+            for name in created:
+                with contextlib.suppress(Exception):
+                    self.kube.delete(GENERATIONS, name)
+            delete_input_folders(self.inputs, input_folders(self.inputs, [params]))
+            raise
+
+    def _create(
+        self,
+        model_id: str,
+        compare_with_base: bool,
+        model: dict[str, Any],
+        params: GenerationParameters,
+        created: list[str],
+    ) -> GenerationPublic:
+        """The GenerationRequest(s) or served generation; ``created`` collects what a failure must undo."""
         compare_id = None
-        if request.compare_with_base:
+        if compare_with_base:
             base_model = TrainedModelSpec.model_validate(model.get("spec") or {}).base_model
             annotations = {BASE_MODEL_ANNOTATION: base_model}
-            base = self._create_request(request.model_id, params, annotations, use_base_model=True)
+            base = self._create_request(model_id, params, annotations, use_base_model=True)
             compare_id = base["metadata"]["name"]
+            created.append(compare_id)
         url = serving_url(model, self.settings.serving_url_template)
         if url is None:
             annotations = {COMPARE_ANNOTATION: compare_id} if compare_id else {}
-            return self._from_request(self._create_request(request.model_id, params, annotations))
+            return self._from_request(self._create_request(model_id, params, annotations))
         spec = TrainedModelSpec.model_validate(model.get("spec") or {})
         now = datetime.now(timezone.utc)
         timeout = self.settings.serving_timeout_seconds
         record = ServedRecord(
             id=f"serve-{uuid.uuid4().hex[:8]}",
-            model=spec.model_id or request.model_id,
+            model=spec.model_id or model_id,
             parameters=params,
             created=now,
             deadline=now + timedelta(seconds=timeout),
@@ -250,6 +165,11 @@ class KubeGenerations:
     def list(self) -> list[GenerationPublic]:
         """GenerationRequests and served generations, newest first (at most 100)."""
         items = [self._from_request(obj) for obj in self.kube.list(GENERATIONS)]
+        if SWEEPS.due(self.inputs.uri(""), self.settings.sweep_interval_seconds):
+            try:  # the caller just listed every GenerationRequest: sweep orphaned inputs now
+                self.sweep(items)
+            except StorageError as err:
+                logger.warning("sweeping generation inputs failed: %s", err)
         try:
             infos = [info for info in self.records.list("") if info.key.endswith(f"/{RECORD_NAME}")]
         except StorageNotFoundError:  # no bucket yet: nothing served yet
@@ -258,6 +178,55 @@ class KubeGenerations:
         for info in infos[-100:]:
             items.append(self._from_record(self._record(info.key.split("/", 1)[0])))
         return sorted(items, key=lambda g: g.created, reverse=True)[:100]
+
+    def delete(self, generation_id: str) -> None:
+        """Delete a generation (a GenerationRequest as the caller, or a served record), its A/B twin,
+        the audio and the uploaded inputs. A base twin deleted alone keeps the inputs its partner names."""
+        if SERVED_ID.match(generation_id):
+            record = self._record(generation_id)
+            self.kube.list(GENERATIONS)  # RBAC: as for reading it
+            if record.state == "running":
+                raise ConflictError(
+                    f"error: generation {generation_id!r} is running: delete it once it has finished"
+                )
+            if record.compare_id:
+                with contextlib.suppress(NotFoundError):
+                    self._delete_request(record.compare_id)
+            self.records.delete_prefix(generation_id)
+            named = [record.parameters]
+        else:
+            obj = self._delete_request(generation_id)
+            twin = (obj["metadata"].get("annotations") or {}).get(COMPARE_ANNOTATION)
+            if twin:
+                with contextlib.suppress(NotFoundError):
+                    self._delete_request(twin)
+            spec = GenerationRequestSpec.model_validate(obj.get("spec") or {})
+            named = [] if spec.use_base_model else [GenerationParameters.pick(spec)]
+        delete_input_folders(self.inputs, input_folders(self.inputs, named))
+        shutil.rmtree(self.settings.root / ".cache" / "generations" / generation_id, ignore_errors=True)
+
+    def _delete_request(self, name: str) -> dict[str, Any]:
+        """Delete one GenerationRequest (as the caller) and its audio at the operator's default place."""
+        obj = self.kube.get(GENERATIONS, name)
+        self.kube.delete(GENERATIONS, name)  # the operator removes its Job, not the audio
+        if not (obj.get("spec") or {}).get("outputUri"):
+            self.outputs.delete_prefix(name)
+        shutil.rmtree(self.settings.root / ".cache" / "generations" / name, ignore_errors=True)
+        return obj
+
+    def sweep(self, requests: list[GenerationPublic], now: datetime | None = None) -> list[str]:
+        """Delete this namespace's input folders that neither ``requests`` (every GenerationRequest, as
+        the caller listed them) nor a served record names, once older than the retention."""
+        try:
+            keys = [info.key for info in self.records.list("") if info.key.endswith(f"/{RECORD_NAME}")]
+        except StorageNotFoundError:
+            keys = []
+        named = [g.parameters for g in requests]
+        for key in keys:
+            with contextlib.suppress(StorageError, ValidationError):
+                named.append(ServedRecord.model_validate(self.records.get_json(key)).parameters)
+        referenced = input_folders(self.inputs, named)
+        return sweep_input_folders(self.inputs, referenced, self.settings.retention, now)
 
     def get(self, generation_id: str) -> GenerationPublic:
         """One generation (a served one needs read access to its TrainedModel's namespace)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -17,10 +19,18 @@ from musicgen_ops.contracts.training import TrainingRecipe
 from musicgen_ops.storage import delete_model, list_models, read_manifest
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.datasets import StoreDatasets
+from musicgen_ops.studio.direct_uploads import DirectUploads
 from musicgen_ops.studio.generation_inputs import inputs_store, store_inputs, with_inputs
 from musicgen_ops.studio.local.generation import ARTIFACT_REF, GenerationWorker
 from musicgen_ops.studio.local.state import StudioState, utc_now
 from musicgen_ops.studio.local.training import TrainingRunner, run_uri
+from musicgen_ops.studio.retention import (
+    delete_input_folders,
+    input_folders,
+    periodically,
+    sweep_input_folders,
+)
+from musicgen_ops.studio.retention import utc_now as retention_now
 from musicgen_ops.studio.samples import fetch_sample, find_sample
 from musicgen_ops.studio.schemas import (
     DatasetPublic,
@@ -36,6 +46,8 @@ from musicgen_ops.studio.settings import StudioSettings
 from musicgen_ops.studio.uploads import StagedFile
 
 TERMINAL_TRAINING_STATES = ("completed", "failed", "cancelled")
+#: Name of a local generation (``new_id("gen")``), and of its output folder.
+GENERATION_ID = re.compile(r"^gen-[0-9a-f]{8}$")
 
 
 def new_id(prefix: str) -> str:
@@ -53,15 +65,19 @@ class LocalBackend:
         self.datasets = StoreDatasets(settings.artifacts_uri, settings.max_tracks_per_dataset)
         self.runner = TrainingRunner(settings, self.state, self.datasets.uri)
         self.generator = GenerationWorker(settings, self.state)
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Resume what a previous process left queued or running."""
         await self.runner.start()
         self.generator.warm_up()
         self.generator.recover()
+        self._sweeper = periodically(self.sweep, self.settings.sweep_interval_seconds, "the studio's sweep")
 
     async def close(self) -> None:
         """Stop the training (it resumes after the next start) and the generation worker."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.runner.close()
         await asyncio.to_thread(self.generator.close)
         self.state.close()
@@ -213,16 +229,24 @@ class LocalBackend:
             model = model_ref = base = request.base_model
         else:
             raise InvalidInputError("error: give model_id (a trained model) or base_model")
+        self.generator.decoder_options(request.parameters.decoder or "encodec")  # no MBD weights: 503 now
+        store = inputs_store(self.settings.artifacts_uri)
         if inputs:  # the A/B twin gets the same clip and melody
-            request = with_inputs(request, store_inputs(inputs_store(self.settings.artifacts_uri), inputs))
+            request = with_inputs(request, store_inputs(store, inputs))
         params = request.parameters
-        self.generator.decoder_options(params.decoder or "encodec")  # missing MBD weights: 503 now, no row
         if params.random_seed is None:  # A and B must share the seed
             params = params.model_copy(update={"random_seed": secrets.randbelow(MAX_SEED)})
         compare_id = None
-        if request.compare_with_base and request.model_id:
-            compare_id = self._insert_generation(base, base, True, params, None)
-        generation_id = self._insert_generation(model, model_ref, not request.model_id, params, compare_id)
+        try:
+            if request.compare_with_base and request.model_id:
+                compare_id = self._insert_generation(base, base, True, params, None)
+            is_base = not request.model_id
+            generation_id = self._insert_generation(model, model_ref, is_base, params, compare_id)
+        except BaseException:  # no generation names the stored inputs: delete them now
+            if compare_id:
+                self.state.delete("generations", compare_id)
+            delete_input_folders(store, input_folders(store, [params]))
+            raise
         self.generator.submit(generation_id)
         if compare_id:
             self.generator.submit(compare_id)
@@ -264,6 +288,51 @@ class LocalBackend:
         if not path:
             raise NotFoundError(f"error: generation {generation_id!r} has no {kind}")
         return Path(path)
+
+    def delete_generation(self, generation_id: str) -> None:
+        """Delete the generation, its A/B twin, their audio and (once no generation names them) inputs."""
+        row = self.state.get("generations", generation_id)
+        if row is None:
+            raise NotFoundError(f"error: no generation {generation_id!r}")
+        twin = self.state.get("generations", row["compare_id"]) if row["compare_id"] else None
+        rows = [row, twin] if twin else [row]
+        for one in rows:
+            if one["state"] == "running":
+                raise ConflictError(
+                    f"error: generation {one['id']!r} is running: delete it once it has finished"
+                )
+        for one in rows:
+            self.state.delete("generations", one["id"])
+        for partner in self.state.select("generations", "compare_id = ?", (generation_id,)):
+            self.state.update("generations", partner["id"], compare_id=None)  # a base twin deleted alone
+        for one in rows:
+            shutil.rmtree(self.generator.output_dir(one["id"]), ignore_errors=True)
+        store = inputs_store(self.settings.artifacts_uri)
+        folders = input_folders(store, [GenerationParameters.model_validate_json(rows[0]["parameters"])])
+        named = {f for f in folders if self.state.select("generations", "parameters LIKE ?", (f"%{f}%",))}
+        delete_input_folders(store, folders - named)
+
+    def sweep(self, now: datetime | None = None) -> None:
+        """Delete orphans older than the retention (inputs and outputs no generation names) and
+        abandoned presigned uploads."""
+        now = now or retention_now()
+        rows = self.state.select("generations")
+        store = inputs_store(self.settings.artifacts_uri)
+        params = [GenerationParameters.model_validate_json(row["parameters"]) for row in rows]
+        named = input_folders(store, params)
+        sweep_input_folders(store, named, self.settings.retention, now)
+        outputs = self.settings.root / "generations"
+        known = {r["id"] for r in rows}
+        cutoff = (now - self.settings.retention).timestamp()
+        for folder in sorted(outputs.iterdir()) if outputs.is_dir() else []:
+            orphan = GENERATION_ID.match(folder.name) and folder.name not in known
+            if orphan and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        DirectUploads(
+            self.settings.artifacts_uri,
+            self.settings.max_upload_bytes,
+            self.settings.direct_upload_expiry_seconds,
+        ).sweep(now)
 
     def _generation(self, row: dict[str, Any]) -> GenerationPublic:
         result = GenerationResult.model_validate(json.loads(row["result"])) if row["result"] else None

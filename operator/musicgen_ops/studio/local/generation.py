@@ -7,6 +7,7 @@ hub id, folder or preset. The last engine stays loaded, so a second clip with th
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -148,3 +149,5 @@ class GenerationWorker:
         self.state.update(
             "generations", generation_id, state="completed", result=result.model_dump(mode="json")
         )
+        if self.state.get("generations", generation_id) is None:  # deleted while it was being made
+            shutil.rmtree(folder, ignore_errors=True)

@@ -68,6 +68,11 @@ class StudioState:
                 [*(_cell(v) for v in values.values()), row_id],
             )
 
+    def delete(self, table: str, row_id: str) -> None:
+        """Delete the row ``row_id`` (no error when there is none)."""
+        with self._cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+
     def get(self, table: str, row_id: str) -> dict[str, Any] | None:
         """One row as a dict, or None."""
         with self._cursor() as cursor:

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from musicgen_ops.studio.deps import BackendDep, SettingsDep
 from musicgen_ops.studio.generation_inputs import UPLOAD_OPENAPI, receive_inputs
-from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationsPublic
+from musicgen_ops.studio.schemas import GenerationCreate, GenerationPublic, GenerationsPublic, Message
 from musicgen_ops.studio.uploads import StagingFolder, audio_details
 
 router = APIRouter(prefix="/generations", tags=["generations"])
@@ -56,6 +56,13 @@ def list_generations(backend: BackendDep) -> GenerationsPublic:
 def get_generation(generation_id: str, backend: BackendDep) -> GenerationPublic:
     """One generation and its result."""
     return backend.get_generation(generation_id)
+
+
+@router.delete("/{generation_id}", response_model=Message)
+def delete_generation(generation_id: str, backend: BackendDep) -> Message:
+    """Delete a generation, its audio and its uploaded inputs; with it its A/B twin (``compare_id``)."""
+    backend.delete_generation(generation_id)
+    return Message(message=f"generation {generation_id} deleted")
 
 
 @router.get("/{generation_id}/audio", response_class=FileResponse)

@@ -365,6 +365,21 @@ function submitGeneration(form, body) {
   return postForm('/generations/upload', data);
 }
 
+// Deletes the generation, its A/B twin, their audio and uploaded inputs (the studio refuses while running).
+function deleteGenerationButton(generation, pair) {
+  const remove = document.createElement('button');
+  remove.className = 'danger delete-generation';
+  remove.type = 'button';
+  remove.textContent = 'Delete';
+  remove.title = 'Delete this generation, its A/B twin, their audio and uploaded clips';
+  remove.onclick = () => guarded(async () => {
+    if (!confirm('Delete this generation and its audio?')) return;
+    await api(`/generations/${encodeURIComponent(generation.id)}`, { method: 'DELETE' });
+    pair.remove();
+  });
+  return remove;
+}
+
 function setupGenerateForm() {
   $('#generate-form').model.addEventListener('change', (event) => showAudioInputs(event.target.form));
   $('#generate-form').addEventListener('submit', (event) => {
@@ -388,6 +403,7 @@ function setupGenerateForm() {
       const pair = document.createElement('div');
       pair.className = 'pair';
       const main = resultCard(generation.is_base ? 'Base' : 'Fine-tuned', generation);
+      main.append(deleteGenerationButton(generation, pair));
       pair.append(main);
       const waits = [pollGeneration(main, generation.id)];
       if (generation.compare_id) {
