@@ -57,8 +57,13 @@ def test_resolver_layouts(settings, trained_model_dir, tmp_path):
     shutil.copytree(trained_model_dir, nested)
     assert loadable_folder(nested.parent, settings) == nested.parent
     assert locate_format(nested.parent) == (nested, "torch")
-    with pytest.raises(ModelNotFoundError, match="looked in"):
+    with pytest.raises(ModelNotFoundError, match="looked in the server's models folder") as missing:
         resolve_model("absent", settings)
+    assert str(settings.models_root) not in str(missing.value)  # a shared server names no local path
+    (settings.models_root / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="in the server's models folder but holds no") as empty:
+        resolve_model("empty", settings)
+    assert str(settings.models_root) not in str(empty.value)
     with pytest.raises(Exception, match="not a model id"):
         resolve_model(str(trained_model_dir), settings)  # paths only with allow_local_paths
     settings.allow_local_paths = True

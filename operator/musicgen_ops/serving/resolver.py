@@ -83,16 +83,18 @@ def resolve_model_origin(model_id: str | None, settings: ServeEnvironment) -> tu
             f"trained_model_id: {model_id!r} is not a model id (1-128 letters, digits, '.', '_', '-')",
             fields=[f"trained_model_id: not a model id (got {model_id!r})"],
         )
-    looked = []
+    # Callers are told where the server looked in its own terms (never a local path: the server may be
+    # shared); the operator's log has the folder.
+    looked = ["the server's models folder"]
     local = settings.models_root / model_id
-    looked.append(str(local))
     if local.is_dir():
         found = loadable_folder(local, settings)
         if found is not None:
             return str(found), None
+        logger.warning("model %s: %s holds no loadable %s model", model_id, local, settings.model_format)
         raise ModelNotFoundError(
-            f"model {model_id!r}: {local} exists but holds no loadable {settings.model_format} model "
-            "(expected adapter_config.json, merged/, torchscript/ or *.onnx)"
+            f"model {model_id!r} is in the server's models folder but holds no loadable "
+            f"{settings.model_format} model (expected adapter_config.json, merged/, torchscript/ or *.onnx)"
         )
     if settings.models_uri:
         uri = store_uri(model_id, settings)
@@ -104,7 +106,8 @@ def resolve_model_origin(model_id: str | None, settings: ServeEnvironment) -> tu
                 return str(found), uri
     if is_default:
         return model_id, None
-    raise ModelNotFoundError(f"model {model_id!r} not found; looked in {', '.join(looked)}")
+    logger.info("model %s not found in %s%s", model_id, local, f" or {looked[-1]}" if len(looked) > 1 else "")
+    raise ModelNotFoundError(f"model {model_id!r} not found; looked in {' and '.join(looked)}")
 
 
 def store_uri(model_id: str, settings: ServeEnvironment) -> str:
