@@ -60,6 +60,19 @@ def test_deleting_a_generation_deletes_both_requests_their_audio_and_the_inputs(
     assert kube_studio.delete(f"/api/v1/generations/{main}").status_code == 404
 
 
+def test_deleting_the_base_twin_alone_keeps_the_partner_without_a_dangling_compare(kube_studio, cluster):  # noqa: F811
+    cluster.create("trainedmodels", trained_model("gc-twin"))
+    answer = post_clip(kube_studio, "gc-twin")
+    main, twin = answer.json()["id"], answer.json()["compare_id"]
+    inputs = local(cluster, answer.json()["parameters"]["audio_prompt_uri"]).parent
+    assert kube_studio.delete(f"/api/v1/generations/{twin}").status_code == 200
+    cluster.wait_for("the twin to go", lambda: not cluster.get("generationrequests", twin))
+    listed = {item["id"]: item for item in kube_studio.get("/api/v1/generations").json()["data"]}
+    assert main in listed and twin not in listed
+    assert listed[main]["compare_id"] is None  # the page shows no A/B against a deleted clip
+    assert inputs.is_dir()  # the fine-tuned request still names the clip
+
+
 def test_the_callers_token_decides_and_a_refused_creation_leaves_no_inputs(kube_studio, cluster):  # noqa: F811
     cluster.create("trainedmodels", trained_model("gc-rbac"))
     made = post_clip(kube_studio, "gc-rbac", compare=False).json()

@@ -177,6 +177,13 @@ class KubeGenerations:
         infos.sort(key=lambda info: info.last_modified or datetime.min.replace(tzinfo=timezone.utc))
         for info in infos[-100:]:
             items.append(self._from_record(self._record(info.key.split("/", 1)[0])))
+        names = {item.id for item in items}
+        items = [  # a twin deleted on its own leaves its partner's compare_id pointing at nothing
+            item
+            if item.compare_id in names or item.compare_id is None
+            else item.model_copy(update={"compare_id": None})
+            for item in items
+        ]
         return sorted(items, key=lambda g: g.created, reverse=True)[:100]
 
     def delete(self, generation_id: str) -> None:
