@@ -150,3 +150,14 @@ def test_service_account_tokens_are_authorised_by_rbac(api, server):
         assert (
             pod.get("/apis/batch/v1/namespaces/kube-system/jobs").status_code == 403
         )  # Role is per namespace
+        # A SelfSubjectAccessReview answers what the same rules decide (any authenticated user may ask).
+        reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+        def review(verb: str, namespace: str = "default") -> bool:
+            attributes = {"namespace": namespace, "verb": verb, "group": "batch", "resource": "jobs"}
+            answer = pod.post(reviews, json={"spec": {"resourceAttributes": attributes}})
+            assert answer.status_code == 201, answer.text
+            return answer.json()["status"]["allowed"]
+
+        assert review("create") and not review("delete") and not review("list", "kube-system")
+        assert pod.post(reviews, json={"spec": {}}).status_code == 422

@@ -141,6 +141,9 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("events.k8s.io/v1", "events", "Event", short=("ev",)),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
     _builtin("rbac.authorization.k8s.io/v1", "roles", "Role"),
+    _builtin(
+        "authorization.k8s.io/v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", namespaced=False
+    ),
     _builtin("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
     _builtin("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", namespaced=False),
     _builtin("rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),

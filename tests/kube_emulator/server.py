@@ -219,6 +219,9 @@ class Routes:
         authorization = request.headers.get("Authorization", "")
         token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else None
         resource = f"{rtype.plural}/{sub}" if sub else rtype.plural
+        if rtype.key == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+            # Every authenticated user may ask what it may do (the system:basic-user ClusterRole).
+            return self._self_review(token, await _body(request), method)
         emulator.authorizer.check(token, verb, rtype.group, resource, ns, name)
         if rtype.key == ("", "serviceaccounts") and sub == "token" and method == "POST":
             emulator.get(rtype, ns, name or "")
@@ -286,6 +289,35 @@ class Routes:
             raw = await request.read()
             return _json(emulator.delete(rtype, ns, name, parse_json(raw) if raw else None))
         raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {request.path}")
+
+    def _self_review(self, token: str | None, body: Any, method: str) -> web.Response:
+        """SelfSubjectAccessReview: whether the caller may do what ``spec.resourceAttributes`` says."""
+        if method != "POST":
+            raise ApiError(405, "MethodNotAllowed", "selfsubjectaccessreviews only support create")
+        attributes = ((body or {}).get("spec") or {}).get("resourceAttributes")
+        if not isinstance(attributes, dict) or not attributes.get("verb") or not attributes.get("resource"):
+            raise ApiError(
+                422, "Invalid", "SelfSubjectAccessReview: spec.resourceAttributes needs verb and resource"
+            )
+        resource = attributes["resource"] + (
+            f"/{attributes['subresource']}" if attributes.get("subresource") else ""
+        )
+        allowed = self.emulator.authorizer.allows(
+            token,
+            attributes["verb"],
+            attributes.get("group", ""),
+            resource,
+            attributes.get("namespace") or None,
+            attributes.get("name") or None,
+        )
+        review = {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {},
+            "spec": body["spec"],
+            "status": {"allowed": allowed, **({} if allowed else {"reason": "no RBAC rule allows it"})},
+        }
+        return _json(review, 201)
 
     def _select(self, request: web.Request, rtype: ResourceType, ns: str | None) -> list[dict[str, Any]]:
         by_label = label_selector(request.query.get("labelSelector"))

@@ -29,6 +29,26 @@ from tests.studio.conftest import studio_settings, wait_for
 pytestmark = pytest.mark.emulator
 
 
+def viewer_token(cluster, name: str, verbs: list[str]) -> str:  # noqa: F811
+    """A ServiceAccount token whose Role allows only ``verbs`` on GenerationRequests (and reading models)."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/default"
+    rules = [
+        {"apiGroups": ["musicgen.io"], "resources": ["trainedmodels"], "verbs": ["get", "list"]},
+        {"apiGroups": ["musicgen.io"], "resources": ["generationrequests"], "verbs": verbs},
+    ]
+    assert (
+        cluster.http.post(f"{rbac}/roles", json={"metadata": {"name": name}, "rules": rules}).status_code
+        == 201
+    )
+    binding = {
+        "metadata": {"name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "default"}],
+        "roleRef": {"kind": "Role", "name": name, "apiGroup": "rbac.authorization.k8s.io"},
+    }
+    assert cluster.http.post(f"{rbac}/rolebindings", json=binding).status_code == 201
+    return cluster.emulator.authorizer.issue("default", name)
+
+
 class GeneratorServer:
     """``musicgen-ops serve``'s app under uvicorn in a thread; remembers which models it loaded."""
 
@@ -170,7 +190,12 @@ def test_a_refusal_of_the_generator_fails_the_generation_with_its_reason(kube_st
     assert kube_studio.get("/api/v1/generations/serve-00000000").status_code == 404
 
 
-def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(kube_studio, served_model, monkeypatch):
+def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(
+    kube_studio,
+    served_model,
+    cluster,  # noqa: F811
+    monkeypatch,
+):
     """Served: the studio sends the file itself to /v1/generate/upload (the generator reads no studio URI)."""
     import json
 
@@ -203,6 +228,15 @@ def test_an_uploaded_clip_goes_to_the_deployment_as_a_multipart_part(kube_studio
     record = Path(artifacts) / "studio/generations/default" / done["id"]
     clip_folder = Path(done["parameters"]["audio_prompt_uri"].removeprefix("file://")).parent
     assert record.is_dir() and clip_folder.is_dir()
+    # A token that may read GenerationRequests but not delete them may not delete a served record either
+    # (a SelfSubjectAccessReview asks the API server, as the caller).
+    viewer = viewer_token(cluster, "served-viewer", ["get", "list"])
+    owner = kube_studio.headers["Authorization"]
+    kube_studio.headers["Authorization"] = f"Bearer {viewer}"
+    refused = kube_studio.delete(f"/api/v1/generations/{done['id']}")
+    assert refused.status_code == 403 and "delete generationrequests" in refused.json()["detail"]
+    assert record.is_dir() and clip_folder.is_dir()
+    kube_studio.headers["Authorization"] = owner
     assert kube_studio.delete(f"/api/v1/generations/{done['id']}").status_code == 200
     assert not record.exists() and not clip_folder.exists()
     assert kube_studio.get(f"/api/v1/generations/{done['id']}").status_code == 404

@@ -14,6 +14,8 @@ from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFou
 
 #: The path of a namespaced custom resource collection.
 COLLECTION = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+#: Where a caller asks what it may do.
+SELF_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 class KubeUnavailableError(StudioError):
@@ -83,6 +85,31 @@ class KubeClient:
     def list(self, plural: str) -> list[dict[str, Any]]:
         """Every object of a kind in the namespace."""
         return self._request("GET", "list", plural)["items"]
+
+    def can(self, verb: str, plural: str) -> bool:
+        """Whether RBAC lets the caller ``verb`` this namespace's ``plural`` (a SelfSubjectAccessReview,
+        which every authenticated user may create)."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": self.namespace,
+                    "verb": verb,
+                    "group": GROUP,
+                    "resource": plural,
+                }
+            },
+        }
+        try:
+            with httpx.Client(headers=self.headers, verify=self.verify, timeout=self.timeout) as http:
+                response = http.post(f"{self.api_url}{SELF_REVIEWS}", json=review)
+        except httpx.HTTPError as err:
+            raise KubeUnavailableError(
+                f"error: the Kubernetes API at {self.api_url} is unreachable: {err}"
+            ) from err
+        raise_for(response, "review access to", plural, self.namespace)
+        return bool((response.json().get("status") or {}).get("allowed"))
 
     def delete(self, plural: str, name: str) -> None:
         """Delete one object (its Jobs and pods go with it through owner references)."""

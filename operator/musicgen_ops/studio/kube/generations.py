@@ -27,12 +27,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from musicgen_ops.api.common import API_VERSION
+from musicgen_ops.api.common import API_VERSION, GROUP
 from musicgen_ops.api.generationrequest import GenerationRequestSpec, GenerationRequestStatus
 from musicgen_ops.api.trainedmodel import TrainedModelSpec
 from musicgen_ops.contracts.generation import MAX_SEED, GenerationParameters
 from musicgen_ops.storage import NotFoundError as StorageNotFoundError
 from musicgen_ops.storage import StorageError, open_object, open_store
+from musicgen_ops.studio.auth import ForbiddenError
 from musicgen_ops.studio.backend import ConflictError, InvalidInputError, NotFoundError
 from musicgen_ops.studio.generation_inputs import inputs_store, store_inputs, with_inputs
 from musicgen_ops.studio.kube.client import KubeClient
@@ -191,7 +192,11 @@ class KubeGenerations:
         the audio and the uploaded inputs. A base twin deleted alone keeps the inputs its partner names."""
         if SERVED_ID.match(generation_id):
             record = self._record(generation_id)
-            self.kube.list(GENERATIONS)  # RBAC: as for reading it
+            if not self.kube.can("delete", GENERATIONS):  # a served record is no Kubernetes object
+                raise ForbiddenError(
+                    f"error: Kubernetes RBAC does not let your token delete {GENERATIONS}.{GROUP} in "
+                    f"namespace {self.kube.namespace}, so it cannot delete generation {generation_id!r}"
+                )
             if record.state == "running":
                 raise ConflictError(
                     f"error: generation {generation_id!r} is running: delete it once it has finished"
