@@ -13,13 +13,14 @@ import asyncio
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from musicgen_ops.serving.schemas import CacheStats
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -40,6 +41,29 @@ def engine_memory(engine: Any) -> int:
         return int(getattr(engine, "memory_bytes", 0) or 0)
     except (TypeError, ValueError):
         return 0
+
+
+async def single_flight(
+    pending: dict[Hashable, asyncio.Future[T]], key: Hashable, work: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``work`` once for concurrent callers with the same ``key``: a caller arriving while it runs
+    awaits that run's result (or error) instead of starting another."""
+    running = pending.get(key)
+    if running is not None:
+        return await asyncio.shield(running)
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    pending[key] = future
+    try:
+        result = await work()
+    except BaseException as err:
+        future.set_exception(err)
+        future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+        raise
+    else:
+        future.set_result(result)
+        return result
+    finally:
+        del pending[key]
 
 
 class ModelCache:
@@ -122,26 +146,17 @@ class ModelCache:
         engine = entry.variants.get(variant)
         if engine is not None:
             return engine
-        pending = self._building.get((key, variant))
-        if pending is not None:  # someone else is building it: share that build
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._building[(key, variant)] = future
-        try:
+
+        async def build_variant() -> Any:
             engine, extra = await asyncio.to_thread(build, entry.engine)
             entry.variants[variant] = engine
             entry.memory_bytes += int(extra)
             if self._entries.get(key) is entry:  # still cached: the budget counts the variant now
                 self._evict(keep=key)
-            future.set_result(engine)
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._building[(key, variant)]
-        logger.info("model %s: variant %s added (%.1f MB)", key, variant, int(extra) / 1e6)
-        return engine
+            logger.info("model %s: variant %s added (%.1f MB)", key, variant, int(extra) / 1e6)
+            return engine
+
+        return await single_flight(self._building, (key, variant), build_variant)
 
     async def _entry(self, key: Hashable, *, primary: Hashable | None = None) -> CacheEntry:
         entry = self._entries.get(key)
@@ -150,31 +165,24 @@ class ModelCache:
             self.hits += 1
             self._on_event("hit")
             return entry
-        pending = self._loading.get(key)
-        if pending is not None:  # someone else is loading it: share that load
+        if key in self._loading:  # someone else is loading it: share that load
             self.hits += 1
             self._on_event("hit")
-            return await asyncio.shield(pending)
-        self.misses += 1
-        self._on_event("miss")
-        future: asyncio.Future[CacheEntry] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
+        else:
+            self.misses += 1
+            self._on_event("miss")
+
+        async def load() -> CacheEntry:
             engine, source = await asyncio.to_thread(self._loader, key)
             entry = CacheEntry(key=key, engine=engine, memory_bytes=engine_memory(engine), source=source)
             if primary is not None:
                 entry.variants[primary] = engine
             self._entries[key] = entry
             self._evict(keep=key)
-            future.set_result(entry)
-        except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._loading[key]
-        logger.info("model %s loaded from %s (%.1f MB)", key, entry.source, entry.memory_bytes / 1e6)
-        return entry
+            logger.info("model %s loaded from %s (%.1f MB)", key, entry.source, entry.memory_bytes / 1e6)
+            return entry
+
+        return await single_flight(self._loading, key, load)
 
     def _evict(self, keep: Hashable) -> None:
         evicted = False
