@@ -29,7 +29,7 @@ from musicgen_ops.pipeline.audio_stream import (
     open_audio,
     stream_clips,
 )
-from musicgen_ops.pipeline.errors import AudioDecodeError
+from musicgen_ops.pipeline.errors import AudioDecodeError, InvalidParametersError
 from musicgen_ops.pipeline.filemodes import make_public
 from musicgen_ops.pipeline.manifest import (
     MANIFEST_NAME,
@@ -67,6 +67,32 @@ def load_audio(path: Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(data).all():
         raise AudioDecodeError(f"{path}: contains NaN or infinite samples")
     return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def decode_audio_bytes(data: bytes, field: str) -> tuple[np.ndarray, int]:
+    """Decode an audio file sent as bytes (a request's clip or melody) to float32 ``[channels, samples]``
+    and its sample rate.
+
+    Raises:
+        InvalidParametersError: empty, not decodable, or no usable samples (naming ``field``).
+    """
+    import io
+
+    import soundfile as sf
+
+    def invalid(reason: str) -> InvalidParametersError:
+        line = f"{field}: {reason}"
+        return InvalidParametersError(line, fields=[line])
+
+    if not data:
+        raise invalid("the file is empty")
+    try:
+        audio, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        raise invalid(f"not decodable audio (WAV/FLAC/OGG/MP3 expected): {err}") from err
+    if audio.size == 0 or not np.isfinite(audio).all():
+        raise invalid("no usable audio samples")
+    return np.ascontiguousarray(audio.T), int(sample_rate)
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

@@ -191,19 +191,10 @@ def decode_melody_bytes(data: bytes, sample_rate: int, *, field: str = "melody_b
     Raises:
         InvalidParametersError: the bytes are not decodable audio (naming ``field``).
     """
-    import io
+    from musicgen_ops.pipeline.audio import decode_audio_bytes, resample, to_mono
 
-    import soundfile as sf
-
-    from musicgen_ops.pipeline.audio import resample, to_mono
-
-    try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        raise InvalidParametersError(f"{field}: not decodable audio ({err})") from err
-    if audio.size == 0 or not np.isfinite(audio).all():
-        raise InvalidParametersError(f"{field}: no usable audio samples")
-    mono = resample(to_mono(audio.T), int(rate), sample_rate)
+    audio, rate = decode_audio_bytes(data, field)
+    mono = resample(to_mono(audio), rate, sample_rate)
     return np.ascontiguousarray(mono[: int(MAX_MELODY_SECONDS * sample_rate)], dtype=np.float32)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from musicgen_ops.contracts.environment import ServeEnvironment
+from musicgen_ops.pipeline.audio import decode_audio_bytes
 from musicgen_ops.pipeline.errors import InvalidParametersError
 from musicgen_ops.pipeline.melody import require_melody_support
 from musicgen_ops.serving.errors import PayloadTooLargeError, describe_request_errors
@@ -136,16 +136,7 @@ class _Parts:
 
 def check_audio(data: bytes, part: str) -> None:
     """Decode ``data`` fully (at its own rate) or raise an InvalidParametersError naming ``part``."""
-    import soundfile as sf
-
-    if not data:
-        raise _invalid(f"{part}: the file is empty")
-    try:
-        audio, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        raise _invalid(f"{part}: not decodable audio (WAV/FLAC/OGG/MP3 expected): {err}") from err
-    if audio.size == 0 or not np.isfinite(audio).all():
-        raise _invalid(f"{part}: no usable audio samples")
+    decode_audio_bytes(data, part)
 
 
 async def read_upload(

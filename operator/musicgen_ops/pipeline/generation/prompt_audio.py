@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from musicgen_ops.pipeline.audio import load_audio, resample, to_mono
+from musicgen_ops.pipeline.audio import decode_audio_bytes, load_audio, resample, to_mono
 from musicgen_ops.pipeline.errors import AudioDecodeError, InvalidParametersError
 
 FIELD = "audio_prompt_uri"
@@ -81,16 +81,5 @@ def decode_audio_prompt_bytes(
     Raises:
         InvalidParametersError: not decodable audio, or no usable samples (naming ``field``).
     """
-    import io
-
-    import soundfile as sf
-
-    try:
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        line = f"{field}: cannot decode the clip ({err})"
-        raise InvalidParametersError(line, fields=[line]) from err
-    if audio.size == 0 or not np.isfinite(audio).all():
-        line = f"{field}: no usable audio samples"
-        raise InvalidParametersError(line, fields=[line])
-    return resample(to_mono(audio.T), int(rate), sample_rate).astype(np.float32, copy=False)
+    audio, rate = decode_audio_bytes(data, field)
+    return resample(to_mono(audio), rate, sample_rate).astype(np.float32, copy=False)
