@@ -152,24 +152,15 @@ def _rank_main(args: argparse.Namespace) -> dict:
 def launched(args: argparse.Namespace, world: int) -> dict:
     """Run :func:`timed_steps` as ``world`` processes (torch elastic, standalone); rank 0's timings, each
     step timed as the slowest rank saw it."""
-    import uuid
+    from torch.distributed.launcher.api import elastic_launch
 
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from musicgen_ops.pipeline.training.distributed import standalone_launch_config
 
     if world == 1:
         return timed_steps(args)
     if args.device == "cuda" and world > torch.cuda.device_count():
         raise SystemExit(f"--world-sizes {world} needs {world} GPUs, {torch.cuda.device_count()} visible")
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=world,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-    )
-    results = elastic_launch(config, _rank_main)(args)
+    results = elastic_launch(standalone_launch_config(world), _rank_main)(args)
     first = results[0]
     first["times"] = [max(r["times"][i] for r in results.values()) for i in range(len(first["times"]))]
     return first

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 
 import typer
 
@@ -62,22 +61,15 @@ def relaunch(devices: int, context: typer.Context) -> None:
     """Run this ``train`` command again as ``devices`` processes on this machine, through torch elastic's
     launcher with torchrun's ``--standalone`` settings (a c10d rendezvous on a free local port)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
+
+    from musicgen_ops.pipeline.training.distributed import standalone_launch_config
 
     parent = typed_arguments(context.parent) if context.parent else []
     arguments = [*parent, context.info_name or "train", *typed_arguments(context)]
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default with several processes per node
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=devices,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-    )
     try:
-        elastic_launch(config, sys.executable)("-m", "musicgen_ops", *arguments)
+        elastic_launch(standalone_launch_config(devices), sys.executable)("-m", "musicgen_ops", *arguments)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

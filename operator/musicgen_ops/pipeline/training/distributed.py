@@ -46,6 +46,24 @@ def under_torchrun(environ: Mapping[str, str] = os.environ) -> bool:
     return "TORCHELASTIC_RUN_ID" in environ or "LOCAL_RANK" in environ
 
 
+def standalone_launch_config(processes: int) -> Any:
+    """torch elastic's ``LaunchConfig`` for ``processes`` workers on this machine, with torchrun's
+    ``--standalone`` settings (a c10d rendezvous on a free local port, a fresh run id, no restarts)."""
+    import uuid
+
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=processes,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
+
+
 def effective_batch_size(batch_size: int, grad_accum: int, world_size: int) -> int:
     """Clips per optimizer step: per-device batch x processes x gradient accumulation."""
     return batch_size * world_size * grad_accum
