@@ -30,6 +30,7 @@ def test_progress_written_by_the_job_is_what_the_operator_shows(tmp_path):
         val_loss=float("nan"),  # a diverged evaluation: JSON has no NaN, the status gets no number
         base_val_loss=7.5,
         eta_seconds=120.7,
+        world_size=4,
     )
     StorageProgressReporter(uri).write(event)
     progress, non_finite = artifacts.read_progress(uri)
@@ -39,7 +40,7 @@ def test_progress_written_by_the_job_is_what_the_operator_shows(tmp_path):
     assert (status.current_epoch, status.total_epochs, status.epochs) == (2.5, 4, "2/4")
     assert (status.current_step, status.total_steps, status.progress_percent) == (50, 80, 62)
     assert status.current_loss == 2.34568 and status.validation_loss is None
-    assert status.base_validation_loss == 7.5
+    assert status.base_validation_loss == 7.5 and status.world_size == 4
     assert status.eta_seconds == 120 and status.training_phase == "training"
     assert status.last_progress_time is not None
 
